@@ -1,0 +1,417 @@
+r"""Cross-entropy from logits, and its gradient in closed form.
+
+Why cross-entropy, and why from logits
+--------------------------------------
+Training a classifier by maximum likelihood means maximising :math:`\prod_n p_{y_n}`, or, in logs and with a
+minus sign, minimising the negative log-likelihood :math:`\sum_n -\log p_{y_n}`: the cross-entropy between the
+one-hot target and the predicted distribution. With :math:`p = \operatorname{softmax}(z)`,
+
+.. math:: -\log p_y = \operatorname{lse}(z) - z_y ,
+
+so the loss is computed straight from the logits: the ``exp`` of softmax and the ``log`` of the loss cancel,
+and nothing ever overflows or takes ``log(0)``. That cancellation is also why the pair trains well: the
+gradient is
+
+.. math:: \frac{\partial}{\partial z_j}\bigl(\operatorname{lse}(z) - z_y\bigr) = p_j - y_j ,
+
+bounded, and close to :math:`-1` at the true class when the model is confidently wrong, so a saturated wrong
+prediction still gets a full-size correction. (Squared error on :math:`p` multiplies by the softmax Jacobian
+:math:`p_i(\delta_{ij} - p_j)`, which vanishes exactly when the model is saturated, right or wrong.)
+
+Options, with PyTorch's semantics
+---------------------------------
+For a row with logits :math:`z \in \mathbb{R}^C` and class index :math:`y` (``weight`` :math:`w`, default 1;
+``label_smoothing`` :math:`\varepsilon`):
+
+.. math:: \ell = (1-\varepsilon)\, w_y\,(\operatorname{lse} - z_y)
+              + \frac{\varepsilon}{C} \sum_{c} w_c\,(\operatorname{lse} - z_c)
+              + \lambda_z \operatorname{lse}^2
+
+and for a probability target :math:`t` (smoothed to :math:`q = (1-\varepsilon)t + \varepsilon/C`):
+:math:`\ell = \sum_c w_c q_c (\operatorname{lse} - z_c) + \lambda_z \operatorname{lse}^2`.
+
+* ``reduction="mean"`` with class indices divides by :math:`\sum_n w_{y_n}` over the rows that are not ignored
+  (the row count when there are no weights); with probability targets it divides by the number of rows.
+  These are ``torch.nn.functional.cross_entropy``'s denominators.
+* ``ignore_index`` rows contribute nothing to the loss, the denominator, the smoothing term or the gradient
+  (pytorch#73205 once counted them in the smoothing term).
+* ``z_loss`` (:math:`\lambda_z`, PaLM, Chowdhery et al. 2022) keeps :math:`\operatorname{lse}` near 0. It is not
+  multiplied by class weights and its mean is over the rows not ignored, as in Liger-Kernel.
+* ``softcap`` (:math:`c`, Gemma 2) replaces each logit by :math:`c \tanh(z/c)` first; a ``-inf`` logit stays
+  ``-inf`` so that a mask survives the cap.
+
+The gradient is computed, not differentiated: :math:`\partial \ell / \partial z = p\,\sum_c w_c q_c - w \odot q
++ 2\lambda_z \operatorname{lse}\, p`, times :math:`1 - \tanh^2(z/c)` under a softcap, divided by the
+``mean`` denominator.
+
+Deviations from PyTorch (our special-value policy)
+--------------------------------------------------
+* Every label ignored (or zero total weight) with ``reduction="mean"``: loss 0 and gradient 0, not ``nan``
+  (pytorch#70348). An empty batch likewise.
+* A target probability of 0 at a ``-inf`` logit contributes 0, not ``0 * inf = nan``.
+* The accuracy is that of :func:`softmaxkit.log_softmax`: :math:`\operatorname{lse} - z_y` is evaluated as
+  :math:`\operatorname{log1p}(s) - (z_y - m)`, exact for logits shifted by :math:`10^7` in float32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat
+
+from . import _validate
+from ._array import Array, cast, from_last, like, namespace_of, quiet, to_compute, to_last
+from .softmax import _stats
+
+__all__ = ["cross_entropy", "cross_entropy_value_and_grad"]
+
+_NAN = float("nan")
+_INF = float("inf")
+
+_SPECIAL_VALUES = """
+    Special values
+    --------------
+    ======================================  ==============================================
+    case                                    loss (gradient)
+    ======================================  ==============================================
+    target's logit is ``-inf``              ``inf`` (gradient still :math:`p - q`)
+    every label ignored, ``mean``           0 (zeros); torch gives nan
+    empty batch                             0 for mean/sum, empty for none
+    row with ``nan`` (not ignored)          ``nan`` for that row (its gradient row nan)
+    row with ``+inf`` (not ignored)         ``nan`` for that row; with ``softcap`` +inf -> c
+    ignored row holding ``nan``             0 (zeros): ignored rows are never read
+    probability 0 at a ``-inf`` logit       contributes 0, not nan
+    smoothing with a ``-inf`` logit         ``inf``: the smoothed target puts mass there
+    float16 / bfloat16 logits               computed in float32, returned as is
+    ======================================  ==============================================
+"""
+
+
+def _check_options(
+    ignore_index: Any, label_smoothing: Any, reduction: Any, z_loss: Any, softcap: Any
+) -> tuple[int, float, str, float, float | None]:
+    return (
+        _validate.integer(ignore_index, "ignore_index"),
+        _validate.unit_interval(label_smoothing, "label_smoothing"),
+        _validate.reduction(reduction),
+        _validate.non_negative(z_loss, "z_loss"),
+        None if softcap is None else _validate.positive(softcap, "softcap"),
+    )
+
+
+def _cross_entropy(
+    logits: Any,
+    target: Any,
+    *,
+    axis: Any,
+    weight: Any,
+    ignore_index: Any,
+    label_smoothing: Any,
+    reduction: Any,
+    z_loss: Any,
+    softcap: Any,
+    want_grad: bool,
+) -> tuple[Array, Array | None]:
+    ignore, eps, red, lam, cap = _check_options(ignore_index, label_smoothing, reduction, z_loss, softcap)
+    xp, x = namespace_of(logits)
+    ax = _validate.axis(axis, x.ndim)
+    z, out_dtype = to_compute(xp, x, "logits")
+    z = to_last(xp, z, ax)
+    n_classes = z.shape[-1]
+    dev = array_api_compat.device(z)
+    batch = tuple(z.shape[:-1])
+
+    tgt = like(xp, x, target)
+    if tgt.dtype == xp.bool or not (
+        xp.isdtype(tgt.dtype, "integral") or xp.isdtype(tgt.dtype, "real floating")
+    ):
+        raise TypeError(
+            f"target must hold integer class indices or floating probabilities; got dtype {tgt.dtype}"
+        )
+    by_index = xp.isdtype(tgt.dtype, "integral")
+    if by_index and tuple(tgt.shape) != batch:
+        raise ValueError(
+            f"target (class indices) must have the logits' shape without axis {ax}, {batch}; got shape "
+            f"{tuple(tgt.shape)} (logits shape {tuple(x.shape)})"
+        )
+    if not by_index and tuple(tgt.shape) != tuple(x.shape):
+        raise ValueError(
+            f"target (probabilities) must have the logits' shape {tuple(x.shape)}; got shape {tuple(tgt.shape)}"
+        )
+
+    w = None
+    if weight is not None:
+        w = like(xp, x, weight)
+        if w.ndim != 1 or w.shape[0] != n_classes:
+            raise ValueError(
+                f"weight must be a 1-d array with one entry per class ({n_classes}); got shape {tuple(w.shape)}"
+            )
+        w, _ = to_compute(xp, w, "weight")
+        w = cast(xp, w, z.dtype)
+        pos = _validate.first_true(xp, xp.logical_not(w >= 0))
+        if pos is not None:
+            raise ValueError(
+                f"weight must be >= 0 and not nan; got {_validate.item(xp, w, pos)} for class {pos[0]}"
+            )
+
+    if cap is not None:
+        masked = z == -_INF
+        th = xp.tanh(z / cap)
+        z = xp.where(masked, -_INF, cap * th)
+        dcap = xp.where(masked, 0.0, 1.0 - th * th)
+
+    if n_classes == 0:
+        st = None
+    else:
+        st = _stats(xp, z)
+    zero = xp.zeros(batch, dtype=z.dtype, device=dev)
+
+    if by_index:
+        valid = tgt != ignore
+        bad_label = xp.logical_and(valid, xp.logical_or(tgt < 0, tgt >= n_classes))
+        pos = _validate.first_true(xp, bad_label)
+        if pos is not None:
+            raise ValueError(
+                f"target holds class index {_validate.item(xp, tgt, pos)} at position {pos}, outside "
+                f"[0, {n_classes}) for logits with {n_classes} classes along axis {ax} "
+                f"(ignore_index={ignore})"
+            )
+        valid_f = cast(xp, valid, z.dtype)
+        if st is None:  # no classes: every row must be ignored (checked above)
+            return _reduce_empty(xp, x, zero, valid_f, red, out_dtype, want_grad)
+        y = xp.where(valid, tgt, xp.zeros_like(tgt))
+        onehot = xp.arange(n_classes, device=dev) == xp.expand_dims(y, axis=-1)
+        log_norm = xp.squeeze(st.log_norm, axis=-1)
+        d_y = xp.sum(xp.where(onehot, st.d, 0.0), axis=-1)
+        w_y = valid_f if w is None else xp.where(valid, xp.sum(xp.where(onehot, w, 0.0), axis=-1), zero)
+        coef_y = (1.0 - eps) * w_y
+        row = xp.where(coef_y == 0, zero, coef_y * (log_norm - d_y))
+        w_all = xp.ones((n_classes,), dtype=z.dtype, device=dev) if w is None else w
+        if eps > 0:
+            per_class = xp.where(w_all == 0, 0.0, w_all * (st.log_norm - st.d))
+            row = row + xp.where(valid, (eps / n_classes) * xp.sum(per_class, axis=-1), zero)
+        denom = xp.sum(w_y)
+        n_rows = xp.sum(valid_f)
+    else:
+        if ignore != -100:
+            raise ValueError(
+                f"ignore_index={ignore} has no meaning for probability targets (as in torch); leave it at -100"
+            )
+        valid = None
+        t = to_last(xp, cast(xp, to_compute(xp, tgt, "target")[0], z.dtype), ax)
+        pos = _validate.first_true(xp, xp.logical_not(xp.logical_and(t >= 0, t < _INF)))
+        if pos is not None:
+            raise ValueError(
+                f"target probabilities must be finite and >= 0; got {_validate.item(xp, t, pos)} at position "
+                f"{pos} (in the target's own layout, class axis last)"
+            )
+        if st is None:
+            return _reduce_empty(xp, x, zero, None, red, out_dtype, want_grad)
+        q = t * (1.0 - eps) + eps / n_classes if eps > 0 else t
+        qw = q if w is None else q * w
+        row = xp.sum(xp.where(qw == 0, 0.0, qw * (st.log_norm - st.d)), axis=-1)
+        n_rows = xp.asarray(float(math.prod(batch)), dtype=z.dtype, device=dev)
+        denom = n_rows
+
+    bad = xp.squeeze(st.bad, axis=-1)
+    if valid is not None:
+        bad = xp.logical_and(bad, valid)
+    row = xp.where(bad, _NAN, row)
+    lse = xp.squeeze(st.m + st.log_norm, axis=-1)
+    z_row = zero
+    if lam > 0:
+        z_row = lam * lse * lse
+        if valid is not None:
+            z_row = xp.where(valid, z_row, zero)
+
+    if red == "mean":
+        ce_scale = xp.where(denom > 0, 1.0 / denom, 0.0)
+        z_scale = xp.where(n_rows > 0, 1.0 / n_rows, 0.0)
+        loss = xp.sum(row) * ce_scale + xp.sum(z_row) * z_scale
+    else:
+        ce_scale = z_scale = xp.asarray(1.0, dtype=z.dtype, device=dev)
+        loss = xp.sum(row) + xp.sum(z_row) if red == "sum" else row + z_row
+    loss = xp.asarray(cast(xp, loss, out_dtype))
+    if not want_grad:
+        return loss, None
+
+    p = st.p
+    if by_index:
+        smooth = (eps / n_classes) * xp.expand_dims(valid_f, axis=-1)
+        a = xp.expand_dims(coef_y, axis=-1) + smooth * xp.sum(w_all)
+        g = p * a - xp.where(onehot, xp.expand_dims(coef_y, axis=-1), 0.0) - smooth * w_all
+    else:
+        g = p * xp.sum(qw, axis=-1, keepdims=True) - qw
+    g = g * ce_scale
+    if lam > 0:
+        lse_safe = xp.where(xp.isfinite(lse), lse, zero)
+        gz = (2.0 * lam) * xp.expand_dims(lse_safe, axis=-1) * p
+        if valid is not None:
+            gz = gz * xp.expand_dims(valid_f, axis=-1)
+        g = g + gz * z_scale
+    g = xp.where(xp.expand_dims(bad, axis=-1), _NAN, g)
+    if cap is not None:
+        g = g * dcap
+    return loss, cast(xp, from_last(xp, g, ax), out_dtype)
+
+
+def _reduce_empty(
+    xp: Any, x: Array, zero: Array, valid_f: Array | None, red: str, out_dtype: Any, want_grad: bool
+) -> tuple[Array, Array | None]:
+    """Loss of logits with zero classes (every row was ignored, or there are no rows)."""
+    loss = zero if red == "none" else xp.sum(zero)
+    grad = xp.zeros(tuple(x.shape), dtype=out_dtype, device=array_api_compat.device(x)) if want_grad else None
+    return xp.asarray(cast(xp, loss, out_dtype)), grad
+
+
+@quiet
+def cross_entropy(
+    logits: Array,
+    target: Array,
+    /,
+    *,
+    axis: int = -1,
+    weight: Array | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+) -> Array:
+    r"""Cross-entropy between a target and the softmax of ``logits``, computed from the logits.
+
+    .. math:: \ell = -\sum_c q_c \log \operatorname{softmax}(z)_c = \operatorname{lse}(z) - z_y
+              \quad\text{(one-hot } q\text{)}
+
+    See the module notes for every option's formula and denominators; they follow
+    ``torch.nn.functional.cross_entropy`` except for the special values below.
+
+    Parameters
+    ----------
+    logits : array_like
+        Real logits; ``axis`` holds the ``C`` classes. float16/bfloat16 are computed in float32.
+    target : array_like
+        Either integer class indices with the logits' shape without ``axis`` (values in ``[0, C)`` or
+        ``ignore_index``), or floating class probabilities with the logits' shape (finite, ``>= 0``; rows
+        need not sum to one, as in torch).
+    axis : int
+        The class axis (torch's layout ``(N, C, d1, ...)`` is ``axis=1``).
+    weight : array_like, optional
+        Per-class weights, shape ``(C,)``, finite and ``>= 0``.
+    ignore_index : int
+        Class-index targets equal to it are skipped entirely. With probability targets it must stay at its
+        default (torch raises likewise).
+    label_smoothing : float
+        :math:`\varepsilon \in [0, 1]`: the target becomes :math:`(1-\varepsilon)\,y + \varepsilon/C`.
+    reduction : {"mean", "sum", "none"}
+        ``none`` returns one loss per row (shape of the logits without ``axis``).
+    z_loss : float
+        :math:`\lambda_z \ge 0`: adds :math:`\lambda_z \operatorname{lse}(z)^2` per row not ignored.
+    softcap : float, optional
+        :math:`c > 0`: the logits become :math:`c \tanh(z/c)` first.
+
+    Returns
+    -------
+    array
+        0-d for ``mean``/``sum``, else the per-row losses; the logits' array type and (floating) dtype.
+
+    Raises
+    ------
+    TypeError
+        ``target`` boolean; ``logits`` boolean or complex; a non-numeric option.
+    ValueError
+        A class index outside ``[0, C)`` (the first one and its position are named); shapes that do not
+        match (both are named); an unknown ``reduction``; ``label_smoothing`` outside ``[0, 1]``; negative or
+        nan ``weight``; negative or non-finite target probabilities; ``z_loss < 0``; ``softcap <= 0``.
+    {special_values}
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.array([[5.0, 2.0, -1.0, 3.0]])   # dog, cat, baby, tiger
+    >>> print(round(float(cross_entropy(z, np.array([0]))), 4))  # -log 0.842
+    0.1719
+    >>> print(float(cross_entropy(z, np.array([-100]))))  # every label ignored: 0, not nan
+    0.0
+    """
+    loss, _ = _cross_entropy(
+        logits,
+        target,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+        z_loss=z_loss,
+        softcap=softcap,
+        want_grad=False,
+    )
+    return loss
+
+
+@quiet
+def cross_entropy_value_and_grad(
+    logits: Array,
+    target: Array,
+    /,
+    *,
+    axis: int = -1,
+    weight: Array | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+) -> tuple[Array, Array]:
+    r""":func:`cross_entropy` and its gradient with respect to ``logits``, in closed form (no autodiff).
+
+    .. math:: \frac{\partial \ell}{\partial z} = \bigl(p \textstyle\sum_c w_c q_c - w \odot q
+              + 2 \lambda_z \operatorname{lse}(z)\, p\bigr) \odot \bigl(1 - \tanh^2(z/c)\bigr) / D
+
+    with :math:`p = \operatorname{softmax}(z)`, :math:`q` the (smoothed) target, the softcap factor only when
+    ``softcap`` is set, and :math:`D` the ``mean`` denominator (1 otherwise). For a one-hot target and no
+    options this is the famous :math:`p - y`.
+
+    Parameters
+    ----------
+    logits, target, axis, weight, ignore_index, label_smoothing, reduction, z_loss, softcap
+        As for :func:`cross_entropy`.
+
+    Returns
+    -------
+    loss : array
+        Exactly :func:`cross_entropy`'s value.
+    grad : array
+        :math:`\partial\, \text{loss} / \partial\, \text{logits}`, the logits' shape and dtype. With
+        ``reduction="none"`` it is the gradient of the summed losses, that is each row's own gradient.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`cross_entropy`.
+    {special_values}
+    Examples
+    --------
+    >>> import numpy as np
+    >>> loss, grad = cross_entropy_value_and_grad(np.array([[0.0, 0.0]]), np.array([1]))
+    >>> print(round(float(loss), 6), grad)  # log 2, and p - y
+    0.693147 [[ 0.5 -0.5]]
+    """
+    loss, grad = _cross_entropy(
+        logits,
+        target,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+        z_loss=z_loss,
+        softcap=softcap,
+        want_grad=True,
+    )
+    return loss, grad
+
+
+for _f in (cross_entropy, cross_entropy_value_and_grad):
+    if _f.__doc__:
+        _f.__doc__ = _f.__doc__.replace("    {special_values}\n", _SPECIAL_VALUES.lstrip("\n") + "\n")
