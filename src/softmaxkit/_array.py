@@ -46,8 +46,7 @@ def like(xp: Namespace, ref: Array, value: Any) -> Array:
     if array_api_compat.is_array_api_obj(value):
         if array_api_compat.array_namespace(value) is not xp:
             raise TypeError(
-                f"all arrays must come from one array library; got {type(ref).__name__} and "
-                f"{type(value).__name__}"
+                f"all arrays must come from one array library; got {type(ref).__name__} and {type(value).__name__}"
             )
         return value
     return xp.asarray(value, device=array_api_compat.device(ref))

@@ -23,9 +23,10 @@ def axis(value: Any, ndim: int, name: str = "axis") -> int:
         raise TypeError(f"{name} must be an int; got {value!r}")
     if ndim == 0:
         raise ValueError(f"{name}={value} needs an array with at least one dimension; got a 0-d array")
-    if not -ndim <= value < ndim:
-        raise ValueError(f"{name}={value} is out of range for an array with {ndim} dimension(s)")
-    return int(value) % ndim
+    v = int(value)
+    if not -ndim <= v < ndim:
+        raise ValueError(f"{name}={v} is out of range for an array with {ndim} dimension(s)")
+    return v % ndim
 
 
 def real_scalar(value: Any, name: str) -> float:
@@ -75,9 +76,7 @@ def same_shape(xp: Namespace, ref: Array, other: Any, name: str, ref_name: str =
     """``other`` as an array of ``xp`` with exactly ``ref``'s shape."""
     arr = like(xp, ref, other)
     if tuple(arr.shape) != tuple(ref.shape):
-        raise ValueError(
-            f"{name} must have the shape of {ref_name}, {tuple(ref.shape)}; got shape {tuple(arr.shape)}"
-        )
+        raise ValueError(f"{name} must have the shape of {ref_name}, {tuple(ref.shape)}; got shape {tuple(arr.shape)}")
     return arr
 
 

@@ -123,12 +123,8 @@ def _cross_entropy(
     batch = tuple(z.shape[:-1])
 
     tgt = like(xp, x, target)
-    if tgt.dtype == xp.bool or not (
-        xp.isdtype(tgt.dtype, "integral") or xp.isdtype(tgt.dtype, "real floating")
-    ):
-        raise TypeError(
-            f"target must hold integer class indices or floating probabilities; got dtype {tgt.dtype}"
-        )
+    if tgt.dtype == xp.bool or not (xp.isdtype(tgt.dtype, "integral") or xp.isdtype(tgt.dtype, "real floating")):
+        raise TypeError(f"target must hold integer class indices or floating probabilities; got dtype {tgt.dtype}")
     by_index = xp.isdtype(tgt.dtype, "integral")
     if by_index and tuple(tgt.shape) != batch:
         raise ValueError(
@@ -151,9 +147,7 @@ def _cross_entropy(
         w = cast(xp, w, z.dtype)
         pos = _validate.first_true(xp, xp.logical_not(w >= 0))
         if pos is not None:
-            raise ValueError(
-                f"weight must be >= 0 and not nan; got {_validate.item(xp, w, pos)} for class {pos[0]}"
-            )
+            raise ValueError(f"weight must be >= 0 and not nan; got {_validate.item(xp, w, pos)} for class {pos[0]}")
 
     if cap is not None:
         masked = z == -_INF
@@ -161,10 +155,7 @@ def _cross_entropy(
         z = xp.where(masked, -_INF, cap * th)
         dcap = xp.where(masked, 0.0, 1.0 - th * th)
 
-    if n_classes == 0:
-        st = None
-    else:
-        st = _stats(xp, z)
+    st = None if n_classes == 0 else _stats(xp, z)
     zero = xp.zeros(batch, dtype=z.dtype, device=dev)
 
     if by_index:

@@ -1,0 +1,131 @@
+"""Shared fixtures: the backend (``xp``) fixture and the dtype -> tolerance table.
+
+Every reference test that takes the ``backend`` fixture runs on NumPy, array-api-strict, PyTorch (CPU) and JAX
+(CPU, with 64-bit enabled so that float64 is tested too).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import array_api_strict  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import torch  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+
+# ------------------------------------------------------------------------------------------ tolerance table
+# Unit roundoff-ish epsilon of each dtype we compute in. Accuracy bounds in the tests are written as multiples
+# of EPS[dtype]; the multiples come from the conditioning analysis in softmaxkit.softmax's module notes.
+EPS: dict[str, float] = {
+    "float64": float(np.finfo(np.float64).eps),  # 2.2e-16
+    "float32": float(np.finfo(np.float32).eps),  # 1.2e-7
+    "float16": float(np.finfo(np.float16).eps),  # 9.8e-4
+    "bfloat16": 2.0**-7,  # 7.8e-3
+}
+
+# Tolerance for comparing two implementations of the same quantity (backends, autodiff, closed forms),
+# as (rtol, atol). Looser than the accuracy bounds because both sides carry rounding error.
+TOL: dict[str, tuple[float, float]] = {
+    "float64": (1e-12, 1e-13),
+    "float32": (2e-5, 2e-6),
+    "float16": (4e-3, 1e-3),
+    "bfloat16": (3e-2, 1e-2),
+}
+
+
+def dtype_name(dtype: Any) -> str:
+    return str(dtype).rsplit(".", 1)[-1].replace("dtype(", "").replace(")", "").strip("'")
+
+
+def tol(dtype: Any) -> dict[str, float]:
+    rtol, atol = TOL[dtype_name(dtype)]
+    return {"rtol": rtol, "atol": atol}
+
+
+def eps(dtype: Any) -> float:
+    return EPS[dtype_name(dtype)]
+
+
+# ----------------------------------------------------------------------------------------------- backends
+@dataclass(frozen=True)
+class Backend:
+    """One array library: how to make its arrays from NumPy and read them back."""
+
+    name: str
+    xp: Any
+    asarray: Callable[[Any, Any], Any]
+    dtypes: dict[str, Any]
+
+    def __call__(self, a: Any, dtype: str | None = None) -> Any:
+        a = np.asarray(a)
+        if dtype is None:
+            dtype = {"f": "float64", "i": "int64", "u": "int64", "b": "bool"}[a.dtype.kind]
+        return self.asarray(a, self.dtypes[dtype])
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _torch_asarray(a: np.ndarray, dtype: Any) -> Any:
+    if dtype == torch.bfloat16:
+        return torch.asarray(a.astype(np.float32)).to(torch.bfloat16)
+    return torch.asarray(a.copy(), dtype=dtype)
+
+
+_COMMON = ("float64", "float32", "float16", "int64", "int32", "bool")
+
+BACKENDS = {
+    "numpy": Backend("numpy", np, lambda a, d: np.asarray(a, dtype=d), {k: np.dtype(k) for k in _COMMON}),
+    "array_api_strict": Backend(
+        "array_api_strict",
+        array_api_strict,
+        lambda a, d: array_api_strict.asarray(a, dtype=d),
+        {k: getattr(array_api_strict, k) for k in _COMMON if k != "float16"},
+    ),
+    "torch": Backend(
+        "torch",
+        torch,
+        _torch_asarray,
+        {**{k: getattr(torch, k) for k in _COMMON}, "bfloat16": torch.bfloat16},
+    ),
+    "jax": Backend(
+        "jax",
+        jnp,
+        lambda a, d: jnp.asarray(a, dtype=d),
+        {**{k: getattr(jnp, k) for k in _COMMON}, "bfloat16": jnp.bfloat16},
+    ),
+}
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """Any backend's array (or a tuple of them) as a NumPy array; bfloat16 becomes float32."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu()
+        if a.dtype == torch.bfloat16:
+            a = a.float()
+        return a.numpy()
+    if isinstance(a, jax.Array):
+        if a.dtype == jnp.bfloat16:
+            a = a.astype(jnp.float32)
+        return np.asarray(a)
+    return np.asarray(a)  # NumPy, array-api-strict (which implements __array__ / dlpack)
+
+
+@pytest.fixture(params=list(BACKENDS), ids=list(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return BACKENDS[request.param]
+
+
+@pytest.fixture(params=["float64", "float32"])
+def float_dtype(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
