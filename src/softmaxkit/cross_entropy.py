@@ -237,10 +237,9 @@ def _cross_entropy(
     g = g * ce_scale
     if lam > 0:
         lse_safe = xp.where(xp.isfinite(lse), lse, zero)
-        gz = (2.0 * lam) * xp.expand_dims(lse_safe, axis=-1) * p
-        if valid is not None:
-            gz = gz * xp.expand_dims(valid_f, axis=-1)
-        g = g + gz * z_scale
+        g = g + ((2.0 * lam) * xp.expand_dims(lse_safe, axis=-1) * p) * z_scale
+    if valid is not None:  # ignored rows are never read, even when they hold nan
+        g = xp.where(xp.expand_dims(valid, axis=-1), g, 0.0)
     g = xp.where(xp.expand_dims(bad, axis=-1), _NAN, g)
     if cap is not None:
         g = g * dcap

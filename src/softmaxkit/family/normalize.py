@@ -72,4 +72,5 @@ def normalize(x: Array, /, *, axis: int = -1) -> Array:
         row = tuple(slice(None) if i == ax else p for i, p in enumerate(pos))
         shown = tuple(":" if isinstance(r, slice) else r for r in row)
         raise ValueError(f"normalize needs a positive sum; the row x[{', '.join(map(str, shown))}] is all zeros")
-    return cast(xp, z / total, out_dtype)
+    # a +inf score leaves no finite proportion: the whole row is nan (inf/inf), not [nan, 0, ...]
+    return cast(xp, xp.where(total == float("inf"), float("nan"), z / total), out_dtype)
