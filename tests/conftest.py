@@ -16,10 +16,10 @@ import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import array_api_strict  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import torch  # noqa: E402
+import array_api_strict
+import jax
+import jax.numpy as jnp
+import torch
 
 jax.config.update("jax_enable_x64", True)
 

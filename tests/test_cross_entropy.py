@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import BACKENDS, to_numpy, tol
 
 import softmaxkit as sk
+from conftest import BACKENDS, to_numpy, tol
 
 INF, NAN = math.inf, math.nan
 RNG = np.random.default_rng(20261122)
@@ -55,7 +55,9 @@ def _case(shape, axis, kind, ignore_hit):
     ("kind", "weighted", "smoothing", "reduction", "ignore_hit"),
     [
         c
-        for c in itertools.product(["index", "prob"], [False, True], [0.0, 0.15], ["mean", "sum", "none"], [False, True])
+        for c in itertools.product(
+            ["index", "prob"], [False, True], [0.0, 0.15], ["mean", "sum", "none"], [False, True]
+        )
         if not (c[0] == "prob" and c[4])
     ],
 )
@@ -291,8 +293,12 @@ def test_ignore_index_inside_the_class_range_is_allowed():
 def test_target_shape_errors_name_both_shapes():
     with pytest.raises(ValueError, match=r"without axis 1, \(2, 3\); got shape \(2,\) \(logits shape \(2, 5, 3\)\)"):
         sk.cross_entropy(np.zeros((2, 5, 3)), np.array([0, 1]), axis=1)
-    with pytest.raises(ValueError, match=r"target \(probabilities\) must have the logits' shape \(2, 5\); got \(5, 2\)"
-                       .replace("got", "got shape")):
+    with pytest.raises(
+        ValueError,
+        match=r"target \(probabilities\) must have the logits' shape \(2, 5\); got \(5, 2\)".replace(
+            "got", "got shape"
+        ),
+    ):
         sk.cross_entropy(np.zeros((2, 5)), np.zeros((5, 2)))
 
 
@@ -324,7 +330,8 @@ def test_bool_target_is_a_type_error():
 @pytest.mark.parametrize("bad", [-0.5, NAN, INF])
 def test_probability_target_values_checked(bad):
     t = np.array([[0.5, 0.5, 0.0], [0.2, bad, 0.3]])
-    with pytest.raises(ValueError, match=rf"target probabilities must be finite and >= 0; got {bad} at position \(1, 1\)"):
+    message = rf"target probabilities must be finite and >= 0; got {bad} at position \(1, 1\)"
+    with pytest.raises(ValueError, match=message):
         sk.cross_entropy(np.zeros((2, 3)), t)
 
 

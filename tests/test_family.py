@@ -7,9 +7,9 @@ import math
 import mpmath
 import numpy as np
 import pytest
-from conftest import BACKENDS, eps, to_numpy, tol
 
 import softmaxkit as sk
+from conftest import BACKENDS, eps, to_numpy, tol
 
 INF, NAN = math.inf, math.nan
 

@@ -12,9 +12,9 @@ import array_api_compat
 import numpy as np
 import pytest
 import scipy.special
-from conftest import BACKENDS, eps, to_numpy, tol
 
 import softmaxkit as sk
+from conftest import BACKENDS, eps, to_numpy, tol
 
 INF, NAN = math.inf, math.nan
 MAPPINGS = [sk.softmax, sk.log_softmax]
@@ -111,7 +111,7 @@ def test_fully_masked_by_where(backend):
     np.testing.assert_array_equal(to_numpy(sk.logsumexp(x, where=mask)), [-INF, 3.0])
 
 
-@pytest.mark.parametrize("f", DERIVATIVES + [sk.softmax_jacobian], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("f", [*DERIVATIVES, sk.softmax_jacobian], ids=lambda f: f.__name__)
 def test_fully_masked_row_derivatives_are_zero(backend, f):
     x = backend([[-INF, -INF, -INF], [0.5, -INF, 2.0]])
     args = (x,) if f is sk.softmax_jacobian else (x, backend(np.ones((2, 3))))
@@ -337,7 +337,7 @@ def test_log_softmax_vjp_ignores_cotangent_at_masked_outputs():
 
 
 # ------------------------------------------------------------------------------------------------ errors
-@pytest.mark.parametrize("f", MAPPINGS + [sk.logsumexp, sk.softmax_jacobian], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("f", [*MAPPINGS, sk.logsumexp, sk.softmax_jacobian], ids=lambda f: f.__name__)
 def test_axis_errors(f):
     with pytest.raises(ValueError, match=r"axis=2 is out of range for an array with 2 dimension"):
         f(np.zeros((2, 3)), axis=2)
@@ -348,7 +348,7 @@ def test_axis_errors(f):
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, INF, NAN])
-@pytest.mark.parametrize("f", MAPPINGS + [sk.softmax_jacobian], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("f", [*MAPPINGS, sk.softmax_jacobian], ids=lambda f: f.__name__)
 def test_temperature_must_be_positive(f, bad):
     with pytest.raises(ValueError, match=rf"temperature must be a finite number > 0; got {bad}"):
         f(np.zeros(3), temperature=bad)

@@ -77,6 +77,19 @@ def to_compute(xp: Namespace, x: Array, name: str) -> tuple[Array, DType]:
     return (x if x.dtype == work else xp.astype(x, work)), out
 
 
+def accumulator(xp: Namespace, dtype: DType, ref: Array) -> DType:
+    """The dtype in which to add up many terms of ``dtype``: float64 for float32 where the device has it.
+
+    Summing the per-class terms of a loss in float32 costs a few ulps that a float64 accumulator avoids; the
+    terms themselves stay in the compute dtype.
+    """
+    if dtype == xp.float32:
+        info = xp.__array_namespace_info__()
+        if "float64" in info.dtypes(kind="real floating", device=array_api_compat.device(ref)):
+            return xp.float64
+    return dtype
+
+
 def cast(xp: Namespace, x: Array, dtype: DType) -> Array:
     """``astype`` that does nothing when the dtype already matches."""
     return x if x.dtype == dtype else xp.astype(x, dtype)

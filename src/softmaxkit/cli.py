@@ -64,8 +64,10 @@ def demo(out: Callable[[str], None] = print) -> None:
     out(f"logsumexp(x) = max + log(sum(exp(x - max))) = {float(logsumexp(big)):.6f}")
     out(f"log_softmax(x) = (x - max) - log1p(rest)      = {_vec(log_softmax(big), '.6f')}")
     masked = np.array([-np.inf, -np.inf, -np.inf])
-    out(f"fully masked row {_vec(masked, '.0f')}: softmax {_vec(softmax(masked), '.0f')}, logsumexp "
-        f"{float(logsumexp(masked))} (torch and scipy give nan)")
+    out(
+        f"fully masked row {_vec(masked, '.0f')}: softmax {_vec(softmax(masked), '.0f')}, logsumexp "
+        f"{float(logsumexp(masked))} (torch and scipy give nan)"
+    )
 
     _section(out, "4. The gradient of cross-entropy is p - y")
     y = np.array([1.0, 0.0, 0.0, 0.0])

@@ -61,7 +61,7 @@ from typing import Any
 import array_api_compat
 
 from . import _validate
-from ._array import Array, cast, from_last, like, namespace_of, quiet, to_compute, to_last
+from ._array import Array, accumulator, cast, from_last, like, namespace_of, quiet, to_compute, to_last
 from .softmax import _stats
 
 __all__ = ["cross_entropy", "cross_entropy_value_and_grad"]
@@ -121,6 +121,7 @@ def _cross_entropy(
     n_classes = z.shape[-1]
     dev = array_api_compat.device(z)
     batch = tuple(z.shape[:-1])
+    acc = accumulator(xp, z.dtype, z)  # row and batch sums are added up in float64 for float32 logits
 
     tgt = like(xp, x, target)
     if tgt.dtype == xp.bool or not (xp.isdtype(tgt.dtype, "integral") or xp.isdtype(tgt.dtype, "real floating")):
@@ -149,13 +150,12 @@ def _cross_entropy(
         if pos is not None:
             raise ValueError(f"weight must be >= 0 and not nan; got {_validate.item(xp, w, pos)} for class {pos[0]}")
 
-    if cap is not None:
-        masked = z == -_INF
-        th = xp.tanh(z / cap)
-        z = xp.where(masked, -_INF, cap * th)
-        dcap = xp.where(masked, 0.0, 1.0 - th * th)
-
-    st = None if n_classes == 0 else _stats(xp, z)
+    st = top = None
+    if n_classes > 0:
+        if cap is not None:
+            z, top, dcap = _softcap_shifted(xp, z, cap)
+        st = _stats(xp, z)
+        top = st.m if top is None else top
     zero = xp.zeros(batch, dtype=z.dtype, device=dev)
 
     if by_index:
@@ -181,9 +181,10 @@ def _cross_entropy(
         w_all = xp.ones((n_classes,), dtype=z.dtype, device=dev) if w is None else w
         if eps > 0:
             per_class = xp.where(w_all == 0, 0.0, w_all * (st.log_norm - st.d))
-            row = row + xp.where(valid, (eps / n_classes) * xp.sum(per_class, axis=-1), zero)
-        denom = xp.sum(w_y)
-        n_rows = xp.sum(valid_f)
+            smooth_sum = cast(xp, xp.sum(cast(xp, per_class, acc), axis=-1), z.dtype)
+            row = row + xp.where(valid, (eps / n_classes) * smooth_sum, zero)
+        denom = xp.sum(cast(xp, w_y, acc))
+        n_rows = xp.sum(cast(xp, valid_f, acc))
     else:
         if ignore != -100:
             raise ValueError(
@@ -201,15 +202,16 @@ def _cross_entropy(
             return _reduce_empty(xp, x, zero, None, red, out_dtype, want_grad)
         q = t * (1.0 - eps) + eps / n_classes if eps > 0 else t
         qw = q if w is None else q * w
-        row = xp.sum(xp.where(qw == 0, 0.0, qw * (st.log_norm - st.d)), axis=-1)
-        n_rows = xp.asarray(float(math.prod(batch)), dtype=z.dtype, device=dev)
+        terms = xp.where(qw == 0, 0.0, qw * (st.log_norm - st.d))
+        row = cast(xp, xp.sum(cast(xp, terms, acc), axis=-1), z.dtype)
+        n_rows = xp.asarray(float(math.prod(batch)), dtype=acc, device=dev)
         denom = n_rows
 
     bad = xp.squeeze(st.bad, axis=-1)
     if valid is not None:
         bad = xp.logical_and(bad, valid)
     row = xp.where(bad, _NAN, row)
-    lse = xp.squeeze(st.m + st.log_norm, axis=-1)
+    lse = xp.squeeze(top + st.log_norm, axis=-1)
     z_row = zero
     if lam > 0:
         z_row = lam * lse * lse
@@ -219,10 +221,11 @@ def _cross_entropy(
     if red == "mean":
         ce_scale = xp.where(denom > 0, 1.0 / denom, 0.0)
         z_scale = xp.where(n_rows > 0, 1.0 / n_rows, 0.0)
-        loss = xp.sum(row) * ce_scale + xp.sum(z_row) * z_scale
+        loss = xp.sum(cast(xp, row, acc)) * ce_scale + xp.sum(cast(xp, z_row, acc)) * z_scale
+        ce_scale, z_scale = cast(xp, ce_scale, z.dtype), cast(xp, z_scale, z.dtype)
     else:
         ce_scale = z_scale = xp.asarray(1.0, dtype=z.dtype, device=dev)
-        loss = xp.sum(row) + xp.sum(z_row) if red == "sum" else row + z_row
+        loss = xp.sum(cast(xp, row, acc)) + xp.sum(cast(xp, z_row, acc)) if red == "sum" else row + z_row
     loss = xp.asarray(cast(xp, loss, out_dtype))
     if not want_grad:
         return loss, None
@@ -244,6 +247,29 @@ def _cross_entropy(
     if cap is not None:
         g = g * dcap
     return loss, cast(xp, from_last(xp, g, ax), out_dtype)
+
+
+def _softcap_shifted(xp: Any, z: Array, cap: float) -> tuple[Array, Array, Array]:
+    r"""Soft-capped logits minus their row maximum, the capped maximum, and the derivative of the cap.
+
+    :math:`c\tanh(z_j/c) - c\tanh(m/c)` is computed without cancellation: when :math:`z_j/c` and
+    :math:`m/c` share a sign, as :math:`c \sinh((z_j - m)/c) / (\cosh(z_j/c)\cosh(m/c))`, whose error is
+    relative to the difference itself (as for :math:`z_j - m` without a cap); otherwise the two tanh have
+    opposite signs and their plain difference loses nothing. ``-inf`` stays ``-inf`` (a mask survives the cap).
+    """
+    m = xp.max(z, axis=-1, keepdims=True)
+    a, am = z / cap, m / cap
+    t_m = xp.tanh(am)
+    direct = cap * xp.tanh(a) - cap * t_m
+    same = xp.logical_and(a * am > 0, xp.logical_and(xp.abs(a) <= 300.0, xp.abs(am) <= 300.0))
+    zero = xp.zeros_like(a)
+    a_s, am_s = xp.where(same, a, zero), xp.where(same, am, zero)
+    delta = xp.where(same, (z - m) / cap, zero)
+    stable = cap * xp.sinh(delta) / (xp.cosh(a_s) * xp.cosh(am_s))
+    d = xp.where(z == -_INF, -_INF, xp.where(same, stable, direct))
+    top = xp.where(m == -_INF, -_INF, cap * t_m)
+    cosh_a = xp.cosh(a)
+    return d, top, 1.0 / (cosh_a * cosh_a)
 
 
 def _reduce_empty(

@@ -67,7 +67,7 @@ ratio :math:`\infty/\infty` has no value) while lse is ``+inf``, its exact value
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import array_api_compat
 
@@ -264,6 +264,32 @@ def log_softmax(x: Array, /, *, axis: int = -1, temperature: float = 1.0, where:
         return _finish(xp, z, ax, out_dtype)
     st = _stats(xp, z, t)
     return _finish(xp, xp.where(st.bad, _NAN, st.d - st.log_norm), ax, out_dtype)
+
+
+@overload
+def logsumexp(
+    x: Array,
+    /,
+    *,
+    axis: int = -1,
+    keepdims: bool = False,
+    b: Array | None = None,
+    where: Array | None = None,
+    return_sign: Literal[False] = False,
+) -> Array: ...
+
+
+@overload
+def logsumexp(
+    x: Array,
+    /,
+    *,
+    axis: int = -1,
+    keepdims: bool = False,
+    b: Array | None = None,
+    where: Array | None = None,
+    return_sign: Literal[True],
+) -> tuple[Array, Array]: ...
 
 
 @quiet
