@@ -241,11 +241,11 @@ def _cross_entropy(
     if lam > 0:
         lse_safe = xp.where(xp.isfinite(lse), lse, zero)
         g = g + ((2.0 * lam) * xp.expand_dims(lse_safe, axis=-1) * p) * z_scale
+    if cap is not None:
+        g = g * dcap
     if valid is not None:  # ignored rows are never read, even when they hold nan
         g = xp.where(xp.expand_dims(valid, axis=-1), g, 0.0)
     g = xp.where(xp.expand_dims(bad, axis=-1), _NAN, g)
-    if cap is not None:
-        g = g * dcap
     return loss, cast(xp, from_last(xp, g, ax), out_dtype)
 
 
