@@ -38,7 +38,9 @@ and for a probability target :math:`t` (smoothed to :math:`q = (1-\varepsilon)t 
 * ``z_loss`` (:math:`\lambda_z`, PaLM, Chowdhery et al. 2022) keeps :math:`\operatorname{lse}` near 0. It is not
   multiplied by class weights and its mean is over the rows not ignored, as in Liger-Kernel.
 * ``softcap`` (:math:`c`, Gemma 2) replaces each logit by :math:`c \tanh(z/c)` first; a ``-inf`` logit stays
-  ``-inf`` so that a mask survives the cap.
+  ``-inf`` so that a mask survives the cap. Rounding each capped logit would cost an absolute error of
+  :math:`\varepsilon c` (large against a small loss), so the differences :math:`c\tanh(z_j/c) - c\tanh(m/c)`
+  are formed directly, as :math:`c\sinh((z_j - m)/c) / (\cosh(z_j/c)\cosh(m/c))` when the two share a sign.
 
 The gradient is computed, not differentiated: :math:`\partial \ell / \partial z = p\,\sum_c w_c q_c - w \odot q
 + 2\lambda_z \operatorname{lse}\, p`, times :math:`1 - \tanh^2(z/c)` under a softcap, divided by the
