@@ -172,7 +172,7 @@ def _cross_entropy(
             )
         valid_f = cast(xp, valid, z.dtype)
         if st is None:  # no classes: every row must be ignored (checked above)
-            return _reduce_empty(xp, x, zero, valid_f, red, out_dtype, want_grad)
+            return _reduce_empty(xp, x, zero, red, out_dtype, want_grad)
         y = xp.where(valid, tgt, xp.zeros_like(tgt))
         onehot = xp.arange(n_classes, device=dev) == xp.expand_dims(y, axis=-1)
         log_norm = xp.squeeze(st.log_norm, axis=-1)
@@ -201,7 +201,7 @@ def _cross_entropy(
                 f"{pos} (in the target's own layout, class axis last)"
             )
         if st is None:
-            return _reduce_empty(xp, x, zero, None, red, out_dtype, want_grad)
+            return _reduce_empty(xp, x, zero, red, out_dtype, want_grad)
         q = t * (1.0 - eps) + eps / n_classes if eps > 0 else t
         qw = q if w is None else q * w
         terms = xp.where(qw == 0, 0.0, qw * (st.log_norm - st.d))
@@ -275,7 +275,7 @@ def _softcap_shifted(xp: Any, z: Array, cap: float) -> tuple[Array, Array, Array
 
 
 def _reduce_empty(
-    xp: Any, x: Array, zero: Array, valid_f: Array | None, red: str, out_dtype: Any, want_grad: bool
+    xp: Any, x: Array, zero: Array, red: str, out_dtype: Any, want_grad: bool
 ) -> tuple[Array, Array | None]:
     """Loss of logits with zero classes (every row was ignored, or there are no rows)."""
     loss = zero if red == "none" else xp.sum(zero)
