@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import softmaxkit as sk
-from conftest import BACKENDS, to_numpy, tol
+from conftest import BACKENDS, eps, to_numpy, tol
 
 INF, NAN = math.inf, math.nan
 RNG = np.random.default_rng(20261122)
@@ -338,3 +338,31 @@ def test_probability_target_values_checked(bad):
 def test_ignore_index_with_probability_targets_is_rejected():
     with pytest.raises(ValueError, match="ignore_index=3 has no meaning for probability targets"):
         sk.cross_entropy(np.zeros((2, 3)), np.full((2, 3), 1 / 3), ignore_index=3)
+
+
+# -------------------------------------------------------------------------------------------- regressions
+@pytest.mark.parametrize("x", [[91.0, 1.0], [89.0, 1.0], [-91.0, -1.0], [1e30, 3.0]])
+def test_softcap_float32_large_logits_do_not_overflow(x):
+    # the sinh/cosh form of the capped difference once overflowed in float32 past |z/c| ~ 89: nan or 0.6931
+    got = sk.cross_entropy(np.array([x], dtype=np.float32), np.array([0]), softcap=1.0)
+    ref = sk.cross_entropy(np.tanh(np.array([x], dtype=np.float64)), np.array([0]))
+    assert float(got) == pytest.approx(float(ref), rel=4 * eps("float32"))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "weight"), [("float64", [2.0**-1024, 1.0]), ("float64", [1e-310, 1.0]), ("float32", [2.0**-128, 1.0])]
+)
+def test_mean_with_subnormal_total_weight_is_finite(dtype, weight):
+    # 1 / (subnormal total weight) overflowed to inf: loss and gradient came out inf or nan
+    x = np.zeros((1, 2), dtype=dtype)
+    loss, grad = sk.cross_entropy_value_and_grad(x, np.array([0]), weight=np.array(weight, dtype=dtype))
+    assert float(loss) == pytest.approx(math.log(2.0), rel=1e-6)
+    np.testing.assert_allclose(grad, [[-0.5, 0.5]], rtol=1e-6)
+
+
+def test_zero_weight_row_with_smoothing_keeps_its_gradient_when_not_averaged():
+    # the mean's "nothing to average" guard must not zero the gradient of sum / none
+    _, grad = sk.cross_entropy_value_and_grad(
+        np.zeros((1, 2)), np.array([0]), weight=np.array([0.0, 1.0]), label_smoothing=1.0, reduction="none"
+    )
+    np.testing.assert_allclose(grad, [[0.25, -0.25]], rtol=1e-15)

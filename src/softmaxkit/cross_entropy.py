@@ -221,12 +221,18 @@ def _cross_entropy(
             z_row = xp.where(valid, z_row, zero)
 
     if red == "mean":
-        ce_scale = xp.where(denom > 0, 1.0 / denom, 0.0)
-        z_scale = xp.where(n_rows > 0, 1.0 / n_rows, 0.0)
-        loss = xp.sum(cast(xp, row, acc)) * ce_scale + xp.sum(cast(xp, z_row, acc)) * z_scale
-        ce_scale, z_scale = cast(xp, ce_scale, z.dtype), cast(xp, z_scale, z.dtype)
+        # divide (never multiply by a reciprocal, which overflows for a subnormal total weight); a zero
+        # denominator means nothing to average: 0, by our policy
+        ce_div = xp.where(denom > 0, denom, 1.0)
+        z_div = xp.where(n_rows > 0, n_rows, 1.0)
+        loss = xp.where(denom > 0, xp.sum(cast(xp, row, acc)) / ce_div, 0.0) + xp.where(
+            n_rows > 0, xp.sum(cast(xp, z_row, acc)) / z_div, 0.0
+        )
+        ce_div, z_div = cast(xp, ce_div, z.dtype), cast(xp, z_div, z.dtype)
+        ce_live, z_live = denom > 0, n_rows > 0
     else:
-        ce_scale = z_scale = xp.asarray(1.0, dtype=z.dtype, device=dev)
+        ce_div = z_div = xp.asarray(1.0, dtype=z.dtype, device=dev)
+        ce_live = z_live = xp.asarray(True, device=dev)
         loss = xp.sum(cast(xp, row, acc)) + xp.sum(cast(xp, z_row, acc)) if red == "sum" else row + z_row
     loss = xp.asarray(cast(xp, loss, out_dtype))
     if not want_grad:
@@ -239,10 +245,10 @@ def _cross_entropy(
         g = p * a - xp.where(onehot, xp.expand_dims(coef_y, axis=-1), 0.0) - smooth * w_all
     else:
         g = p * xp.sum(qw, axis=-1, keepdims=True) - qw
-    g = g * ce_scale
+    g = xp.where(ce_live, g / ce_div, 0.0)
     if lam > 0:
         lse_safe = xp.where(xp.isfinite(lse), lse, zero)
-        g = g + ((2.0 * lam) * xp.expand_dims(lse_safe, axis=-1) * p) * z_scale
+        g = g + xp.where(z_live, ((2.0 * lam) * xp.expand_dims(lse_safe, axis=-1) * p) / z_div, 0.0)
     if cap is not None:
         g = g * dcap
     if valid is not None:  # ignored rows are never read, even when they hold nan
@@ -255,19 +261,24 @@ def _softcap_shifted(xp: Any, z: Array, cap: float) -> tuple[Array, Array, Array
     r"""Soft-capped logits minus their row maximum, the capped maximum, and the derivative of the cap.
 
     :math:`c\tanh(z_j/c) - c\tanh(m/c)` is computed without cancellation: when :math:`z_j/c` and
-    :math:`m/c` share a sign, as :math:`c \sinh((z_j - m)/c) / (\cosh(z_j/c)\cosh(m/c))`, whose error is
-    relative to the difference itself (as for :math:`z_j - m` without a cap); otherwise the two tanh have
-    opposite signs and their plain difference loses nothing. ``-inf`` stays ``-inf`` (a mask survives the cap).
+    :math:`m/c` share a sign, from :math:`c \sinh((z_j - m)/c) / (\cosh(z_j/c)\cosh(m/c))` written with
+    non-positive exponents only (no overflow in any dtype), so that its error is relative to the difference
+    itself, as for :math:`z_j - m` without a cap; otherwise the two tanh have opposite signs and their plain
+    difference loses nothing. ``-inf`` stays ``-inf`` (a mask survives the cap).
     """
     m = xp.max(z, axis=-1, keepdims=True)
     a, am = z / cap, m / cap
     t_m = xp.tanh(am)
     direct = cap * xp.tanh(a) - cap * t_m
-    same = xp.logical_and(a * am > 0, xp.logical_and(xp.abs(a) <= 300.0, xp.abs(am) <= 300.0))
-    zero = xp.zeros_like(a)
-    a_s, am_s = xp.where(same, a, zero), xp.where(same, am, zero)
-    delta = xp.where(same, (z - m) / cap, zero)
-    stable = cap * xp.sinh(delta) / (xp.cosh(a_s) * xp.cosh(am_s))
+    same = xp.logical_and(a * am > 0, xp.logical_and(xp.isfinite(a), xp.isfinite(am)))
+    # For a, b of one sign (|a| = A, |b| = B, z <= m): tanh a - tanh b = sinh(a - b) / (cosh a cosh b)
+    #   = 2 e^{-2 min(A, B)} expm1(-2 |a - b|) / ((1 + e^{-2A}) (1 + e^{-2B})),
+    # every exponent <= 0 so nothing overflows, and |a - b| comes from z - m, not from two rounded quotients.
+    big_a, big_b = xp.abs(a), xp.abs(am)
+    lo = xp.where(same, xp.minimum(big_a, big_b), 0.0)
+    gap = xp.where(same, xp.abs(z - m) / cap, 0.0)
+    den = (1.0 + xp.exp(-2.0 * xp.where(same, big_a, 0.0))) * (1.0 + xp.exp(-2.0 * xp.where(same, big_b, 0.0)))
+    stable = (2.0 * cap) * xp.exp(-2.0 * lo) * xp.expm1(-2.0 * gap) / den
     d = xp.where(z == -_INF, -_INF, xp.where(same, stable, direct))
     top = xp.where(m == -_INF, -_INF, cap * t_m)
     cosh_a = xp.cosh(a)
