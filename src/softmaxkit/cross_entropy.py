@@ -78,7 +78,7 @@ _SPECIAL_VALUES = """
     case                                    loss (gradient)
     ======================================  ==============================================
     target's logit is ``-inf``              ``inf`` (gradient still :math:`p - q`)
-    every label ignored, ``mean``           0 (zeros); torch gives nan
+    all ignored / zero weight, ``mean``     0 (zeros); torch gives nan
     empty batch                             0 for mean/sum, empty for none
     row with ``nan`` (not ignored)          ``nan`` for that row (its gradient row nan)
     row with ``+inf`` (not ignored)         ``nan`` for that row; with ``softcap`` +inf -> c
