@@ -90,7 +90,23 @@ OUTPUT_LAYERS: Mapping[str, OutputLayer] = types.MappingProxyType(_REGISTRY)
 
 
 def register_output_layer(layer: OutputLayer, *, replace: bool = False) -> OutputLayer:
-    """Add ``layer`` to the registry under ``layer.name``; a taken name needs ``replace=True``."""
+    """Add ``layer`` to the registry under ``layer.name``; a taken name needs ``replace=True``.
+
+    Raises ``TypeError`` if ``layer`` is not an :class:`OutputLayer` and ``ValueError`` for a name that is not
+    identifier-like or already taken.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> hot = dataclasses.replace(get_output_layer("softmax"), name="softmax_t2", summary="softmax at T = 2")
+    >>> register_output_layer(hot).name
+    'softmax_t2'
+    >>> register_output_layer(hot)
+    Traceback (most recent call last):
+    ...
+    ValueError: an output layer named 'softmax_t2' is already registered; pass replace=True
+    >>> _ = _REGISTRY.pop("softmax_t2")
+    """
     if not isinstance(layer, OutputLayer):
         raise TypeError(f"layer must be an OutputLayer; got {type(layer).__name__}")
     if not isinstance(layer.name, str) or not layer.name.isidentifier():
@@ -102,7 +118,14 @@ def register_output_layer(layer: OutputLayer, *, replace: bool = False) -> Outpu
 
 
 def get_output_layer(name: str) -> OutputLayer:
-    """The registered layer called ``name``; an unknown name raises a ``ValueError`` listing the known ones."""
+    """The registered layer called ``name``; an unknown name raises a ``ValueError`` listing the known ones.
+
+    Examples
+    --------
+    >>> layer = get_output_layer("hinge")
+    >>> layer.probabilities, layer.normalized, layer.sparse
+    (False, False, False)
+    """
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
