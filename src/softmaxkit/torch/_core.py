@@ -1,0 +1,383 @@
+r"""The tensor math behind :mod:`softmaxkit.torch`: plain torch functions, no autograd.
+
+This is the seam for fast kernels. :class:`softmaxkit.torch.functional` wraps two functions of this module in a
+``torch.autograd.Function``:
+
+* :func:`ce_forward` returns the loss and the per-row log-sum-exp, held as :class:`RowLse` ``(m, log_norm)``
+  with :math:`\operatorname{lse} = m + \text{log\_norm}`;
+* :func:`ce_backward` returns the gradient from the logits, the targets and that :class:`RowLse`.
+
+A fused kernel (Triton on GPU) that produces the same ``RowLse`` in its forward can replace either side alone.
+Nothing here stores a probability: the backward recomputes :math:`p = e^{(z - m) - \text{log\_norm}}` from the
+logits, so the memory kept between forward and backward is two floats per row.
+
+Why the log-sum-exp is kept as ``m + log_norm`` and not as one number: for logits near :math:`10^7` in float32,
+:math:`\operatorname{lse}` itself is only known to the nearest integer, and :math:`z - \operatorname{lse}` would
+lose every digit of the probability. :math:`z - m` is exact and ``log_norm`` :math:`\in [0, \log C]` is accurate
+to a few ulps, so :math:`(z - m) - \text{log\_norm}` keeps full accuracy (Blanchard, Higham & Higham 2021).
+
+All functions take the class dimension ``dim`` anywhere (torch's ``(N, C, d1, ...)`` layout is ``dim=1``) and
+compute in :func:`compute_dtype` (float32 for float16/bfloat16 inputs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+
+from .. import _validate
+
+Tensor = torch.Tensor
+
+_INF = math.inf
+_NAN = math.nan
+
+
+class RowLse(NamedTuple):
+    """The per-row log-sum-exp :math:`m + \\text{log\\_norm}`, class dimension kept with length 1."""
+
+    m: Tensor  # row maximum: -inf for fully masked rows, nan / +inf for rows that hold them
+    log_norm: Tensor  # log1p(sum of e^{z - m} over every entry but one maximum), in [0, log C]
+
+
+@dataclass(frozen=True)
+class Options:
+    """The scalar options of cross-entropy, validated (see :func:`options`)."""
+
+    ignore_index: int = -100
+    label_smoothing: float = 0.0
+    reduction: str = "mean"
+    z_loss: float = 0.0
+    softcap: float | None = None
+
+
+def options(
+    ignore_index: object = -100,
+    label_smoothing: object = 0.0,
+    reduction: object = "mean",
+    z_loss: object = 0.0,
+    softcap: object = None,
+) -> Options:
+    """Validate the scalar options; errors name the argument and its value."""
+    return Options(
+        _validate.integer(ignore_index, "ignore_index"),
+        _validate.unit_interval(label_smoothing, "label_smoothing"),
+        _validate.reduction(reduction),
+        _validate.non_negative(z_loss, "z_loss"),
+        None if softcap is None else _validate.positive(softcap, "softcap"),
+    )
+
+
+def apply(function: Any, *args: Any) -> Tensor:
+    """``function.apply(*args)`` for a ``torch.autograd.Function`` subclass, typed."""
+    out: Tensor = function.apply(*args)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- dtypes
+def compute_dtype(dtype: torch.dtype, name: str = "logits") -> torch.dtype:
+    """float32 for float16/bfloat16, the dtype itself for float32/float64, torch's default for integers."""
+    if dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    if dtype in (torch.float32, torch.float64):
+        return dtype
+    if dtype == torch.bool or dtype.is_complex:
+        raise TypeError(f"{name} must hold real numbers (floating or integer); got dtype {dtype}")
+    if dtype.is_floating_point:  # float8 and friends
+        return torch.float32
+    return torch.get_default_dtype()
+
+
+def result_dtype(dtype: torch.dtype, name: str = "logits") -> torch.dtype:
+    """The dtype handed back for an input of ``dtype``: its own if floating, else the computed one."""
+    return dtype if dtype.is_floating_point else compute_dtype(dtype, name)
+
+
+def to_compute(x: Tensor, name: str = "logits") -> Tensor:
+    return x.to(compute_dtype(x.dtype, name))
+
+
+def accumulator(x: Tensor) -> torch.dtype:
+    """float64 for adding up many float32 terms, where the device has it (not MPS)."""
+    if x.dtype == torch.float32 and x.device.type != "mps":
+        return torch.float64
+    return x.dtype
+
+
+# --------------------------------------------------------------------------------------- row statistics
+def cap(z: Tensor, softcap: float | None) -> tuple[Tensor, Tensor | None]:
+    r"""Soft-capped logits :math:`c\tanh(z/c)` (``-inf`` stays ``-inf``) and the derivative :math:`1 - \tanh^2`.
+
+    Without a cap, ``(z, None)``. Differentiable, so that the double backward sees through it.
+    """
+    if softcap is None:
+        return z, None
+    t = torch.tanh(z / softcap)
+    return torch.where(z == -_INF, -_INF, softcap * t), 1.0 - t * t
+
+
+def row_lse(z: Tensor, dim: int) -> tuple[RowLse, Tensor]:
+    r""":class:`RowLse` of ``z`` along ``dim`` and the shifted logits :math:`d = z - m`.
+
+    The sum :math:`\sum_j e^{d_j}` is :math:`1 + s`, where the 1 is the maximum's own term, and
+    :math:`\log(1 + s)` is evaluated as ``log1p(s)``, which keeps its relative accuracy when :math:`s` is tiny
+    (a confident, correct prediction, whose loss *is* ``log1p(s)``). Ties at the maximum contribute exactly 1
+    each. Rows without a finite maximum get ``m`` replaced by 0 in ``d`` (so that ``-inf`` rows stay ``-inf``).
+    """
+    m = z.amax(dim, keepdim=True)
+    d = z - torch.where(torch.isfinite(m), m, 0.0)
+    e = torch.exp(d)
+    top = d == 0
+    ties = (top.sum(dim, keepdim=True) - 1).clamp_min(0).to(z.dtype)
+    rest = torch.where(top, 0.0, e).sum(dim, keepdim=True) + ties
+    return RowLse(m, torch.log1p(rest)), d
+
+
+def bad_rows(m: Tensor) -> Tensor:
+    """Rows whose result is nan: a nan or a +inf in the row (their maximum is neither finite nor -inf)."""
+    return torch.logical_not(torch.isfinite(m) | (m == -_INF))
+
+
+def shifted(z: Tensor, lse: RowLse) -> Tensor:
+    """:math:`d = z - m` with the saved maximum (0 where it is not finite), as :func:`row_lse` forms it."""
+    return z - torch.where(torch.isfinite(lse.m), lse.m, 0.0)
+
+
+def lse_value(lse: RowLse) -> Tensor:
+    return lse.m + lse.log_norm
+
+
+# ---------------------------------------------------------------------------------------- cross-entropy
+def along(v: Tensor, dim: int, ndim: int) -> Tensor:
+    """A per-class vector shaped to broadcast along ``dim`` of an ``ndim``-d tensor."""
+    shape = [1] * ndim
+    shape[dim] = v.shape[0]
+    return v.reshape(shape)
+
+
+class _Targets(NamedTuple):
+    """Class-index targets, prepared once."""
+
+    valid: Tensor  # rows not ignored (bool, batch shape)
+    y: Tensor  # the class index, 0 at ignored rows, class dimension kept (for gather / scatter)
+    w_y: Tensor  # the weight of the target class, 0 at ignored rows
+    w: Tensor | None  # the class weights, shaped along dim
+    w_sum: Tensor | float  # sum of the class weights (C without weights)
+
+
+def _targets(target: Tensor, weight: Tensor | None, dim: int, z: Tensor, ignore_index: int) -> _Targets:
+    valid = target != ignore_index
+    y = torch.where(valid, target, 0).long()
+    if weight is None:
+        w_y = valid.to(z.dtype)
+        return _Targets(valid, y.unsqueeze(dim), w_y, None, float(z.shape[dim]))
+    w = weight.to(z.dtype)
+    w_y = torch.where(valid, w[y], 0.0)
+    return _Targets(valid, y.unsqueeze(dim), w_y, along(w, dim, z.ndim), w.sum())
+
+
+def _reduce(row: Tensor, z_row: Tensor | None, denom: Tensor, n_rows: Tensor, reduction: str) -> Tensor:
+    """The reduced loss: ``mean`` divides the CE part by ``denom`` and the z-loss part by ``n_rows``, each 0
+    when its denominator is 0 (nothing to average)."""
+    if reduction == "none":
+        return row if z_row is None else row + z_row
+    acc = accumulator(row)
+    total = row.sum(dtype=acc)
+    z_total = None if z_row is None else z_row.sum(dtype=acc)
+    if reduction == "mean":
+        total = torch.where(denom > 0, total / torch.where(denom > 0, denom, 1.0), 0.0)
+        if z_total is not None:
+            z_total = torch.where(n_rows > 0, z_total / torch.where(n_rows > 0, n_rows, 1.0), 0.0)
+    return total if z_total is None else total + z_total
+
+
+def ce_forward(
+    z: Tensor, target: Tensor, weight: Tensor | None, dim: int, opts: Options
+) -> tuple[Tensor, RowLse, Tensor, Tensor]:
+    r"""Cross-entropy of logits ``z`` (class dimension ``dim``), in the compute dtype.
+
+    Returns ``(loss, lse, denom, n_rows)``: the loss (0-d, or per row for ``reduction="none"``), the per-row
+    :class:`RowLse`, the CE denominator of ``mean`` (:math:`\sum w_{y_n}` over rows not ignored, or the row
+    count for probability targets) and the number of rows not ignored (the z-loss denominator). Targets and
+    options are assumed valid. With class indices, per row:
+
+    .. math:: \ell = (1-\varepsilon) w_y (\text{log\_norm} - d_y)
+                   + \frac{\varepsilon}{C} \sum_c w_c (\text{log\_norm} - d_c) + \lambda \operatorname{lse}^2
+    """
+    zc, _ = cap(z, opts.softcap)
+    lse, d = row_lse(zc, dim)
+    log_norm = lse.log_norm
+    n_classes = z.shape[dim]
+    eps = opts.label_smoothing
+    acc = accumulator(z)
+    if target.is_floating_point():
+        t = target.to(z.dtype)
+        q = t * (1.0 - eps) + eps / n_classes if eps > 0 else t
+        qw = q if weight is None else q * along(weight.to(z.dtype), dim, z.ndim)
+        row = torch.where(qw == 0, 0.0, qw * (log_norm - d)).sum(dim)
+        valid = None
+        n_rows = torch.tensor(float(row.numel()), dtype=acc, device=z.device)
+        denom = n_rows
+    else:
+        tg = _targets(target, weight, dim, z, opts.ignore_index)
+        valid = tg.valid
+        coef = (1.0 - eps) * tg.w_y
+        d_y = d.gather(dim, tg.y).squeeze(dim)
+        ln = log_norm.squeeze(dim)
+        row = torch.where(coef == 0, 0.0, coef * (ln - d_y))
+        if eps > 0:
+            per_class = log_norm - d if tg.w is None else torch.where(tg.w == 0, 0.0, tg.w * (log_norm - d))
+            row = row + torch.where(valid, (eps / n_classes) * per_class.sum(dim), 0.0)
+        denom = tg.w_y.sum(dtype=acc)
+        n_rows = valid.sum(dtype=acc)
+    bad = bad_rows(lse.m).squeeze(dim)
+    if valid is not None:
+        bad = bad & valid
+    row = torch.where(bad, _NAN, row)
+    z_row = None
+    if opts.z_loss > 0:
+        value = lse_value(lse).squeeze(dim)
+        z_row = opts.z_loss * value * value
+        if valid is not None:
+            z_row = torch.where(valid, z_row, 0.0)
+    loss = _reduce(row, z_row, denom, n_rows, opts.reduction)
+    return loss.to(z.dtype), lse, denom, n_rows
+
+
+def _scales(
+    grad: Tensor, denom: Tensor, n_rows: Tensor, reduction: str, dim: int, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """Per-row (or scalar) factors of the CE part and of the z-loss part of the gradient."""
+    g = grad.to(dtype)
+    if reduction == "none":
+        g = g.unsqueeze(dim)
+        return g, g
+    if reduction == "sum":
+        return g, g
+    ce = torch.where(denom > 0, g / torch.where(denom > 0, denom, 1.0).to(dtype), 0.0)
+    zs = torch.where(n_rows > 0, g / torch.where(n_rows > 0, n_rows, 1.0).to(dtype), 0.0)
+    return ce, zs
+
+
+def _recompute_lse(zc: Tensor, dim: int) -> RowLse:
+    """:class:`RowLse` by differentiable torch ops (for the double backward): the maximum is a constant (the
+    result does not depend on it), fully masked rows get log_norm 0 without a ``nan`` in any branch."""
+    m = zc.detach().amax(dim, keepdim=True)
+    masked = m == -_INF
+    d = zc - torch.where(torch.isfinite(m), m, 0.0)
+    log_norm = torch.logsumexp(torch.where(masked, 0.0, d), dim, keepdim=True)
+    return RowLse(m, torch.where(masked, 0.0, log_norm))
+
+
+def ce_backward(
+    z: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    dim: int,
+    opts: Options,
+    lse: RowLse | None,
+    denom: Tensor,
+    n_rows: Tensor,
+    grad: Tensor,
+    want_target_grad: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    r"""Gradient of :func:`ce_forward`'s loss times ``grad`` (its upstream gradient), for the logits and, if
+    asked, for probability targets.
+
+    .. math:: \frac{\partial \ell}{\partial z} = \Bigl(p \sum_c w_c q_c - w \odot q
+              + 2 \lambda \operatorname{lse}\, p\Bigr) \odot (1 - \tanh^2(z/c))
+
+    with :math:`p = e^{(z - m) - \text{log\_norm}}` recomputed from the saved :class:`RowLse`. At the target
+    class, :math:`(1-\varepsilon) w_y (p_y - 1)` is evaluated as :math:`(1-\varepsilon) w_y\,
+    \operatorname{expm1}(\log p_y)`: :math:`p_y` rounded first and then reduced by 1 would lose every digit
+    when :math:`p_y \to 1` (Liger-Kernel PR #1329: 100% error at :math:`p = 0.999` in bfloat16).
+
+    With ``lse=None`` everything is recomputed by differentiable torch ops from ``z``, so that autograd can
+    differentiate this function again (double backward). Ignored rows get exactly 0, even holding ``nan``.
+    """
+    n_classes = z.shape[dim]
+    eps = opts.label_smoothing
+    index_target = not target.is_floating_point()
+    tg = _targets(target, weight, dim, z, opts.ignore_index) if index_target else None
+    valid_k = None if tg is None else tg.valid.unsqueeze(dim)
+    if lse is None:
+        if valid_k is not None:  # ignored rows are never read: no nan of theirs reaches a second derivative
+            z = torch.where(valid_k, z, 0.0)
+        zc, dcap = cap(z, opts.softcap)
+        lse = _recompute_lse(zc, dim)
+    else:
+        zc, dcap = cap(z, opts.softcap)
+    log_p = shifted(zc, lse) - lse.log_norm
+    p = torch.exp(log_p)
+    s_ce, s_z = _scales(grad, denom, n_rows, opts.reduction, dim, z.dtype)
+    z_term = None
+    if opts.z_loss > 0:
+        value = lse_value(lse)
+        z_term = (2.0 * opts.z_loss) * torch.where(torch.isfinite(value), value, 0.0) * s_z
+    target_grad = None
+    if tg is None:
+        t = target.to(z.dtype)
+        w = None if weight is None else along(weight.to(z.dtype), dim, z.ndim)
+        q = t * (1.0 - eps) + eps / n_classes if eps > 0 else t
+        qw = q if w is None else q * w
+        g = (p * qw.sum(dim, keepdim=True) - qw) * s_ce
+        if z_term is not None:
+            g = g + z_term * p
+        if want_target_grad:  # d loss / d t_c = -(1 - eps) w_c log p_c, where the term is not 0
+            scale = (1.0 - eps) * s_ce if w is None else (1.0 - eps) * w * s_ce
+            target_grad = torch.where(scale == 0, 0.0, -scale * log_p)
+    else:
+        coef = ((1.0 - eps) * tg.w_y).unsqueeze(dim) * s_ce
+        smooth = (eps / n_classes) * tg.valid.to(z.dtype).unsqueeze(dim) * s_ce
+        total = coef + smooth * tg.w_sum
+        if z_term is not None:
+            total = total + z_term * tg.valid.unsqueeze(dim)
+        g = p * total
+        if eps > 0:
+            g = g - (smooth if tg.w is None else smooth * tg.w)
+        # the target column, without the cancellation of p_y - 1
+        log_p_y = log_p.gather(dim, tg.y)
+        p_y = torch.exp(log_p_y)
+        g_y = coef * torch.expm1(log_p_y) + smooth * (tg.w_sum * p_y - tg.w_y.unsqueeze(dim))
+        if z_term is not None:
+            g_y = g_y + z_term * tg.valid.unsqueeze(dim) * p_y
+        g = g.scatter(dim, tg.y, g_y)
+    if dcap is not None:
+        g = g * dcap
+    bad = bad_rows(lse.m)
+    if valid_k is not None:
+        g = torch.where(valid_k, g, 0.0)
+        bad = bad & valid_k
+    g = torch.where(bad, _NAN, g)
+    return g, target_grad
+
+
+def check_labels(target: Tensor, n_classes: int, ignore_index: int, dim_name: str = "the class dimension") -> None:
+    """Raise ``ValueError`` naming the first class index outside ``[0, C)`` (not ``ignore_index``)."""
+    bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
+    if target.numel() == 0 or not bool(bad.any()):
+        return
+    flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
+    pos = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(target.shape)))
+    value = int(target.reshape(-1)[flat])
+    raise ValueError(
+        f"target holds class index {value} at position {pos}, outside [0, {n_classes}) for logits with "
+        f"{n_classes} classes along {dim_name} (ignore_index={ignore_index})"
+    )
+
+
+def check_weight(weight: Tensor, n_classes: int) -> None:
+    """Class weights: 1-d, one per class, ``>= 0`` and not nan."""
+    if weight.ndim != 1 or weight.shape[0] != n_classes:
+        raise ValueError(
+            f"weight must be a 1-d tensor with one entry per class ({n_classes}); got shape {tuple(weight.shape)}"
+        )
+    if not weight.is_floating_point():
+        raise TypeError(f"weight must be a floating tensor; got dtype {weight.dtype}")
+    bad = torch.logical_not(weight >= 0)
+    if bool(bad.any()):
+        pos = int(torch.nonzero(bad)[0, 0])
+        raise ValueError(f"weight must be >= 0 and not nan; got {float(weight[pos])} for class {pos}")

@@ -1,0 +1,491 @@
+r"""``torch.autograd.Function``\ s for softmax, log_softmax, logsumexp and cross-entropy, with torch's signatures.
+
+Drop-in replacements for ``torch.nn.functional.softmax`` / ``log_softmax`` / ``cross_entropy`` and
+``torch.logsumexp``: the same arguments, the same values and gradients, except for the special values of the
+foundation's policy (below), and two extra keywords of :func:`cross_entropy`, ``z_loss`` and ``softcap``.
+
+What is saved for backward
+--------------------------
+* softmax and log_softmax save their output (as torch does): :math:`\partial p/\partial z` needs only
+  :math:`p`, and :math:`\partial \log p / \partial z` only :math:`e^{\log p}`.
+* logsumexp saves its input and output, and recomputes the softmax in backward.
+* cross-entropy saves **only the per-row log-sum-exp** (two floats per row, see
+  :class:`softmaxkit.torch._core.RowLse`), never the :math:`N \times C` probabilities: the backward recomputes
+  :math:`p = e^{(z - m) - \text{log\_norm}}` from the logits it already references. The memory of a training
+  step is then the logits plus :math:`O(N)`, instead of twice the logits.
+
+Every backward is written in differentiable torch operations on the saved tensors, so autograd can
+differentiate it again: double backward (``create_graph=True``, ``torch.autograd.gradgradcheck``, Hessian-vector
+products) works for all four. When it is asked for, cross-entropy's backward recomputes the log-sum-exp by
+differentiable operations instead of reading the saved one.
+
+Special values (the deviations from torch)
+------------------------------------------
+==========================================  ==================================  ==========================
+case                                        softmaxkit.torch                    torch
+==========================================  ==================================  ==========================
+softmax of a row of all ``-inf``            zeros, gradient 0                   nan
+log_softmax of a row of all ``-inf``        ``-inf``, gradient 0                nan
+logsumexp of a row of all ``-inf``          ``-inf``, gradient 0                ``-inf``, gradient nan
+cross-entropy, ``mean``, all ignored        0, gradient 0                       nan
+cross-entropy, ``mean``, zero total weight  0, gradient 0                       nan
+negative / nan class ``weight``             ``ValueError``                      accepted
+class index out of range                    ``ValueError`` naming the value     ``IndexError`` / assert
+``ignore_index`` with probability targets   ``ValueError`` unless -100          ignored
+==========================================  ==================================  ==========================
+
+Shared with torch: a ``nan`` in a row makes that row ``nan``; a ``+inf`` makes softmax, log_softmax and
+cross-entropy ``nan`` for the row, logsumexp ``+inf``; a target logit of ``-inf`` gives an infinite loss with the
+finite gradient :math:`p - q`; ignored rows get a zero gradient (also when they hold ``nan``: they are never
+read). float16 and bfloat16 are computed in float32 and returned in their own dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+
+from .. import _validate
+from . import _core
+from ._core import Options, RowLse
+
+__all__ = ["cross_entropy", "log_softmax", "logsumexp", "softmax"]
+
+Tensor = torch.Tensor
+_INF = math.inf
+
+
+def _tensor(x: Any, name: str) -> Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+    return x
+
+
+def _implicit_dim(name: str, ndim: int, stacklevel: int) -> int:
+    """torch's legacy rule for ``dim=None`` (with its deprecation warning)."""
+    warnings.warn(
+        f"Implicit dimension choice for {name} has been deprecated. Change the call to include dim=X as an argument.",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _dim(x: Tensor, dim: Any, name: str, stacklevel: int) -> int:
+    if dim is None:
+        return _implicit_dim(name, x.ndim, stacklevel + 1)
+    return _validate.axis(dim, max(x.ndim, 1), "dim")
+
+
+# --------------------------------------------------------------------------------------------- softmax
+class _Softmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, dim: int) -> Tensor:
+        work = _core.compute_dtype(x.dtype, "input")
+        p = torch.softmax(x, dim, dtype=work)
+        if x.shape[dim] > 0:  # a fully masked row has no distribution: zeros, not nan
+            p = torch.where(x.amax(dim, keepdim=True) == -_INF, 0.0, p)
+        out = p.to(_core.result_dtype(x.dtype, "input"))
+        ctx.dim = dim
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (out,) = ctx.saved_tensors
+        p = _core.to_compute(out)
+        g = grad.to(p.dtype)
+        dx = p * (g - (g * p).sum(ctx.dim, keepdim=True))
+        return dx.to(out.dtype), None
+
+
+class _LogSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, dim: int) -> Tensor:
+        z = _core.to_compute(x, "input")
+        if z.shape[dim] > 0:
+            lse, d = _core.row_lse(z, dim)
+            z = torch.where(_core.bad_rows(lse.m), math.nan, d - lse.log_norm)
+        out = z.to(_core.result_dtype(x.dtype, "input"))
+        ctx.dim = dim
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (out,) = ctx.saved_tensors
+        y = _core.to_compute(out)
+        active = y != -_INF  # masked outputs are the constant -inf: their cotangent is never read
+        g = torch.where(active, grad.to(y.dtype), 0.0)
+        dx = torch.where(active, g - torch.exp(y) * g.sum(ctx.dim, keepdim=True), 0.0)
+        return dx.to(out.dtype), None
+
+
+class _LogSumExp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, dim: int, keepdim: bool) -> Tensor:
+        z = _core.to_compute(x, "input")
+        if z.shape[dim] == 0:
+            value = torch.full_like(z.sum(dim, keepdim=True), -_INF)
+        else:
+            lse, _ = _core.row_lse(z, dim)
+            value = _core.lse_value(lse)
+        out = value.to(_core.result_dtype(x.dtype, "input"))
+        ctx.dim = dim
+        ctx.save_for_backward(x, out)
+        return out if keepdim else out.squeeze(dim)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        x, out = ctx.saved_tensors
+        z = _core.to_compute(x, "input")
+        g = grad.to(z.dtype)
+        if g.ndim < z.ndim:
+            g = g.unsqueeze(ctx.dim)
+        masked = out == -_INF  # every entry -inf (or the axis is empty): gradient 0, not exp(-inf + inf)
+        p = torch.softmax(torch.where(masked, 0.0, z), ctx.dim)
+        return torch.where(masked, 0.0, g * p).to(x.dtype), None, None
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
+    r"""Softmax along ``dim``, as ``torch.nn.functional.softmax``, with our special values.
+
+    .. math:: \operatorname{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}, \qquad m = \max_j x_j
+
+    Parameters
+    ----------
+    input : Tensor
+        Real logits; float16/bfloat16 are computed in float32 and returned in their own dtype.
+    dim : int, optional
+        The class dimension. ``None`` picks torch's legacy default with torch's deprecation warning.
+    _stacklevel : int
+        As torch's (where the implicit-``dim`` warning points).
+    dtype : torch.dtype, optional
+        Cast ``input`` to it first, as torch does.
+
+    Returns
+    -------
+    Tensor
+        ``input``'s shape and (floating) dtype; rows sum to one. Differentiable twice.
+
+    Raises
+    ------
+    TypeError
+        ``input`` is not a tensor, or is boolean or complex.
+    ValueError
+        ``dim`` out of range.
+
+    Special values
+    --------------
+    ==============================  =====================================
+    row                             result (gradient)
+    ==============================  =====================================
+    ``-inf`` entry                  exactly 0 there (0)
+    all ``-inf``                    zeros (zeros); torch: nan
+    contains ``nan`` or ``+inf``    ``nan`` for that row only
+    float16 / bfloat16              computed in float32, returned as is
+    ==============================  =====================================
+
+    Examples
+    --------
+    >>> import torch
+    >>> from softmaxkit.torch import softmax
+    >>> softmax(torch.tensor([[0.0, 0.0], [-float("inf"), -float("inf")]]), dim=1)
+    tensor([[0.5000, 0.5000],
+            [0.0000, 0.0000]])
+    """
+    x = _tensor(input, "input")
+    d = _dim(x, dim, "softmax", _stacklevel)
+    if dtype is not None:
+        x = x.to(dtype)
+    if x.ndim == 0:
+        return _core.apply(_Softmax, x.unsqueeze(0), 0).squeeze(0)
+    return _core.apply(_Softmax, x, d)
+
+
+def log_softmax(
+    input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None
+) -> Tensor:
+    r"""Log-softmax along ``dim``, as ``torch.nn.functional.log_softmax``, accurate where softmax underflows.
+
+    .. math:: \log \operatorname{softmax}(x)_i = (x_i - m) - \operatorname{log1p}(s),
+              \qquad s = \sum_{j \ne j^*} e^{x_j - m}
+
+    with :math:`j^*` a position of the maximum :math:`m` (Blanchard, Higham & Higham 2021): the log-probability
+    of a dominant class keeps its relative accuracy (``log1p``), and nothing is ever formed as
+    :math:`x_i - \operatorname{lse}(x)`.
+
+    Parameters
+    ----------
+    input : Tensor
+        Real logits.
+    dim, _stacklevel, dtype
+        As for :func:`softmax`.
+
+    Returns
+    -------
+    Tensor
+        ``input``'s shape and (floating) dtype, every entry ``<= 0``. Differentiable twice.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`softmax`.
+
+    Special values
+    --------------
+    ==============================  =====================================
+    row                             result (gradient)
+    ==============================  =====================================
+    ``-inf`` entry                  ``-inf`` there (0)
+    all ``-inf``                    ``-inf`` (zeros); torch: nan
+    contains ``nan`` or ``+inf``    ``nan`` for that row only
+    float16 / bfloat16              computed in float32, returned as is
+    ==============================  =====================================
+
+    Examples
+    --------
+    >>> import torch
+    >>> from softmaxkit.torch import log_softmax
+    >>> log_softmax(torch.tensor([0.0, -40.0], dtype=torch.float64), dim=0)  # log1p keeps 4.2e-18
+    tensor([-4.2484e-18, -4.0000e+01], dtype=torch.float64)
+    """
+    x = _tensor(input, "input")
+    d = _dim(x, dim, "log_softmax", _stacklevel)
+    if dtype is not None:
+        x = x.to(dtype)
+    if x.ndim == 0:
+        return _core.apply(_LogSoftmax, x.unsqueeze(0), 0).squeeze(0)
+    return _core.apply(_LogSoftmax, x, d)
+
+
+def logsumexp(input: Tensor, dim: int | tuple[int, ...] | list[int], keepdim: bool = False) -> Tensor:
+    r"""Log of the sum of exponentials over ``dim``, as ``torch.logsumexp``.
+
+    .. math:: \operatorname{lse}(x) = m + \operatorname{log1p}\Bigl(\sum_{j \ne j^*} e^{x_j - m}\Bigr)
+
+    The gradient is the softmax, recomputed in backward; for a row of all ``-inf`` it is 0 (torch: nan).
+
+    Parameters
+    ----------
+    input : Tensor
+        Real values.
+    dim : int or tuple of ints
+        The dimension(s) to reduce.
+    keepdim : bool
+        Keep the reduced dimensions with length 1.
+
+    Returns
+    -------
+    Tensor
+        ``input``'s shape without ``dim``; differentiable twice.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`softmax`; a repeated dimension.
+
+    Special values
+    --------------
+    ==============================  =====================================
+    row                             result (gradient)
+    ==============================  =====================================
+    all ``-inf`` / empty            ``-inf`` (zeros); torch's gradient: nan
+    contains ``nan``                ``nan``
+    contains ``+inf``               ``+inf``, its exact value
+    float16 / bfloat16              computed in float32, returned as is
+    ==============================  =====================================
+
+    Examples
+    --------
+    >>> import torch
+    >>> from softmaxkit.torch import logsumexp
+    >>> logsumexp(torch.tensor([1000.0, 1000.0], dtype=torch.float64), dim=0)
+    tensor(1000.6931, dtype=torch.float64)
+    """
+    x = _tensor(input, "input")
+    dims = [dim] if not isinstance(dim, (tuple, list)) else list(dim)
+    norm = [_validate.axis(d, max(x.ndim, 1), "dim") for d in dims]
+    if len(set(norm)) != len(norm):
+        raise ValueError(f"dim holds a repeated dimension: {dim!r}")
+    if x.ndim == 0:
+        out = _core.apply(_LogSumExp, x.unsqueeze(0), 0, False)
+        return out.reshape(())
+    if len(norm) == 1:
+        return _core.apply(_LogSumExp, x, norm[0], keepdim)
+    rest = [i for i in range(x.ndim) if i not in norm]
+    flat = x.permute(*rest, *norm).reshape(*[x.shape[i] for i in rest], -1)
+    out = _core.apply(_LogSumExp, flat, flat.ndim - 1, False)
+    if keepdim:
+        out = out.reshape([1 if i in norm else x.shape[i] for i in range(x.ndim)])
+    return out
+
+
+# --------------------------------------------------------------------------------------- cross-entropy
+class _CrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, target: Tensor, weight: Tensor | None, dim: int, opts: Options) -> Tensor:
+        z = _core.to_compute(logits)
+        loss, lse, denom, n_rows = _core.ce_forward(z, target, weight, dim, opts)
+        ctx.dim, ctx.opts = dim, opts
+        ctx.save_for_backward(logits, target, weight, lse.m, lse.log_norm, denom, n_rows)
+        return loss.to(_core.result_dtype(logits.dtype))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
+        logits, target, weight, m, log_norm, denom, n_rows = ctx.saved_tensors
+        z = _core.to_compute(logits)
+        # A double backward differentiates this function: then the lse is recomputed by differentiable ops.
+        lse = None if torch.is_grad_enabled() else RowLse(m, log_norm)
+        want_t = bool(ctx.needs_input_grad[1])
+        dz, dt = _core.ce_backward(z, target, weight, ctx.dim, ctx.opts, lse, denom, n_rows, grad, want_t)
+        return (
+            dz.to(logits.dtype) if ctx.needs_input_grad[0] else None,
+            None if dt is None else dt.to(target.dtype),
+            None,
+            None,
+            None,
+        )
+
+
+def _check_target(x: Tensor, target: Any, dim: int, opts: Options) -> Tensor:
+    t = _tensor(target, "target")
+    if t.dtype == torch.bool or t.dtype.is_complex:
+        raise TypeError(f"target must hold integer class indices or floating probabilities; got dtype {t.dtype}")
+    batch = tuple(s for i, s in enumerate(x.shape) if i != dim)
+    if t.is_floating_point():
+        if tuple(t.shape) != tuple(x.shape):
+            raise ValueError(
+                f"target (probabilities) must have the input's shape {tuple(x.shape)}; got shape {tuple(t.shape)}"
+            )
+        if opts.ignore_index != -100:
+            raise ValueError(
+                f"ignore_index={opts.ignore_index} has no meaning for probability targets; leave it at -100"
+            )
+        bad = torch.logical_not((t >= 0) & (t < _INF))
+        if t.numel() and bool(bad.any()):
+            flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
+            pos = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(t.shape)))
+            raise ValueError(
+                f"target probabilities must be finite and >= 0; got {float(t.reshape(-1)[flat])} at position {pos}"
+            )
+        return t
+    if tuple(t.shape) != batch:
+        raise ValueError(
+            f"target (class indices) must have the input's shape without dimension {dim}, {batch}; got shape "
+            f"{tuple(t.shape)} (input shape {tuple(x.shape)})"
+        )
+    _core.check_labels(t, x.shape[dim], opts.ignore_index, f"dimension {dim}")
+    return t
+
+
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: bool | None = None,
+    ignore_index: int = -100,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+) -> Tensor:
+    r"""Cross-entropy from logits, as ``torch.nn.functional.cross_entropy``, plus ``z_loss`` and ``softcap``.
+
+    For logits :math:`z` (class dimension 1, or 0 for an unbatched ``(C,)`` input) and class index :math:`y`:
+
+    .. math:: \ell = (1-\varepsilon)\, w_y\,(\operatorname{lse}(z) - z_y)
+                   + \frac{\varepsilon}{C}\sum_c w_c\,(\operatorname{lse}(z) - z_c)
+                   + \lambda \operatorname{lse}(z)^2
+
+    (probability targets :math:`t`: :math:`\sum_c w_c q_c (\operatorname{lse} - z_c)` with
+    :math:`q = (1-\varepsilon)t + \varepsilon/C`), with ``softcap`` :math:`c` replacing :math:`z` by
+    :math:`c\tanh(z/c)` first. ``mean`` divides by :math:`\sum_n w_{y_n}` over the rows not ignored (by the row
+    count for probability targets), and the z-loss by the number of rows not ignored, as
+    :func:`softmaxkit.cross_entropy` (whose module notes hold the derivations).
+
+    Only the per-row log-sum-exp is kept for backward; the backward recomputes the softmax. See the module
+    notes.
+
+    Parameters
+    ----------
+    input : Tensor
+        Logits, ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)``. float16/bfloat16 are computed in float32.
+    target : Tensor
+        Class indices (integer, the input's shape without ``C``) or class probabilities (floating, the input's
+        shape, finite and ``>= 0``; differentiable).
+    weight : Tensor, optional
+        Per-class weights ``(C,)``, ``>= 0``.
+    size_average, reduce
+        torch's deprecated arguments, honoured as torch does (with its warning).
+    ignore_index : int
+        Class-index targets equal to it contribute nothing (loss, denominator, smoothing, gradient).
+    reduction : {"mean", "sum", "none"}
+    label_smoothing : float
+        :math:`\varepsilon \in [0, 1]`.
+    z_loss : float
+        :math:`\lambda \ge 0` (PaLM, Chowdhery et al. 2022): adds :math:`\lambda \operatorname{lse}^2` per row not
+        ignored, not weighted, averaged over the rows not ignored under ``mean``.
+    softcap : float, optional
+        :math:`c > 0` (Gemma 2): logits become :math:`c \tanh(z/c)`; ``-inf`` stays ``-inf``.
+
+    Returns
+    -------
+    Tensor
+        0-d for ``mean``/``sum``, the target's batch shape for ``none``; the input's (floating) dtype.
+
+    Raises
+    ------
+    TypeError
+        ``input`` or ``target`` not a tensor; boolean target; a non-numeric option.
+    ValueError
+        A class index outside ``[0, C)`` (value and position named); shapes that do not match; negative or nan
+        ``weight``; bad probabilities; an unknown ``reduction``; ``label_smoothing`` outside ``[0, 1]``;
+        ``z_loss < 0``; ``softcap <= 0``.
+
+    Special values
+    --------------
+    ======================================  ==============================================
+    case                                    loss (gradient)
+    ======================================  ==============================================
+    every label ignored, ``mean``           0 (zeros); torch: nan
+    zero total weight, ``mean``             0 (zeros); torch: nan
+    target's logit is ``-inf``              ``inf`` (finite: :math:`p - q`)
+    row with ``nan`` / ``+inf``             ``nan`` for that row
+    ignored row holding ``nan``             0 (zeros): ignored rows are never read
+    float16 / bfloat16                      computed in float32, returned as is
+    ======================================  ==============================================
+
+    Examples
+    --------
+    >>> import torch
+    >>> from softmaxkit.torch import cross_entropy
+    >>> z = torch.tensor([[5.0, 2.0, -1.0, 3.0]], requires_grad=True)
+    >>> loss = cross_entropy(z, torch.tensor([0]))
+    >>> loss
+    tensor(0.1719, grad_fn=<_CrossEntropyBackward>)
+    >>> loss.backward(); z.grad  # p - y
+    tensor([[-0.1580,  0.0419,  0.0021,  0.1140]])
+    >>> cross_entropy(z, torch.tensor([-100]))  # every label ignored: 0, not nan
+    tensor(0., grad_fn=<_CrossEntropyBackward>)
+    """
+    x = _tensor(input, "input")
+    if size_average is not None or reduce is not None:
+        reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
+    opts = _core.options(ignore_index, label_smoothing, reduction, z_loss, softcap)
+    if x.ndim == 0:
+        raise ValueError("input must have the class dimension: shape (C,), (N, C) or (N, C, d1, ...); got a 0-d tensor")
+    _core.compute_dtype(x.dtype, "input")
+    dim = 1 if x.ndim >= 2 else 0
+    t = _check_target(x, target, dim, opts)
+    if weight is not None:
+        _core.check_weight(_tensor(weight, "weight"), x.shape[dim])
+    if x.shape[dim] == 0:  # no classes: every label was ignored (checked above)
+        zero = x.sum(dim) * 0.0
+        return zero if opts.reduction == "none" else zero.sum()
+    return _core.apply(_CrossEntropy, x, t, weight, dim, opts)

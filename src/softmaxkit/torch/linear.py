@@ -1,0 +1,322 @@
+r"""Linear cross-entropy: the loss of an LLM's output layer without the :math:`N \times V` logits.
+
+For hidden states :math:`H \in \mathbb{R}^{N \times D}`, an output projection :math:`W \in \mathbb{R}^{V \times D}`
+(one row per vocabulary entry) and a bias :math:`b`, the loss is ``cross_entropy(H @ W.T + b, y)``. With
+:math:`N = 8192` tokens and :math:`V = 65536` the logits alone take 2 GiB in float32, their gradient another
+2 GiB, and torch's own softmax keeps a third copy; yet the loss needs only :math:`O(N)` numbers per row and the
+gradients are the size of :math:`H` and :math:`W`.
+
+Chunks and the online log-sum-exp
+---------------------------------
+The tokens are cut into chunks of ``n`` rows and the vocabulary into chunks of ``v`` columns; only an
+``n x v`` block of logits :math:`Z = H_c W_j^\top + b_j` ever exists. Each block reports, per row, its maximum
+:math:`m_j` and :math:`s_j = \sum_{c \in j} e^{z_c - m_j}`, and two partial results combine exactly
+(Milakov & Gimelshein 2018, *Online normalizer calculation for softmax*):
+
+.. math:: M = \max(M', m_j), \qquad S = S' e^{M' - M} + s_j e^{m_j - M}, \qquad
+          \operatorname{lse} = M + \log S .
+
+Every exponent is :math:`\le 0`, so nothing overflows whatever the order of the chunks. The target logit
+:math:`z_y` is read in the one block that holds it and :math:`\sum_c w_c z_c` (for label smoothing) is added up
+across blocks. That is one pass over the vocabulary for the loss.
+
+The gradient, block by block
+----------------------------
+With :math:`G = \partial \ell / \partial Z` (per row :math:`(p - q)` times the options' factors, see
+:func:`softmaxkit.torch._core.ce_backward`), the chain rule through the projection is
+
+.. math:: \nabla_H = G W, \qquad \nabla_W = G^\top H, \qquad \nabla_b = \textstyle\sum_n G_{n\cdot},
+
+and each block of :math:`G` needs only its own logits and the row's final :math:`\operatorname{lse}`. So the
+gradient is also formed block by block, :math:`G_{cj} = e^{Z_{cj} - \operatorname{lse}} \cdot a - \ldots`,
+added into :math:`\nabla_H` (rows of chunk ``c``) and :math:`\nabla_W` (rows of chunk ``j``), and dropped.
+
+When the whole vocabulary fits one block (``v = V``, the default), the forward computes the gradients right
+away for ``reduction="mean"``/``"sum"``: the block's lse is final as soon as the block is, so the logits are
+multiplied once (3 matrix products in all: logits, :math:`G W`, :math:`G^\top H`, as the naive path). The
+gradients, the size of the inputs, are kept until backward, which only multiplies them by the upstream
+gradient. With vocabulary chunks (``v < V``), or with ``reduction="none"`` (the upstream gradient weighs each
+row differently, so :math:`\nabla_W = \sum_n g_n G_n^\top h_n` cannot be formed before it is known;
+Liger-Kernel #678 / #968 scaled precomputed gradients and got this wrong), the forward keeps only
+:math:`(M, \log S)` per row and the backward recomputes each block: one product more.
+
+Rows whose target is ``ignore_index`` are dropped before any product: a batch whose prompt tokens are ignored
+costs only its answer tokens, and an ignored row is never read (a ``nan`` in it changes nothing).
+
+Memory: the inputs, the gradients (:math:`\nabla_W` is as large as :math:`W`), one block (``n x v``; two with
+``softcap``) and :math:`O(N)` per-row numbers. At :math:`N = 8192`, :math:`D = 1024`, :math:`V = 65536` in
+float32 that is 352 MiB above the inputs against 6144 MiB for ``F.cross_entropy(hidden @ W.T, y)`` and its
+backward (``benchmarks/bench_linear_ce.py``). float16/bfloat16 inputs are computed and accumulated in
+float32 (an upcast copy of :math:`W` and a float32 :math:`\nabla_W`), and the gradients are rounded once at
+the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import _blocks as blk
+from . import _core
+from ._core import Options
+
+__all__ = ["LinearCrossEntropyLoss", "linear_cross_entropy"]
+
+Tensor = torch.Tensor
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        hidden: Tensor,
+        lw: Tensor,
+        bias: Tensor | None,
+        target: Tensor,
+        weight: Tensor | None,
+        opts: Options,
+        plan: blk.Plan,
+    ) -> Tensor:
+        need = tuple(bool(n) for n in ctx.needs_input_grad[:3])
+        prob = blk.local_problem(hidden, lw, bias, weight, target, opts, plan)
+        ctx.opts, ctx.plan, ctx.need, ctx.grads = opts, plan, need, None
+        ctx.dtypes = (hidden.dtype, lw.dtype, None if bias is None else bias.dtype)
+        if any(need) and opts.reduction != "none" and plan.cols >= prob.tg.vocab:
+            loss, ctx.grads = blk.fused(prob, hidden.shape[0], need)
+            return loss.to(hidden.dtype)
+        st = blk.local_stats(prob)
+        if any(need):
+            ctx.save_for_backward(hidden, lw, bias, target, weight, st.m, st.log_s)
+        return blk.total_loss(prob.tg, st, hidden.shape[0]).to(hidden.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        if ctx.saved_tensors:
+            hidden, lw, bias, target, weight, m, log_s = ctx.saved_tensors
+            prob = blk.local_problem(hidden, lw, bias, weight, target, ctx.opts, ctx.plan)
+            st = blk.RowStats(m, log_s, m, None)
+            grads = blk.recompute(prob, st, blk.upstream_scale(prob.tg, grad, prob.h.dtype), hidden.shape[0], ctx.need)
+        else:
+            grads = ctx.grads
+            if grads is None:
+                raise RuntimeError(
+                    "linear_cross_entropy computed its gradients in the forward and handed them to the first "
+                    "backward; a second backward through the same graph (retain_graph=True) is not supported: "
+                    "call linear_cross_entropy again"
+                )
+            ctx.grads = None  # hand the buffers over, so that autograd can adopt them without a copy
+            for t in (grads.h, grads.w, grads.b):
+                if t is not None:
+                    t.mul_(grad.to(t.dtype))
+        outs = [None if t is None else t.to(d) for t, d in zip((grads.h, grads.w, grads.b), ctx.dtypes, strict=True)]
+        return outs[0], outs[1], outs[2], None, None, None, None
+
+
+def _check(hidden: Any, lw: Any, target: Any, bias: Any, weight: Any, opts: Options) -> tuple[Tensor, Tensor]:
+    for name, value in (("hidden", hidden), ("linear_weight", lw), ("target", target)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor; got {type(value).__name__}")
+    if lw.ndim != 2:
+        raise ValueError(f"linear_weight must be 2-d (V, D); got shape {tuple(lw.shape)}")
+    if hidden.ndim < 1 or hidden.shape[-1] != lw.shape[1]:
+        raise ValueError(
+            f"hidden must have shape (..., D) with D = linear_weight.shape[1] = {lw.shape[1]}; got shape "
+            f"{tuple(hidden.shape)}"
+        )
+    if not hidden.is_floating_point() or hidden.dtype != lw.dtype:
+        raise TypeError(f"hidden and linear_weight must share one floating dtype; got {hidden.dtype} and {lw.dtype}")
+    if target.is_floating_point() or target.dtype == torch.bool or target.dtype.is_complex:
+        raise TypeError(f"target must hold integer class indices; got dtype {target.dtype}")
+    if tuple(target.shape) != tuple(hidden.shape[:-1]):
+        raise ValueError(
+            f"target must have hidden's shape without its last dimension, {tuple(hidden.shape[:-1])}; got shape "
+            f"{tuple(target.shape)}"
+        )
+    vocab = lw.shape[0]
+    if bias is not None and (not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (vocab,)):
+        raise ValueError(f"bias must be a tensor of shape ({vocab},); got {getattr(bias, 'shape', bias)!r}")
+    if weight is not None:
+        if not isinstance(weight, torch.Tensor):
+            raise TypeError(f"weight must be a torch.Tensor; got {type(weight).__name__}")
+        _core.check_weight(weight, vocab)
+    _core.check_labels(target, vocab, opts.ignore_index, "the vocabulary (linear_weight.shape[0])")
+    return hidden.reshape(-1, hidden.shape[-1]), target.reshape(-1)
+
+
+def linear_cross_entropy(
+    hidden: Tensor,
+    linear_weight: Tensor,
+    target: Tensor,
+    /,
+    *,
+    bias: Tensor | None = None,
+    weight: Tensor | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | tuple[int, int] | None = None,
+) -> Tensor:
+    r"""``cross_entropy(hidden @ linear_weight.T + bias, target)`` in chunks, without the :math:`N \times V` logits.
+
+    The value and the gradients (for ``hidden``, ``linear_weight`` and ``bias``) are those of
+    :func:`softmaxkit.torch.cross_entropy` on the full logits, with every option; only the memory differs. See
+    the module notes for the online log-sum-exp and the block-by-block gradient.
+
+    Parameters
+    ----------
+    hidden : Tensor
+        ``(..., D)`` hidden states (float32/float64; float16/bfloat16 are computed in float32).
+    linear_weight : Tensor
+        ``(V, D)`` output projection, ``hidden``'s dtype.
+    target : Tensor
+        Integer class indices, ``hidden``'s shape without ``D``; ``ignore_index`` marks rows to skip.
+    bias : Tensor, optional
+        ``(V,)``. A ``-inf`` entry masks that vocabulary entry (padding).
+    weight, ignore_index, label_smoothing, reduction, z_loss, softcap
+        As :func:`softmaxkit.torch.cross_entropy` (``weight`` holds the class weights, ``(V,)``).
+    chunk_size : int or (int, int), optional
+        Tokens per chunk, or (tokens, vocabulary entries) per block. By default the whole vocabulary and as
+        many tokens as keep a block at :math:`2^{24}` logits (64 MiB in float32; at least 64 tokens). A
+        vocabulary chunk smaller than ``V`` bounds the memory further at the cost of one more matrix product
+        (the blocks are recomputed for the gradient).
+
+    Returns
+    -------
+    Tensor
+        0-d for ``mean``/``sum``; ``target``'s shape for ``none``. ``hidden``'s dtype.
+
+    Raises
+    ------
+    TypeError
+        Non-tensor inputs; ``hidden`` and ``linear_weight`` of different dtypes; a floating ``target``.
+    ValueError
+        Shapes that do not match (both named); a class index outside ``[0, V)`` (value and position named);
+        bad options (as :func:`softmaxkit.torch.cross_entropy`); a non-positive ``chunk_size``.
+
+    Notes
+    -----
+    With ``reduction="mean"``/``"sum"`` and gradients required, the gradients are computed during the forward
+    and consumed by the first backward (so ``retain_graph=True`` and a second backward raise), and backward
+    through it cannot be differentiated again (no double backward). Without gradients (``torch.no_grad``, or
+    no input requiring them) only the loss is computed. ``reduction="none"`` recomputes the blocks in backward,
+    weighting each row by its own upstream gradient.
+
+    Special values
+    --------------
+    ======================================  ==============================================
+    case                                    loss (gradients)
+    ======================================  ==============================================
+    every label ignored, ``mean``           0 (zeros); torch: nan
+    zero total weight, ``mean``             0 (zeros); torch: nan
+    ignored rows                            never multiplied: 0 (zeros), even holding nan
+    ``nan`` in a hidden row                 ``nan`` for that row (and in the weight gradient)
+    ``-inf`` bias entry                     that entry has probability 0 (gradient 0)
+    float16 / bfloat16                      computed and accumulated in float32
+    ======================================  ==============================================
+
+    Examples
+    --------
+    >>> import torch
+    >>> from softmaxkit.torch import cross_entropy, linear_cross_entropy
+    >>> g = torch.Generator().manual_seed(0)
+    >>> h = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    >>> w = torch.randn(10, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    >>> y = torch.tensor([1, 2, -100, 9, 0, 3])
+    >>> loss = linear_cross_entropy(h, w, y, label_smoothing=0.1, chunk_size=(4, 3))
+    >>> bool(torch.isclose(loss, cross_entropy(h @ w.T, y, label_smoothing=0.1)))
+    True
+    >>> loss.backward(); w.grad.shape
+    torch.Size([10, 4])
+    """
+    opts = _core.options(ignore_index, label_smoothing, reduction, z_loss, softcap)
+    h2, t1 = _check(hidden, linear_weight, target, bias, weight, opts)
+    plan = blk.make_plan(chunk_size, h2.shape[0], linear_weight.shape[0])
+    loss = _core.apply(_LinearCrossEntropy, h2, linear_weight, bias, t1, weight, opts, plan)
+    return loss.reshape(target.shape) if opts.reduction == "none" else loss
+
+
+# torch.nn.LinearCrossEntropyLoss appeared in torch 2.13; before it, the module builds the same attributes itself
+_TorchLinearCrossEntropyLoss: Any = getattr(torch.nn, "LinearCrossEntropyLoss", torch.nn.Module)
+
+
+class LinearCrossEntropyLoss(_TorchLinearCrossEntropyLoss):  # type: ignore[misc]
+    r"""``torch.nn.LinearCrossEntropyLoss`` (owns the output projection) computed by :func:`linear_cross_entropy`.
+
+    Same constructor as torch's, plus ``z_loss``, ``softcap`` and ``chunk_size``; ``self.linear`` holds the
+    projection, so checkpoints load unchanged. ``options`` (torch's chunking configuration) is accepted and not
+    used: this module always works in chunks. K-dimensional heads (``out_features != ()``) are not supported.
+    With torch older than 2.13 (no ``torch.nn.LinearCrossEntropyLoss``) it is a plain ``torch.nn.Module`` with
+    the same attributes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from softmaxkit.torch import LinearCrossEntropyLoss
+    >>> head = LinearCrossEntropyLoss(4, 10, bias=True, label_smoothing=0.1)
+    >>> loss = head(torch.randn(6, 4), torch.tensor([1, 2, -100, 9, 0, 3]))
+    >>> loss.backward(); head.linear.weight.grad.shape
+    torch.Size([10, 4])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        out_features: tuple[int, ...] = (),
+        bias: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+        reduction: str = "mean",
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+        label_smoothing: float = 0.0,
+        options: Any = None,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
+        chunk_size: int | tuple[int, int] | None = None,
+    ) -> None:
+        if tuple(out_features) != ():
+            raise ValueError(f"out_features={out_features!r}: K-dimensional heads are not supported; use ()")
+        _core.options(-100 if ignore_index is None else ignore_index, label_smoothing, reduction, z_loss, softcap)
+        blk.make_plan(chunk_size, 1, num_classes)
+        if _TorchLinearCrossEntropyLoss is torch.nn.Module:
+            super().__init__()
+            self.register_buffer("weight", weight)
+            self.reduction, self.ignore_index, self.label_smoothing = reduction, ignore_index, label_smoothing
+            self.num_classes, self.out_features, self.options = num_classes, (), options
+            self.linear = torch.nn.Linear(in_features, num_classes, bias=bias, device=device, dtype=dtype)
+        else:
+            super().__init__(
+                in_features,
+                num_classes,
+                bias=bias,
+                device=device,
+                dtype=dtype,
+                reduction=reduction,
+                weight=weight,
+                ignore_index=ignore_index,
+                label_smoothing=label_smoothing,
+                options=options,
+            )
+        self.z_loss, self.softcap, self.chunk_size = z_loss, softcap, chunk_size
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        return linear_cross_entropy(
+            input,
+            self.linear.weight,
+            target,
+            bias=self.linear.bias,
+            weight=self.weight,
+            ignore_index=-100 if self.ignore_index is None else self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            reduction=self.reduction,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
+            chunk_size=self.chunk_size,
+        )
