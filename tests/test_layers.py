@@ -102,7 +102,7 @@ def test_registering_takes_one_entry_and_refuses_a_taken_name() -> None:
         layers._REGISTRY.pop("softmax_copy_for_test", None)
     with pytest.raises(TypeError, match="OutputLayer"):
         register_output_layer("softmax")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="layer.name"):
+    with pytest.raises(ValueError, match=r"layer\.name"):
         register_output_layer(dataclasses.replace(base, name="two words"))
 
 
