@@ -1,13 +1,14 @@
 """Shared fixtures: the backend (``xp``) fixture and the dtype -> tolerance table.
 
 Every reference test that takes the ``backend`` fixture runs on NumPy, array-api-strict, PyTorch (CPU) and JAX
-(CPU, with 64-bit enabled so that float64 is tested too).
+(CPU, with 64-bit enabled so that float64 is tested too), and once more on NumPy with the numba kernels forced
+(``numpy-numba``: every NumPy float32/float64 input of any size goes to softmaxkit.kernels).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +105,12 @@ BACKENDS = {
         lambda a, d: jnp.asarray(a, dtype=d),
         {**{k: getattr(jnp, k) for k in _COMMON}, "bfloat16": jnp.bfloat16},
     ),
+    # NumPy arrays, with the numba kernels forced for the whole test (see the ``backend`` fixture)
+    "numpy-numba": Backend("numpy-numba", np, lambda a, d: np.asarray(a, dtype=d), {k: np.dtype(k) for k in _COMMON}),
 }
+
+KERNEL_BACKENDS = {"numpy-numba": "numba"}
+"""Backend entries that run under ``softmaxkit.backend(...)``: the name of the softmaxkit backend they force."""
 
 
 def to_numpy(a: Any) -> np.ndarray:
@@ -122,8 +128,15 @@ def to_numpy(a: Any) -> np.ndarray:
 
 
 @pytest.fixture(params=list(BACKENDS), ids=list(BACKENDS))
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return BACKENDS[request.param]
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    name = str(request.param)
+    if name in KERNEL_BACKENDS:
+        import softmaxkit
+
+        with softmaxkit.backend(KERNEL_BACKENDS[name]):
+            yield BACKENDS[name]
+    else:
+        yield BACKENDS[name]
 
 
 @pytest.fixture(params=["float64", "float32"])

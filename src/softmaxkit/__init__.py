@@ -1,5 +1,6 @@
 """softmaxkit: the softmax output layer and its losses, exact and documented, for any array-API array."""
 
+from ._backend import backend
 from .cross_entropy import cross_entropy, cross_entropy_value_and_grad
 from .family import (
     entmax15,
@@ -73,6 +74,7 @@ __all__ = [
     "OUTPUT_LAYERS",
     "OutputLayer",
     "__version__",
+    "backend",
     "cross_entropy",
     "cross_entropy_value_and_grad",
     "entmax15",

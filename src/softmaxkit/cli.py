@@ -1,7 +1,8 @@
 """The ``softmaxkit`` command.
 
 ``softmaxkit demo`` walks through the questions the project grew from — why softmax, why log-sum-exp, why the
-gradient is ``p - y`` — computing every number it prints with the library itself.
+gradient is ``p - y`` — computing every number it prints with the library itself. ``softmaxkit bench`` times
+the CPU kernels against torch, SciPy, JAX and NumPy (:mod:`softmaxkit.bench`).
 """
 
 from __future__ import annotations
@@ -103,10 +104,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"softmaxkit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("demo", help="walk through why softmax, why log-sum-exp and why p - y, with real numbers")
+    from . import bench
+
+    bench.add_arguments(
+        commands.add_parser("bench", help="time the CPU kernels against torch, SciPy, JAX and NumPy; JSON + PNG")
+    )
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo()
         return 0
+    if args.command == "bench":
+        return bench.command(args)
     parser.print_help(sys.stderr)
     return 2
 

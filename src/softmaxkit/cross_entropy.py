@@ -62,7 +62,7 @@ from typing import Any
 
 import array_api_compat
 
-from . import _validate
+from . import _backend, _validate
 from ._array import Array, accumulator, cast, from_last, like, namespace_of, quiet, to_compute, to_last
 from .softmax import _stats
 
@@ -114,8 +114,10 @@ def _cross_entropy(
     z_loss: Any,
     softcap: Any,
     want_grad: bool,
+    backend: Any,
 ) -> tuple[Array, Array | None]:
     ignore, eps, red, lam, cap = _check_options(ignore_index, label_smoothing, reduction, z_loss, softcap)
+    mode = _backend.resolve(backend)
     xp, x = namespace_of(logits)
     ax = _validate.axis(axis, x.ndim)
     z, out_dtype = to_compute(xp, x, "logits")
@@ -152,14 +154,6 @@ def _cross_entropy(
         if pos is not None:
             raise ValueError(f"weight must be >= 0 and not nan; got {_validate.item(xp, w, pos)} for class {pos[0]}")
 
-    st = top = None
-    if n_classes > 0:
-        if cap is not None:
-            z, top, dcap = _softcap_shifted(xp, z, cap)
-        st = _stats(xp, z)
-        top = st.m if top is None else top
-    zero = xp.zeros(batch, dtype=z.dtype, device=dev)
-
     if by_index:
         valid = tgt != ignore
         bad_label = xp.logical_and(valid, xp.logical_or(tgt < 0, tgt >= n_classes))
@@ -170,6 +164,37 @@ def _cross_entropy(
                 f"[0, {n_classes}) for logits with {n_classes} classes along axis {ax} "
                 f"(ignore_index={ignore})"
             )
+    else:
+        if ignore != -100:
+            raise ValueError(
+                f"ignore_index={ignore} has no meaning for probability targets (as in torch); leave it at -100"
+            )
+        t = to_last(xp, cast(xp, to_compute(xp, tgt, "target")[0], z.dtype), ax)
+        pos = _validate.first_true(xp, xp.logical_not(xp.logical_and(t >= 0, t < _INF)))
+        if pos is not None:
+            raise ValueError(
+                f"target probabilities must be finite and >= 0; got {_validate.item(xp, t, pos)} at position "
+                f"{pos} (in the target's own layout, class axis last)"
+            )
+
+    if n_classes > 0 and _backend.use_kernel(logits, mode):  # everything is validated: the kernels' turn
+        from . import kernels
+
+        done = kernels.cross_entropy(z, tgt if by_index else t, w, ignore, eps, red, lam, cap, want_grad)
+        if done is not None:
+            k_loss, k_grad = done
+            k_grad = None if k_grad is None else cast(xp, from_last(xp, k_grad, ax), out_dtype)
+            return xp.asarray(cast(xp, k_loss, out_dtype)), k_grad
+
+    st = top = None
+    if n_classes > 0:
+        if cap is not None:
+            z, top, dcap = _softcap_shifted(xp, z, cap)
+        st = _stats(xp, z)
+        top = st.m if top is None else top
+    zero = xp.zeros(batch, dtype=z.dtype, device=dev)
+
+    if by_index:
         valid_f = cast(xp, valid, z.dtype)
         if st is None:  # no classes: every row must be ignored (checked above)
             return _reduce_empty(xp, x, zero, red, out_dtype, want_grad)
@@ -188,18 +213,7 @@ def _cross_entropy(
         denom = xp.sum(cast(xp, w_y, acc))
         n_rows = xp.sum(cast(xp, valid_f, acc))
     else:
-        if ignore != -100:
-            raise ValueError(
-                f"ignore_index={ignore} has no meaning for probability targets (as in torch); leave it at -100"
-            )
         valid = None
-        t = to_last(xp, cast(xp, to_compute(xp, tgt, "target")[0], z.dtype), ax)
-        pos = _validate.first_true(xp, xp.logical_not(xp.logical_and(t >= 0, t < _INF)))
-        if pos is not None:
-            raise ValueError(
-                f"target probabilities must be finite and >= 0; got {_validate.item(xp, t, pos)} at position "
-                f"{pos} (in the target's own layout, class axis last)"
-            )
         if st is None:
             return _reduce_empty(xp, x, zero, red, out_dtype, want_grad)
         q = t * (1.0 - eps) + eps / n_classes if eps > 0 else t
@@ -307,6 +321,7 @@ def cross_entropy(
     reduction: str = "mean",
     z_loss: float = 0.0,
     softcap: float | None = None,
+    backend: str | None = None,
 ) -> Array:
     r"""Cross-entropy between a target and the softmax of ``logits``, computed from the logits.
 
@@ -339,6 +354,10 @@ def cross_entropy(
         :math:`\lambda_z \ge 0`: adds :math:`\lambda_z \operatorname{lse}(z)^2` per row not ignored.
     softcap : float, optional
         :math:`c > 0`: the logits become :math:`c \tanh(z/c)` first.
+    backend : {"auto", "reference", "numba"}, optional
+        Force the generic code or the CPU kernels for this call (see :func:`softmaxkit.backend`); the default
+        follows ``with softmaxkit.backend(...)`` and ``SOFTMAXKIT_BACKEND``, else ``auto``. The kernels
+        implement every option.
 
     Returns
     -------
@@ -352,7 +371,8 @@ def cross_entropy(
     ValueError
         A class index outside ``[0, C)`` (the first one and its position are named); shapes that do not
         match (both are named); an unknown ``reduction``; ``label_smoothing`` outside ``[0, 1]``; negative or
-        nan ``weight``; negative or non-finite target probabilities; ``z_loss < 0``; ``softcap <= 0``.
+        nan ``weight``; negative or non-finite target probabilities; ``z_loss < 0``; ``softcap <= 0``; an
+        unknown ``backend``.
     {special_values}
     Examples
     --------
@@ -374,6 +394,7 @@ def cross_entropy(
         z_loss=z_loss,
         softcap=softcap,
         want_grad=False,
+        backend=backend,
     )
     return loss
 
@@ -391,6 +412,7 @@ def cross_entropy_value_and_grad(
     reduction: str = "mean",
     z_loss: float = 0.0,
     softcap: float | None = None,
+    backend: str | None = None,
 ) -> tuple[Array, Array]:
     r""":func:`cross_entropy` and its gradient with respect to ``logits``, in closed form (no autodiff).
 
@@ -403,7 +425,7 @@ def cross_entropy_value_and_grad(
 
     Parameters
     ----------
-    logits, target, axis, weight, ignore_index, label_smoothing, reduction, z_loss, softcap
+    logits, target, axis, weight, ignore_index, label_smoothing, reduction, z_loss, softcap, backend
         As for :func:`cross_entropy`.
 
     Returns
@@ -437,6 +459,7 @@ def cross_entropy_value_and_grad(
         z_loss=z_loss,
         softcap=softcap,
         want_grad=True,
+        backend=backend,
     )
     return loss, grad
 

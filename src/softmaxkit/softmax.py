@@ -71,7 +71,7 @@ from typing import Any, Literal, NamedTuple, overload
 
 import array_api_compat
 
-from . import _validate
+from . import _backend, _validate
 from ._array import Array, DType, Namespace, cast, from_last, like, namespace_of, quiet, to_compute, to_last
 
 __all__ = [
@@ -140,7 +140,15 @@ def _finish(xp: Namespace, r: Array, axis: int, dtype: DType) -> Array:
 
 
 @quiet
-def softmax(x: Array, /, *, axis: int = -1, temperature: float = 1.0, where: Array | None = None) -> Array:
+def softmax(
+    x: Array,
+    /,
+    *,
+    axis: int = -1,
+    temperature: float = 1.0,
+    where: Array | None = None,
+    backend: str | None = None,
+) -> Array:
     r"""Softmax along ``axis``: a probability distribution from logits, without overflow.
 
     .. math:: \operatorname{softmax}(x/T)_i = \frac{e^{(x_i - m)/T}}{\sum_j e^{(x_j - m)/T}},
@@ -160,6 +168,9 @@ def softmax(x: Array, /, *, axis: int = -1, temperature: float = 1.0, where: Arr
         :math:`T > 0`. Large :math:`T` flattens the distribution, small :math:`T` sharpens it.
     where : array of bool, optional
         Broadcastable to ``x``. Entries where it is False are left out: probability exactly 0.
+    backend : {"auto", "reference", "numba"}, optional
+        Force the generic code or the CPU kernels for this call (see :func:`softmaxkit.backend`); the default
+        follows ``with softmaxkit.backend(...)`` and ``SOFTMAXKIT_BACKEND``, else ``auto``.
 
     Returns
     -------
@@ -171,7 +182,8 @@ def softmax(x: Array, /, *, axis: int = -1, temperature: float = 1.0, where: Arr
     TypeError
         ``x`` is boolean or complex; ``where`` is not boolean; ``axis`` is not an int.
     ValueError
-        ``axis`` out of range; ``temperature`` not a finite number > 0; ``where`` does not broadcast.
+        ``axis`` out of range; ``temperature`` not a finite number > 0; ``where`` does not broadcast; unknown
+        ``backend``.
 
     Special values
     --------------
@@ -197,15 +209,28 @@ def softmax(x: Array, /, *, axis: int = -1, temperature: float = 1.0, where: Arr
     [0. 0.]
     """
     t = _validate.positive(temperature, "temperature")
+    mode = _backend.resolve(backend)
     xp, z, ax, out_dtype = _rows(x, axis, where)
     if z.shape[-1] == 0:
         return _finish(xp, z, ax, out_dtype)
+    if _backend.use_kernel(x, mode):
+        from . import kernels
+
+        return _finish(xp, kernels.softmax(z, t, log=False), ax, out_dtype)
     st = _stats(xp, z, t)
     return _finish(xp, xp.where(st.bad, _NAN, st.p), ax, out_dtype)
 
 
 @quiet
-def log_softmax(x: Array, /, *, axis: int = -1, temperature: float = 1.0, where: Array | None = None) -> Array:
+def log_softmax(
+    x: Array,
+    /,
+    *,
+    axis: int = -1,
+    temperature: float = 1.0,
+    where: Array | None = None,
+    backend: str | None = None,
+) -> Array:
     r"""Logarithm of :func:`softmax`, computed directly so that it is accurate where softmax underflows.
 
     .. math:: \log \operatorname{softmax}(x/T)_i = \frac{x_i - m}{T} - \operatorname{log1p}(s),
@@ -225,6 +250,8 @@ def log_softmax(x: Array, /, *, axis: int = -1, temperature: float = 1.0, where:
         :math:`T > 0`, as in :func:`softmax`.
     where : array of bool, optional
         Broadcastable to ``x``; entries where it is False get ``-inf``.
+    backend : {"auto", "reference", "numba"}, optional
+        As for :func:`softmax`.
 
     Returns
     -------
@@ -259,9 +286,14 @@ def log_softmax(x: Array, /, *, axis: int = -1, temperature: float = 1.0, where:
     True
     """
     t = _validate.positive(temperature, "temperature")
+    mode = _backend.resolve(backend)
     xp, z, ax, out_dtype = _rows(x, axis, where)
     if z.shape[-1] == 0:
         return _finish(xp, z, ax, out_dtype)
+    if _backend.use_kernel(x, mode):
+        from . import kernels
+
+        return _finish(xp, kernels.softmax(z, t, log=True), ax, out_dtype)
     st = _stats(xp, z, t)
     return _finish(xp, xp.where(st.bad, _NAN, st.d - st.log_norm), ax, out_dtype)
 
@@ -276,6 +308,7 @@ def logsumexp(
     b: Array | None = None,
     where: Array | None = None,
     return_sign: Literal[False] = False,
+    backend: str | None = None,
 ) -> Array: ...
 
 
@@ -289,6 +322,7 @@ def logsumexp(
     b: Array | None = None,
     where: Array | None = None,
     return_sign: Literal[True],
+    backend: str | None = None,
 ) -> tuple[Array, Array]: ...
 
 
@@ -302,6 +336,7 @@ def logsumexp(
     b: Array | None = None,
     where: Array | None = None,
     return_sign: bool = False,
+    backend: str | None = None,
 ) -> Array | tuple[Array, Array]:
     r"""Log of the sum of exponentials along ``axis``, without overflow.
 
@@ -329,6 +364,8 @@ def logsumexp(
     return_sign : bool
         Also return the sign of the sum (1, -1, or 0 for an empty sum), so that a negative sum has a
         logarithm: ``(log|sum|, sign)``.
+    backend : {"auto", "reference", "numba"}, optional
+        As for :func:`softmax`; with ``b`` the generic code always runs.
 
     Returns
     -------
@@ -341,7 +378,7 @@ def logsumexp(
     TypeError
         ``x`` or ``b`` boolean or complex; ``where`` not boolean.
     ValueError
-        ``axis`` out of range; ``b`` or ``where`` do not broadcast to ``x``.
+        ``axis`` out of range; ``b`` or ``where`` do not broadcast to ``x``; unknown ``backend``.
 
     Special values
     --------------
@@ -368,6 +405,8 @@ def logsumexp(
     >>> print(round(float(lse), 6), float(sign))
     1.541325 -1.0
     """
+    mode = _backend.resolve(backend)
+    source = x
     xp, x = namespace_of(x)
     if b is None:
         xp, z, ax, out_dtype = _rows(x, axis, where)
@@ -391,6 +430,11 @@ def logsumexp(
     if z.shape[-1] == 0:
         lse = xp.full((*z.shape[:-1], 1), -_INF, dtype=z.dtype, device=array_api_compat.device(z))
         sign = xp.zeros_like(lse)
+    elif b is None and _backend.use_kernel(source, mode):
+        from . import kernels
+
+        lse = kernels.logsumexp(z)  # m + log1p(rest), so lse == -inf exactly where m == -inf
+        sign = xp.where(lse == -_INF, 0.0, xp.where(xp.isnan(lse), _NAN, xp.ones_like(lse)))
     elif b is None:
         st = _stats(xp, z)
         lse = st.m + st.log_norm

@@ -1,0 +1,492 @@
+r"""One row at a time: the loops the kernels of :mod:`.cpu` are built from.
+
+Each leaf loop is one simple loop over a row or a block that LLVM vectorises (the reductions among them may be
+reassociated for that, ``fastmath={"reassoc"}``; Neumaier's compensated sums, which reassociation would undo,
+live only in functions without it). :func:`pass1` is the online max/sum pass over a row; :func:`narrow_tile`
+does the same for a tile of short rows, transposed. Special values follow the reference: a masked (``-inf``)
+entry has ``d = -inf`` and ``e = 0``; an infinite row maximum is replaced by 0 in ``x - m``; a nan anywhere in a
+row makes its ``rest`` nan.
+
+These functions are compiled into the kernels that call them and are not cached on their own (numba's cache
+keys a function on its own file only; see :mod:`.cpu`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._vmath import jit, maxnum, vexp, vexpm1
+
+BLOCK = 2048
+"""Entries per block of the online pass and per tile of short rows; each per-thread buffer holds one."""
+
+NARROW = 32
+"""Rows of at most this many classes take the transposed tile path (:func:`narrow_tile`)."""
+
+STORE = 1 << 21
+"""Rows of at most this many bytes (2 MiB) keep their exponentials from the first pass, in the output: the
+second pass rescales them instead of recomputing ``exp``. They are read back from L2 or L3 (a row and its
+output, per thread, fit in the L3 of the CPUs we target), so that costs no memory traffic; longer rows recompute
+them (re-reading the logits costs the same traffic as re-reading stored exponentials would, without writing
+them twice)."""
+
+_REASSOC = {"reassoc", "contract"}  # lets LLVM vectorise sums; only in leaf loops (never near Neumaier's sums)
+PLAIN, SCALED, CAPPED = 0, 1, 2  # d = x - m, d = (x - m) / t, d = c tanh(x/c) - c tanh(m/c)
+INDEX, SMOOTH, PROBS = 0, 1, 2  # cross-entropy targets: class index, class index + smoothing, probabilities
+
+
+# ------------------------------------------------------------------------------------------ leaf loops
+# One simple loop each, which LLVM vectorises; the reductions among them may be reassociated.
+@jit()
+def _row_max(x: Any) -> Any:
+    """Largest entry ignoring nan; ``-inf`` for an empty slice or one of only ``-inf`` and nan."""
+    m = x.dtype.type(-np.inf)
+    for j in range(x.size):
+        m = maxnum(m, x[j])
+    return m
+
+
+@jit()
+def has_nan(x: Any) -> bool:
+    """Whether ``x`` holds a nan (an early-exit loop; only for rows already known to be special)."""
+    for j in range(x.size):  # noqa: SIM110 (numba compiles loops, not generators)
+        if x[j] != x[j]:
+            return True
+    return False
+
+
+@jit(fastmath=_REASSOC)
+def _sum_exp(x: Any, m: Any) -> Any:
+    """Fused ``e = exp(x - m)``, returning the float64 sum of the terms other than 1 and the number of 1s.
+
+    The maximum's own term is exactly 1; counting the ones apart lets the caller leave one of them out of the
+    sum exactly (``log1p`` of the rest). A term that rounds to 1 is 1 either way, so ties and near-ties agree.
+    """
+    s, ties = 0.0, 0.0
+    one = x.dtype.type(1.0)
+    for j in range(x.size):
+        v = vexp(x[j] - m)
+        s += 0.0 if v == one else np.float64(v)
+        ties += 1.0 if v == one else 0.0
+    return s, ties
+
+
+@jit(fastmath=_REASSOC)
+def _sum_exp_store(x: Any, m: Any, e: Any) -> Any:
+    """As :func:`_sum_exp`, keeping ``e = exp(x - m)``."""
+    s, ties = 0.0, 0.0
+    one = x.dtype.type(1.0)
+    for j in range(x.size):
+        v = vexp(x[j] - m)
+        e[j] = v
+        s += 0.0 if v == one else np.float64(v)
+        ties += 1.0 if v == one else 0.0
+    return s, ties
+
+
+@jit(fastmath=_REASSOC)
+def _sum_rest(e: Any) -> Any:
+    """As :func:`_sum_exp`, for exponentials already computed."""
+    s, ties = 0.0, 0.0
+    one = e.dtype.type(1.0)
+    for j in range(e.size):
+        v = e[j]
+        s += 0.0 if v == one else np.float64(v)
+        ties += 1.0 if v == one else 0.0
+    return s, ties
+
+
+@jit()
+def _shift(x: Any, m: Any, d: Any) -> None:
+    for j in range(x.size):
+        d[j] = x[j] - m
+
+
+@jit()
+def shift_scaled(x: Any, m: Any, t: Any, d: Any) -> None:
+    """``d = (x - m) / t``: the maximum is subtracted before dividing, as in the reference."""
+    for j in range(x.size):
+        d[j] = (x[j] - m) / t
+
+
+@jit(fastmath={"contract"})
+def capdiff(z: Any, m: Any, c: Any, am: Any, tm: Any, em: Any, one: Any) -> Any:
+    r"""``(c tanh(z/c) - c tanh(m/c), 1/cosh^2(z/c))`` for ``z <= m``, without cancellation.
+
+    The reference's formula (:func:`softmaxkit.cross_entropy._softcap_shifted`): when :math:`a = z/c` and
+    :math:`b = m/c` share a sign, :math:`2c\, e^{-2\min(|a|,|b|)} \operatorname{expm1}(-2|z - m|/c) /
+    ((1 + e^{-2|a|})(1 + e^{-2|b|}))`, every exponent non-positive; otherwise the plain difference, whose terms
+    have opposite signs. ``am = m/c``, ``tm = tanh(am)``, ``em = exp(-2|am|)`` are the row's constants and
+    ``one`` fixes the dtype; :math:`\tanh a = -\operatorname{sign}(a) \operatorname{expm1}(-2|a|) /
+    (2 + \operatorname{expm1}(-2|a|))` keeps its relative accuracy near 0. ``-inf`` stays ``-inf``.
+    """
+    zero = one - one
+    two = one + one
+    a = z / c
+    big_a = abs(a)
+    e = vexp(-two * big_a)
+    e1 = vexpm1(-two * big_a)
+    th = -e1 / (two + e1)
+    direct = c * ((th if a >= zero else -th) - tm)  # c (tanh a - tanh b); one product, so a == b gives 0
+    same = (a * am > zero) and (big_a - big_a == zero) and (am - am == zero)
+    low = e if a > zero else em  # e^{-2 min(|a|, |b|)}: z <= m, so |a| <= |b| when both are positive
+    stable = (two * c) * low * vexpm1(-two * ((m - z) / c)) / ((one + e) * (one + em))
+    d = stable if same else direct
+    d = z if (z < zero and big_a - big_a != zero) else d
+    return d, (two * two) * e / ((one + e) * (one + e))
+
+
+@jit()
+def cap_consts(m: Any, c: Any) -> Any:
+    """The row constants of :func:`capdiff`: ``(m/c, tanh(m/c), exp(-2|m/c|))`` in the dtype of ``m``."""
+    one = c / c
+    two = one + one
+    am = m / c
+    e1 = vexpm1(-two * abs(am))
+    th = -e1 / (two + e1)
+    return am, (th if am >= one - one else -th), vexp(-two * abs(am))
+
+
+@jit()
+def _shift_capped(x: Any, m: Any, c: Any, d: Any, g: Any) -> None:
+    """``d = c tanh(x/c) - c tanh(m/c)`` and ``g = 1/cosh^2(x/c)`` (see :func:`capdiff`)."""
+    one = x.dtype.type(1.0)
+    am, tm, em = cap_consts(m, c)
+    for j in range(x.size):
+        dj, gj = capdiff(x[j], m, c, am, tm, em, one)
+        d[j] = dj
+        g[j] = gj
+
+
+@jit()
+def exp_into(d: Any, e: Any) -> None:
+    for j in range(d.size):
+        e[j] = vexp(d[j])
+
+
+@jit()
+def exp_times(x: Any, m: Any, f: Any, out: Any) -> None:
+    """``out = exp(x - m) * f``: softmax, or the plain cross-entropy gradient, in one pass."""
+    for j in range(x.size):
+        out[j] = vexp(x[j] - m) * f
+
+
+# In-place versions. Passing one array as both the input and the output of a two-array loop would make LLVM's
+# run-time overlap check fail and run its scalar version: 5 to 10 times slower.
+@jit()
+def times_(a: Any, f: Any) -> None:
+    """``a *= f``."""
+    for j in range(a.size):
+        a[j] *= f
+
+
+@jit()
+def minus_(a: Any, v: Any) -> None:
+    """``a -= v``."""
+    for j in range(a.size):
+        a[j] -= v
+
+
+@jit()
+def exp_(a: Any) -> None:
+    """``a = exp(a)``."""
+    for j in range(a.size):
+        a[j] = vexp(a[j])
+
+
+@jit()
+def shift_minus(x: Any, m: Any, log_norm: Any, out: Any) -> None:
+    """``out = (x - m) - log_norm``: log-softmax in one pass (never ``x - (m + log_norm)``, which rounds)."""
+    for j in range(x.size):
+        out[j] = (x[j] - m) - log_norm
+
+
+@jit()
+def scale_by(g: Any, f: Any) -> None:
+    for j in range(g.size):
+        g[j] *= f[j]
+
+
+@jit()
+def fill(g: Any, value: float) -> None:
+    for j in range(g.size):
+        g[j] = value
+
+
+@jit(fastmath=_REASSOC)
+def _wdot(w: Any, d: Any) -> Any:
+    """``(sum_{w != 0} w d, sum w)`` in float64: label smoothing's linear part (``0 * -inf`` left out)."""
+    s, mass = 0.0, 0.0
+    for j in range(d.size):
+        wj = np.float64(w[j])
+        s += 0.0 if wj == 0.0 else wj * np.float64(d[j])
+        mass += wj
+    return s, mass
+
+
+@jit(fastmath=_REASSOC)
+def _wdot_x(w: Any, x: Any, m: Any) -> Any:
+    """:func:`_wdot` of ``d = x - m``, formed on the fly."""
+    s, mass = 0.0, 0.0
+    for j in range(x.size):
+        wj = np.float64(w[j])
+        s += 0.0 if wj == 0.0 else wj * np.float64(x[j] - m)
+        mass += wj
+    return s, mass
+
+
+@jit(fastmath=_REASSOC)
+def _qdot_x(q: Any, w: Any, qa: float, qb: float, x: Any, m: Any) -> Any:
+    """:func:`_qdot` of ``d = x - m``, formed on the fly."""
+    s, mass = 0.0, 0.0
+    for j in range(x.size):
+        qw = (np.float64(q[j]) * qa + qb) * np.float64(w[j])
+        s += 0.0 if qw == 0.0 else qw * np.float64(x[j] - m)
+        mass += qw
+    return s, mass
+
+
+@jit(fastmath=_REASSOC)
+def _qdot(q: Any, w: Any, qa: float, qb: float, d: Any) -> Any:
+    """``(sum_{qw != 0} qw d, sum qw)``, ``qw = (q qa + qb) w``: the smoothed, weighted probability target."""
+    s, mass = 0.0, 0.0
+    for j in range(d.size):
+        qw = (np.float64(q[j]) * qa + qb) * np.float64(w[j])
+        s += 0.0 if qw == 0.0 else qw * np.float64(d[j])
+        mass += qw
+    return s, mass
+
+
+@jit(fastmath=_REASSOC)
+def _qmass(q: Any, w: Any, qa: float, qb: float) -> float:
+    mass = 0.0
+    for j in range(q.size):
+        mass += (np.float64(q[j]) * qa + qb) * np.float64(w[j])
+    return mass
+
+
+@jit()
+def _any_weight(kind: int, q: Any, w: Any, qa: float, qb: float) -> bool:
+    """Whether a linear sum weighs any entry here (smoothing: ``w != 0``; probabilities: ``qw != 0``)."""
+    for j in range(w.size):
+        wj = np.float64(w[j])
+        if kind == PROBS:
+            wj *= np.float64(q[j]) * qa + qb
+        if wj != 0.0:
+            return True
+    return False
+
+
+@jit()
+def grad_(kind: int, g: Any, q: Any, w: Any, qa: float, qb: float, pc: float, wc: float) -> None:
+    """:func:`grad_into` with ``g`` holding the exponentials on entry."""
+    if kind == INDEX:
+        times_(g, g.dtype.type(pc))
+    elif kind == SMOOTH:
+        for j in range(g.size):
+            g[j] = np.float64(g[j]) * pc - wc * np.float64(w[j])
+    else:
+        for j in range(g.size):
+            g[j] = np.float64(g[j]) * pc - wc * ((np.float64(q[j]) * qa + qb) * np.float64(w[j]))
+
+
+@jit()
+def grad_into(kind: int, e: Any, q: Any, w: Any, qa: float, qb: float, pc: float, wc: float, g: Any) -> None:
+    """The gradient before the softcap factor: ``e pc``, minus ``wc w`` (smoothing) or ``wc qw`` (probabilities)."""
+    if kind == INDEX:
+        f = g.dtype.type(pc)
+        for j in range(e.size):
+            g[j] = e[j] * f
+    elif kind == SMOOTH:
+        for j in range(e.size):
+            g[j] = np.float64(e[j]) * pc - wc * np.float64(w[j])
+    else:
+        for j in range(e.size):
+            g[j] = np.float64(e[j]) * pc - wc * ((np.float64(q[j]) * qa + qb) * np.float64(w[j]))
+
+
+# --------------------------------------------------------------------------------------------- rows
+@jit()
+def neumaier(s: float, comp: float, v: float) -> Any:
+    """Add ``v`` to the compensated sum ``(s, comp)`` (Neumaier 1974); an infinite or nan sum stays as it is."""
+    total = s + v
+    if abs(total) < np.inf:
+        comp += ((s - total) + v) if abs(s) >= abs(v) else ((v - total) + s)
+    return total, comp
+
+
+@jit()
+def shift_mode(x: Any, m: Any, mode: int, t: Any, d: Any, g: Any) -> None:
+    """``d`` from ``x`` relative to ``m`` (``t``: the temperature or the softcap; ``g``: the cap's derivative)."""
+    if mode == PLAIN:
+        _shift(x, m, d)
+    elif mode == SCALED:
+        shift_scaled(x, m, t, d)
+    else:
+        _shift_capped(x, m, t, d, g)
+
+
+@jit()
+def delta(m_old: Any, m_new: Any, mode: int, t: Any) -> float:
+    """``d`` of the old maximum relative to the new one, in float64 (``<= 0``)."""
+    a, b, tt = float(m_old), float(m_new), float(t)
+    if mode == PLAIN:
+        return a - b
+    if mode == SCALED:
+        return (a - b) / tt
+    am, tm, em = cap_consts(b, tt)
+    return float(capdiff(a, b, tt, am, tm, em, 1.0)[0])
+
+
+@jit()
+def pass1(
+    x: Any, mode: int, t: Any, kind: int, q: Any, w: Any, qa: float, qb: float, store: bool, e: Any, mb: Any, buf: Any
+) -> Any:
+    """The online max/sum pass over one row: ``(m, rest, lin, mass)``.
+
+    ``m``: the row maximum (nan ignored); ``rest``: the float64 sum of :math:`e^{d_j}` over every entry but one
+    maximum, nan if the row holds a nan; ``lin``: the linear sum of label smoothing (kind 1, :func:`_wdot`) or
+    of a probability target (kind 2, :func:`_qdot`) relative to ``m``; ``mass``: the target mass (kind 2).
+
+    Per block of :data:`BLOCK` entries: its maximum, one rescale of everything summed so far if that grew
+    (Milakov & Gimelshein 2018), then the block's terms while it is in L1, added with Neumaier's compensation.
+    ``mb[b]`` records the maximum block ``b`` was summed against; with ``store`` its exponentials are kept in
+    ``e`` (the caller's output row), to be rescaled by :math:`e^{mb_b - m}` in the second pass. Leading blocks
+    of only ``-inf`` (and nan) have no maximum to be relative to: they are checked for nan and for weighted
+    entries, whose ``d`` is ``-inf`` whatever the maximum turns out to be, and stored as 0.
+    """
+    n = x.size
+    ninf = x.dtype.type(-np.inf)
+    m = ninf
+    s, comp, ties = 0.0, 0.0, 0.0
+    lin, seen, mass = 0.0, 0.0, 0.0
+    lin_inf, nan = False, False
+    for b in range((n + BLOCK - 1) // BLOCK):
+        b0, b1 = b * BLOCK, min((b + 1) * BLOCK, n)
+        xb = x[b0:b1]
+        bm = _row_max(xb)
+        if kind == PROBS:
+            mass += _qmass(q[b0:b1], w[b0:b1], qa, qb)
+        if bm > m:
+            if m > ninf:
+                shift = delta(m, bm, mode, t)
+                f = math.exp(shift)
+                s, comp, ties = (s + ties) * f, comp * f, 0.0  # the old maxima become ordinary terms
+                lin += shift * seen
+            m = bm
+        mb[b] = m
+        if m == ninf:
+            nan = nan or has_nan(xb)
+            lin_inf = lin_inf or (kind != INDEX and _any_weight(kind, q[b0:b1], w[b0:b1], qa, qb))
+            if store:
+                fill(e[b0:b1], 0.0)
+            continue
+        ls, lm = 0.0, 0.0
+        if mode == PLAIN:
+            bs, bt = _sum_exp_store(xb, m, e[b0:b1]) if store else _sum_exp(xb, m)
+            if kind == SMOOTH:
+                ls, lm = _wdot_x(w[b0:b1], xb, m)
+            elif kind == PROBS:
+                ls, lm = _qdot_x(q[b0:b1], w[b0:b1], qa, qb, xb, m)
+        else:
+            db, eb = buf[0, : b1 - b0], (e[b0:b1] if store else buf[1, : b1 - b0])
+            shift_mode(xb, m, mode, t, db, buf[2, : b1 - b0])
+            exp_into(db, eb)
+            bs, bt = _sum_rest(eb)
+            if kind == SMOOTH:
+                ls, lm = _wdot(w[b0:b1], db)
+            elif kind == PROBS:
+                ls, lm = _qdot(q[b0:b1], w[b0:b1], qa, qb, db)
+        lin += ls
+        seen += lm
+        s, comp = neumaier(s, comp, bs)
+        ties += bt
+    rest = (s + comp) + max(ties - 1.0, 0.0)
+    return m, (np.nan if nan else rest), (-np.inf if lin_inf else lin), mass
+
+
+@jit()
+def narrow_tile(x: Any, i0: int, i1: int, mode: int, t: Any, buf: Any, mrow: Any, rows: Any) -> None:
+    """Rows ``i0:i1`` of a narrow ``x`` (``k <= NARROW``), transposed: one vectorised loop per class, across rows.
+
+    A row of 10 classes is too short for a vector loop of its own, so the tile is copied into ``buf`` class by
+    class (``buf[0, c*R + r] = x[i0 + r, c]``, ``R = i1 - i0``) and every step then runs across the rows: the
+    maxima, the shifted logits ``d`` (``buf[0]``), ``e = exp(d)`` (``buf[1]``), the softcap's derivative
+    (``buf[2]``) and the sums. Per row: ``mrow`` (the dtype's) gets the maximum with an infinite one replaced by
+    0, as the reference does in ``x - m``; ``rows[0]`` the maximum (capped under a softcap), ``rows[1]`` the rest
+    :math:`s` of the normaliser (nan for a row with a nan, inf for one with +inf and no softcap); ``rows[2:6]``
+    are scratch. Every row is read, ignored ones too (their results are never used).
+    """
+    k = x.shape[1]
+    nr = i1 - i0
+    d, e, g = buf[0, : nr * k], buf[1, : nr * k], buf[2, : nr * k]
+    top, rest, ties = rows[0, :nr], rows[1, :nr], rows[2, :nr]
+    xf = x.reshape(x.size)
+    for c in range(k):
+        base = i0 * k + c
+        for r in range(nr):
+            d[c * nr + r] = xf[base + r * k]
+    m = mrow[:nr]
+    for r in range(nr):
+        m[r] = -np.inf
+    for c in range(k):
+        dc = d[c * nr : (c + 1) * nr]
+        for r in range(nr):
+            m[r] = maxnum(m[r], dc[r])
+    if mode == CAPPED:
+        one = x.dtype.type(1.0)
+        am, tm, em = rows[3, :nr], rows[4, :nr], rows[5, :nr]
+        for r in range(nr):
+            am[r], tm[r], em[r] = cap_consts(m[r], t)
+            top[r] = -np.inf if m[r] == -np.inf else np.float64(t) * math.tanh(np.float64(m[r]) / np.float64(t))
+        for c in range(k):
+            for r in range(nr):
+                j = c * nr + r
+                dt = x.dtype.type
+                dj, gj = capdiff(d[j], m[r], t, dt(am[r]), dt(tm[r]), dt(em[r]), one)
+                d[j] = dj
+                g[j] = gj
+    else:
+        for r in range(nr):
+            top[r] = m[r]
+            m[r] = m[r] if abs(m[r]) < np.inf else x.dtype.type(0.0)
+        for c in range(k):
+            dc = d[c * nr : (c + 1) * nr]
+            if mode == PLAIN:
+                for r in range(nr):
+                    dc[r] = dc[r] - m[r]
+            else:
+                for r in range(nr):
+                    dc[r] = (dc[r] - m[r]) / t
+    exp_into(d, e)
+    one = x.dtype.type(1.0)
+    for r in range(nr):
+        rest[r] = 0.0
+        ties[r] = 0.0
+    for c in range(k):
+        ec = e[c * nr : (c + 1) * nr]
+        for r in range(nr):
+            v = ec[r]
+            rest[r] += 0.0 if v == one else np.float64(v)
+            ties[r] += 1.0 if v == one else 0.0
+    for r in range(nr):
+        rest[r] += max(ties[r] - 1.0, 0.0)
+
+
+@jit()
+def narrow_out(src: Any, f: Any, sub: bool, out: Any, i0: int, nr: int) -> None:
+    """Write a transposed tile back: ``out[i0 + r, c] = src[c*nr + r] - f[r]`` (or ``* f[r]``)."""
+    k = out.shape[1]
+    of = out.reshape(out.size)
+    for c in range(k):
+        base = i0 * k + c
+        sc = src[c * nr : (c + 1) * nr]
+        if sub:
+            for r in range(nr):
+                of[base + r * k] = sc[r] - f[r]
+        else:
+            for r in range(nr):
+                of[base + r * k] = sc[r] * f[r]

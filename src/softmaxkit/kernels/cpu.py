@@ -1,0 +1,532 @@
+r"""Numba kernels for softmax, log-softmax, log-sum-exp and cross-entropy on the CPU.
+
+They work on C-contiguous ``(rows, classes)`` arrays of float32 or float64, rows spread over threads with
+``prange``; :mod:`softmaxkit.kernels` reshapes the caller's array into that form and back. Formulas and special
+values are those of :mod:`softmaxkit.softmax` and :mod:`softmaxkit.cross_entropy`, the oracle these kernels are
+tested against.
+
+Why they are shaped this way
+----------------------------
+Softmax and cross-entropy do a few flops per byte: their speed is the speed at which the logits are read and
+the result written, provided the arithmetic keeps up. The exponential is :func:`._vmath.vexp`, vectorised;
+what is left is the number of passes over memory.
+
+A row is read once from memory in an *online* max/sum pass (Milakov & Gimelshein, *Online normalizer
+calculation for softmax*, 2018; :func:`._rows.pass1`): the running sum of :math:`e^{x_j - m}` is kept relative
+to the running maximum :math:`m` and rescaled by :math:`e^{m - m'}` whenever a larger :math:`m'` appears, so the
+maximum and the normaliser come out of one read. It goes by blocks of :data:`._rows.BLOCK` entries: the block's
+maximum (a vectorised ``maxnum``), at most one rescale, then the block's exponentials while the block is in L1.
+A second pass writes the output (softmax, log-softmax, or the cross-entropy gradient :math:`p - q`, scaled).
+For rows of up to :data:`._rows.STORE` bytes the first pass already wrote the exponentials into the output,
+and the second only rescales them, from cache: one ``exp`` per entry and one read of the logits from memory.
+Longer rows recompute them.
+
+Rows of at most :data:`._rows.NARROW` classes are too short to vectorise on their own: tiles of them are
+transposed and processed one class at a time across the rows (:func:`._rows.narrow_tile`).
+
+The cross-entropy loss alone never writes an ``N x C`` array; with the gradient it writes the gradient only.
+Work below :data:`SERIAL` entries runs on the calling thread (no thread start); larger work is cut into one
+piece of rows per thread.
+
+Accuracy is the reference's (Blanchard, Higham & Higham 2021): the normaliser is :math:`1 + s`, :math:`s` the
+terms other than one maximum, and :math:`\log(1 + s)` is ``log1p(s)``. The exponentials equal to 1 (the maximum's
+own, and ties) are counted apart, so one of them can be left out exactly. Row sums are accumulated in float64,
+for float32 logits too, and across blocks and rows with Neumaier's compensated addition; the linear sums of
+label smoothing and probability targets, :math:`\sum_j w_j (x_j - m)`, are rescaled with the maximum like the
+exponentials and have terms of one sign, so they never cancel.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import prange
+
+from ._rows import (
+    BLOCK,
+    CAPPED,
+    INDEX,
+    NARROW,
+    PLAIN,
+    PROBS,
+    SCALED,
+    SMOOTH,
+    STORE,
+    cap_consts,
+    capdiff,
+    delta,
+    exp_,
+    exp_into,
+    exp_times,
+    fill,
+    grad_,
+    grad_into,
+    has_nan,
+    minus_,
+    narrow_out,
+    narrow_tile,
+    neumaier,
+    pass1,
+    scale_by,
+    shift_minus,
+    shift_mode,
+    shift_scaled,
+    times_,
+)
+from ._vmath import jit, vexp, vlog1p
+
+__all__ = ["SOURCES_SHA", "cross_entropy_rows", "label_totals", "logsumexp_rows", "softmax_rows"]
+
+SOURCES_SHA = "9d2b65c68cee1dfb"
+"""First 16 hex digits of the SHA-256 of ``_rows.py`` and ``_vmath.py`` together (tests/test_kernels_cpu.py).
+
+numba's on-disk cache keys a kernel on the source of its own file only: a kernel cached before an edit of those
+files would be reused unchanged. A test fails until this stamp is updated, which edits this file and so
+invalidates the kernels' cache.
+"""
+
+SERIAL = 32768
+"""Work (rows x classes) below which a kernel runs on the calling thread."""
+
+
+@jit()
+def _chunks(n: int, k: int, threads: int) -> int:
+    """Pieces the rows are cut into: one per thread, or one in all when the work is small."""
+    return 1 if n * k < SERIAL else max(1, min(n, threads))
+
+
+# ------------------------------------------------------------------------------------ softmax and lse
+@jit()
+def _softmax_chunk(x: Any, out: Any, t: Any, log: bool, r0: int, r1: int) -> None:
+    """Rows ``r0:r1`` of :func:`softmax_rows`."""
+    k = x.shape[1]
+    mode = PLAIN if t == 1 else SCALED
+    store = (not log) and k * x.itemsize <= STORE
+    buf = np.zeros((3, BLOCK), x.dtype)
+    mb = np.zeros((k + BLOCK - 1) // BLOCK, x.dtype)
+    if k <= NARROW:
+        mrow = np.zeros(BLOCK, x.dtype)
+        rows = np.zeros((6, BLOCK))
+        per = BLOCK // k
+        for i0 in range(r0, r1, per):
+            i1 = min(i0 + per, r1)
+            nr = i1 - i0
+            narrow_tile(x, i0, i1, mode, t, buf, mrow, rows)
+            f = rows[2, :nr]
+            for r in range(nr):
+                rest = rows[1, r]
+                if not rest < np.inf:  # a nan in the row, or a +inf
+                    f[r] = np.nan
+                else:
+                    f[r] = vlog1p(rest) if log else 1.0 / (1.0 + rest)
+            narrow_out(buf[0] if log else buf[1], f, log, out, i0, nr)
+        return
+    for i in range(r0, r1):
+        m, rest, _, _ = pass1(x[i], mode, t, INDEX, x[i], x[i], 0.0, 0.0, store, out[i], mb, buf)
+        if not rest < np.inf or m == np.inf:
+            fill(out[i], np.nan)
+        elif m == -np.inf:  # every entry masked
+            fill(out[i], -np.inf if log else 0.0)
+        elif log:
+            log_norm = x.dtype.type(vlog1p(rest))
+            for b0 in range(0, k, BLOCK):
+                xb, ob = x[i, b0 : b0 + BLOCK], out[i, b0 : b0 + BLOCK]
+                if mode == PLAIN:
+                    shift_minus(xb, m, log_norm, ob)
+                else:
+                    shift_scaled(xb, m, t, ob)
+                    minus_(ob, log_norm)
+        else:
+            inv = 1.0 / (1.0 + rest)
+            for b in range(mb.size):
+                b0, b1 = b * BLOCK, min((b + 1) * BLOCK, k)
+                ob = out[i, b0:b1]
+                if store:  # ob holds exp(x - mb[b]) from the first pass
+                    times_(ob, x.dtype.type(math.exp(delta(mb[b], m, mode, t)) * inv))
+                elif mode == PLAIN:
+                    exp_times(x[i, b0:b1], m, x.dtype.type(inv), ob)
+                else:
+                    shift_scaled(x[i, b0:b1], m, t, ob)
+                    exp_(ob)
+                    times_(ob, x.dtype.type(inv))
+
+
+@jit(cache=True, parallel=True)
+def softmax_rows(x: Any, out: Any, t: Any, log: bool, threads: int) -> None:
+    """``out[i] = softmax(x[i] / t)``, or its log, for every row (special values as the reference)."""
+    n, k = x.shape
+    nch = _chunks(n, k, threads)
+    if nch == 1:
+        _softmax_chunk(x, out, t, log, 0, n)
+        return
+    for ch in prange(nch):
+        _softmax_chunk(x, out, t, log, ch * n // nch, (ch + 1) * n // nch)
+
+
+@jit()
+def _logsumexp_chunk(x: Any, out: Any, r0: int, r1: int) -> None:
+    """Rows ``r0:r1`` of :func:`logsumexp_rows`."""
+    k = x.shape[1]
+    one = x.dtype.type(1.0)
+    buf = np.zeros((3, BLOCK), x.dtype)
+    mb = np.zeros((k + BLOCK - 1) // BLOCK, x.dtype)
+    if k <= NARROW:
+        mrow = np.zeros(BLOCK, x.dtype)
+        rows = np.zeros((6, BLOCK))
+        per = BLOCK // k
+        for i0 in range(r0, r1, per):
+            i1 = min(i0 + per, r1)
+            narrow_tile(x, i0, i1, PLAIN, one, buf, mrow, rows)
+            for r in range(i1 - i0):
+                out[i0 + r] = rows[0, r] + vlog1p(rows[1, r])
+        return
+    for i in range(r0, r1):
+        m, rest, _, _ = pass1(x[i], PLAIN, one, INDEX, x[i], x[i], 0.0, 0.0, False, x[i], mb, buf)
+        if m == np.inf:
+            rest = np.nan if has_nan(x[i]) else np.inf
+        out[i] = np.float64(m) + vlog1p(rest)
+
+
+@jit(cache=True, parallel=True)
+def logsumexp_rows(x: Any, out: Any, threads: int) -> None:
+    """``out[i] = m + log1p(rest)`` in float64: the reference's ``lse`` of every row."""
+    n, k = x.shape
+    nch = _chunks(n, k, threads)
+    if nch == 1:
+        _logsumexp_chunk(x, out, 0, n)
+        return
+    for ch in prange(nch):
+        _logsumexp_chunk(x, out, ch * n // nch, (ch + 1) * n // nch)
+
+
+# ------------------------------------------------------------------------------------------ cross-entropy
+@jit()
+def _ce_finish(
+    kind: int,
+    top: float,
+    log_norm: float,
+    inv: float,
+    dy: float,
+    coef: float,
+    lin: float,
+    mass: float,
+    smooth: float,
+    wsum: float,
+    lam: float,
+    inv_ce: float,
+    inv_z: float,
+    full: bool,
+) -> Any:
+    r"""One row's loss terms and gradient coefficients, in float64: ``(ce, z, pc, wc, yc)``.
+
+    ``log_norm`` is :math:`L = \operatorname{log1p}(s)` and ``inv`` :math:`1/(1+s)`, :math:`s` the rest of the
+    normaliser; :math:`\mathrm{lse} = \mathrm{top} + L` (``top``: the maximum, capped under a softcap).
+
+    * Class index :math:`y` (``coef`` = :math:`(1-\varepsilon) w_y`, ``smooth`` = :math:`\varepsilon / C`):
+      :math:`\ell = \mathrm{coef}\,(L - d_y) + \mathrm{smooth}\,(L \sum_c w_c - \sum_{w_c \ne 0} w_c d_c)`.
+    * Probabilities: :math:`\ell = L \sum_c (qw)_c - \sum_{(qw)_c \ne 0} (qw)_c d_c`.
+    * The linear sums come in as ``lin`` and ``mass``, or, with ``full``, ``lin`` is the whole sum
+      :math:`\sum_c w_c (L - d_c)` (smoothing) or :math:`\sum_c (qw)_c (L - d_c)` (probabilities), one rounding
+      per term as in the reference (short rows, whose :math:`L` is known before the sum); the z-loss is
+      :math:`\lambda\,\mathrm{lse}^2`.
+
+    The gradient is :math:`e_j\,\mathrm{pc} - \mathrm{wc}\,w_j` (smoothing) or :math:`e_j\,\mathrm{pc} -
+    \mathrm{wc}\,(qw)_j` (probabilities), minus ``yc`` at the class :math:`y`: ``pc`` folds :math:`1/(1+s)`, the
+    mean's divisor and the z-loss's :math:`2\lambda\,\mathrm{lse}\,p`. ``inv_ce`` / ``inv_z`` are the
+    reciprocals of the divisors, 0 when the mean has nothing to average (that part's gradient is then 0, the
+    reference's policy).
+    The caller makes the loss of a row holding a nan (or a +inf without a softcap) nan.
+    """
+    lse = top + log_norm
+    if kind == PROBS:
+        row = lin if full else log_norm * mass - lin
+        a = mass
+    else:
+        row = 0.0 if coef == 0.0 else coef * (log_norm - dy)
+        a = coef
+        if kind == SMOOTH:
+            row += smooth * (lin if full else log_norm * wsum - lin)
+            a += smooth * wsum
+    z_row = lam * lse * lse if lam > 0.0 else 0.0
+    pc = a * inv_ce
+    if lam > 0.0:
+        pc += (2.0 * lam) * (lse if abs(lse) < np.inf else 0.0) * inv_z
+    wc = (1.0 if kind == PROBS else smooth) * inv_ce
+    return row, z_row, pc * inv, wc, coef * inv_ce
+
+
+@jit()
+def _label_chunk(y: Any, w: Any, ignore: int, r0: int, r1: int, out: Any) -> None:
+    s, comp, count = 0.0, 0.0, 0.0
+    for i in range(r0, r1):
+        if y[i] != ignore:
+            s, comp = neumaier(s, comp, np.float64(w[y[i]]))
+            count += 1.0
+    out[0], out[1], out[2] = s, comp, count
+
+
+@jit(cache=True, parallel=True)
+def label_totals(y: Any, w: Any, ignore: int, threads: int, out: Any) -> None:
+    """Per piece of rows: the total weight of the rows not ignored and their number, ``(sum, comp, n)``.
+
+    The ``mean`` denominators of class-index cross-entropy, added with Neumaier's compensation.
+    """
+    n = y.size
+    nch = _chunks(n, 64, threads)
+    if nch == 1:
+        _label_chunk(y, w, ignore, 0, n, out[0])
+        return
+    for ch in prange(nch):
+        _label_chunk(y, w, ignore, ch * n // nch, (ch + 1) * n // nch, out[ch])
+
+
+@jit()
+def _narrow_ce(
+    x: Any,
+    y: Any,
+    ignore: int,
+    q: Any,
+    w: Any,
+    kind: int,
+    eps: float,
+    lam: float,
+    capped: bool,
+    inv_ce: float,
+    inv_z: float,
+    i0: int,
+    nr: int,
+    buf: Any,
+    stats: Any,
+    grad: Any,
+    rows: Any,
+    acc: Any,
+) -> None:
+    """Cross-entropy of a narrow tile after :func:`narrow_tile`: the rows' terms, then the gradient class by class.
+
+    ``acc`` holds the chunk's compensated sums ``(ce, ce_comp, z, z_comp)``; other arguments as
+    :func:`cross_entropy_rows`.
+    """
+    k = x.shape[1]
+    by_index = kind != PROBS
+    qa, qb, smooth = 1.0 - eps, eps / k, eps / k
+    wsum = 0.0
+    for j in range(k):
+        wsum += np.float64(w[j])
+    d, e, g = buf[0], buf[1], buf[2]
+    rests, logs, invs = stats[1, :nr], stats[2, :nr], stats[3, :nr]
+    pcs, wcs, ycs, state = stats[4, :nr], stats[5, :nr], stats[6, :nr], stats[7, :nr]
+    for r in range(nr):  # vectorised across the rows
+        logs[r] = vlog1p(rests[r])
+        invs[r] = 1.0 / (1.0 + rests[r])
+    for r in range(nr):
+        i = i0 + r
+        yi = y[i] if by_index else 0
+        if by_index and yi == ignore:
+            pcs[r], wcs[r], state[r] = 0.0, 0.0, 1.0
+            if rows.size > 0:
+                rows[i] = 0.0
+            continue
+        lin, comp, mass, log_norm = 0.0, 0.0, 0.0, logs[r]
+        if kind != INDEX:  # the whole sum, term by term as the reference, compensated
+            for c in range(k):
+                wj = np.float64(w[c])
+                if kind == PROBS:
+                    wj *= np.float64(q[i, c]) * qa + qb
+                    mass += wj
+                if wj != 0.0:
+                    lin, comp = neumaier(lin, comp, wj * (log_norm - np.float64(d[c * nr + r])))
+            lin += comp
+        coef = qa * np.float64(w[yi]) if by_index else 0.0
+        dy = np.float64(d[yi * nr + r])
+        ce, zr, pc, wc, yc = _ce_finish(
+            kind, stats[0, r], log_norm, invs[r], dy, coef, lin, mass, smooth, wsum, lam, inv_ce, inv_z, True
+        )
+        bad = not rests[r] < np.inf
+        ce = np.nan if bad else ce
+        acc[0], acc[1] = neumaier(acc[0], acc[1], ce)
+        if lam > 0.0:
+            acc[2], acc[3] = neumaier(acc[2], acc[3], zr)
+        if rows.size > 0:
+            rows[i] = ce + zr
+        pcs[r], wcs[r], ycs[r], state[r] = pc, wc, yc, (2.0 if bad else 0.0)
+    if grad.shape[0] == 0:
+        return
+    gf = grad.reshape(grad.size)
+    for c in range(k):
+        base = i0 * k + c
+        ec, gc = e[c * nr : (c + 1) * nr], g[c * nr : (c + 1) * nr]
+        wj = np.float64(w[c])
+        if kind == INDEX and not capped:
+            for r in range(nr):
+                gf[base + r * k] = np.float64(ec[r]) * pcs[r]
+        elif kind == INDEX:
+            for r in range(nr):
+                gf[base + r * k] = np.float64(ec[r]) * pcs[r] * np.float64(gc[r])
+        elif kind == SMOOTH:
+            for r in range(nr):
+                v = np.float64(ec[r]) * pcs[r] - wcs[r] * wj
+                gf[base + r * k] = v * np.float64(gc[r]) if capped else v
+        else:
+            for r in range(nr):
+                v = np.float64(ec[r]) * pcs[r] - wcs[r] * ((np.float64(q[i0 + r, c]) * qa + qb) * wj)
+                gf[base + r * k] = v * np.float64(gc[r]) if capped else v
+    for r in range(nr):
+        i = i0 + r
+        if state[r] == 1.0:
+            fill(grad[i], 0.0)
+        elif state[r] == 2.0:
+            fill(grad[i], np.nan)
+        elif by_index:
+            yi = y[i]
+            j = yi * nr + r
+            v = np.float64(e[j]) * pcs[r] - ycs[r] - (wcs[r] * np.float64(w[yi]) if kind == SMOOTH else 0.0)
+            grad[i, yi] = v * np.float64(g[j]) if capped else v
+
+
+@jit()
+def _cross_entropy_chunk(
+    x: Any,
+    y: Any,
+    ignore: int,
+    q: Any,
+    w: Any,
+    kind: int,
+    eps: float,
+    lam: float,
+    cap: Any,
+    capped: bool,
+    inv_ce: float,
+    inv_z: float,
+    grad: Any,
+    rows: Any,
+    r0: int,
+    r1: int,
+    acc: Any,
+) -> None:
+    """Rows ``r0:r1`` of :func:`cross_entropy_rows`; ``acc`` gets their compensated sums."""
+    k = x.shape[1]
+    want, keep = grad.shape[0] > 0, rows.size > 0
+    mode = CAPPED if capped else PLAIN
+    by_index = kind != PROBS
+    smooth = eps / k
+    qa, qb = 1.0 - eps, eps / k
+    wsum = 0.0
+    for j in range(k):
+        wsum += np.float64(w[j])
+    zero = x.dtype.type(0.0)
+    store = want and not capped and k * x.itemsize <= STORE
+    buf = np.zeros((3, BLOCK), x.dtype)
+    mb = np.zeros((k + BLOCK - 1) // BLOCK, x.dtype)
+    if k <= NARROW:
+        stats = np.zeros((8, BLOCK))
+        mrow = np.zeros(BLOCK, x.dtype)
+        per = BLOCK // k
+        for i0 in range(r0, r1, per):
+            i1 = min(i0 + per, r1)
+            narrow_tile(x, i0, i1, mode, cap, buf, mrow, stats)
+            _narrow_ce(
+                x, y, ignore, q, w, kind, eps, lam, capped, inv_ce, inv_z, i0, i1 - i0, buf, stats, grad, rows, acc
+            )
+        return
+    for i in range(r0, r1):
+        yi = y[i if by_index else 0]
+        if by_index and yi == ignore:
+            if keep:
+                rows[i] = 0.0
+            if want:
+                fill(grad[i], 0.0)
+            continue
+        yi = yi if by_index else 0
+        qi = q[i if kind == PROBS else 0]
+        e_row = grad[i] if store else buf[1]
+        m, rest, lin, mass = pass1(x[i], mode, cap, kind, qi, w, qa, qb, store, e_row, mb, buf)
+        if not capped and m == np.inf:
+            rest = np.nan
+        meff = m if (capped or abs(m) < np.inf) else zero
+        top = np.float64(m)
+        if capped:
+            if m > -np.inf:
+                top = np.float64(cap) * math.tanh(np.float64(m) / np.float64(cap))
+            am, tm, em = cap_consts(m, cap)
+            dy = np.float64(capdiff(x[i, yi], m, cap, am, tm, em, x.dtype.type(1.0))[0])
+        else:
+            dy = np.float64(x[i, yi] - meff)
+        coef = qa * np.float64(w[yi]) if by_index else 0.0
+        log_norm, inv, bad = vlog1p(rest), 1.0 / (1.0 + rest), not rest < np.inf
+        ce, zr, pc, wc, yc = _ce_finish(
+            kind, top, log_norm, inv, dy, coef, lin, mass, smooth, wsum, lam, inv_ce, inv_z, False
+        )
+        ce = np.nan if bad else ce
+        acc[0], acc[1] = neumaier(acc[0], acc[1], ce)
+        acc[2], acc[3] = neumaier(acc[2], acc[3], zr)
+        if keep:
+            rows[i] = ce + zr
+        if not want:
+            continue
+        if bad:
+            fill(grad[i], np.nan)
+            continue
+        for b in range(mb.size):
+            b0, b1 = b * BLOCK, min((b + 1) * BLOCK, k)
+            xb, gb = x[i, b0:b1], grad[i, b0:b1]
+            db, eb, cb = buf[0, : b1 - b0], buf[1, : b1 - b0], buf[2, : b1 - b0]
+            if store:  # gb holds exp(x - mb[b]): rescale to the row's maximum, then subtract the target
+                f = math.exp(np.float64(mb[b]) - np.float64(m)) if m > -np.inf else 0.0
+                if kind == INDEX:
+                    times_(gb, x.dtype.type(pc * f))
+                else:
+                    grad_(kind, gb, qi[b0:b1], w[b0:b1], qa, qb, pc * f, wc)
+            elif mode == PLAIN and kind == INDEX:
+                exp_times(xb, meff, x.dtype.type(pc), gb)
+            else:
+                shift_mode(xb, meff, mode, cap, db, cb)
+                exp_into(db, eb)
+                grad_into(kind, eb, qi[b0:b1], w[b0:b1], qa, qb, pc, wc, gb)
+            if by_index and b0 <= yi < b1:
+                ey = np.float64(vexp(x[i, yi] - meff)) if mode == PLAIN else np.float64(eb[yi - b0])
+                wy = wc * np.float64(w[yi]) if kind == SMOOTH else 0.0
+                gb[yi - b0] = ey * pc - yc - wy
+            if mode == CAPPED:
+                scale_by(gb, cb)
+
+
+@jit(cache=True, parallel=True)
+def cross_entropy_rows(
+    x: Any,
+    y: Any,
+    ignore: int,
+    q: Any,
+    w: Any,
+    kind: int,
+    eps: float,
+    lam: float,
+    cap: Any,
+    capped: bool,
+    inv_ce: float,
+    inv_z: float,
+    grad: Any,
+    rows: Any,
+    sums: Any,
+    threads: int,
+) -> None:
+    """Cross-entropy of every row, and its gradient if ``grad`` has rows.
+
+    ``kind``: class indices ``y`` (rows equal to ``ignore`` are never read: their terms and gradient are 0),
+    the same with label smoothing ``eps``, or probabilities ``q`` (the logits' shape; a dummy otherwise, as
+    ``y`` is then). ``w``: class weights (ones when there are none). ``cap``/``capped``: the softcap.
+    ``inv_ce``/``inv_z``: reciprocals of the gradient's divisors (see :func:`_ce_finish`). Results: ``rows[i]``
+    the row's loss when ``rows`` has rows (``reduction="none"``), and per chunk the compensated sums of the
+    cross-entropy and z-loss terms, ``sums[chunk] = (ce, ce_comp, z, z_comp)``.
+    """
+    n, k = x.shape
+    nch = _chunks(n, k, threads)
+    if nch == 1:
+        _cross_entropy_chunk(x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, 0, n, sums[0])
+        return
+    for ch in prange(nch):
+        r0, r1 = ch * n // nch, (ch + 1) * n // nch
+        _cross_entropy_chunk(
+            x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, r0, r1, sums[ch]
+        )
