@@ -8,6 +8,7 @@ the CPU kernels against torch, SciPy, JAX and NumPy (:mod:`softmaxkit.bench`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -110,11 +111,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands.add_parser("bench", help="time the CPU kernels against torch, SciPy, JAX and NumPy; JSON + PNG")
     )
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        demo()
-        return 0
-    if args.command == "bench":
-        return bench.command(args)
+    try:
+        if args.command == "demo":
+            demo()
+            return 0
+        if args.command == "bench":
+            return bench.command(args)
+    except BrokenPipeError:
+        # the reader went away (``softmaxkit demo | head``): stop quietly, as a Unix filter does, and keep
+        # Python from complaining again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a filter cut short
     parser.print_help(sys.stderr)
     return 2
 
