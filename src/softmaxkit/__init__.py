@@ -1,5 +1,8 @@
 """softmaxkit: the softmax output layer and its losses, exact and documented, for any array-API array."""
 
+from typing import Any
+
+from . import calibration
 from ._backend import backend
 from .cross_entropy import cross_entropy, cross_entropy_value_and_grad
 from .family import (
@@ -73,8 +76,10 @@ __version__ = "0.1.0"
 __all__ = [
     "OUTPUT_LAYERS",
     "OutputLayer",
+    "SoftmaxClassifier",
     "__version__",
     "backend",
+    "calibration",
     "cross_entropy",
     "cross_entropy_value_and_grad",
     "entmax15",
@@ -140,3 +145,13 @@ __all__ = [
     "taylor_softmax_jvp",
     "taylor_softmax_vjp",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``SoftmaxClassifier`` on first use: it needs scikit-learn and SciPy (``pip install 'softmaxkit[compare]'``),
+    which ``import softmaxkit`` does not."""
+    if name == "SoftmaxClassifier":
+        from .classifier import SoftmaxClassifier
+
+        return SoftmaxClassifier
+    raise AttributeError(f"module 'softmaxkit' has no attribute {name!r}")

@@ -2,7 +2,9 @@
 
 ``softmaxkit demo`` walks through the questions the project grew from — why softmax, why log-sum-exp, why the
 gradient is ``p - y`` — computing every number it prints with the library itself. ``softmaxkit bench`` times
-the CPU kernels against torch, SciPy, JAX and NumPy (:mod:`softmaxkit.bench`).
+the CPU kernels against torch, SciPy, JAX and NumPy (:mod:`softmaxkit.bench`). ``softmaxkit compare`` trains
+the same classifier with every output layer on one dataset and prints a leaderboard of accuracy, likelihood and
+calibration (:mod:`softmaxkit.compare`).
 """
 
 from __future__ import annotations
@@ -105,8 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"softmaxkit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("demo", help="walk through why softmax, why log-sum-exp and why p - y, with real numbers")
-    from . import bench
+    from . import bench, compare
 
+    compare.add_arguments(
+        commands.add_parser(
+            "compare",
+            help="train one classifier per output layer on the same data; leaderboard of accuracy, NLL, calibration",
+        )
+    )
     bench.add_arguments(
         commands.add_parser("bench", help="time the CPU kernels against torch, SciPy, JAX and NumPy; JSON + PNG")
     )
@@ -115,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             demo()
             return 0
+        if args.command == "compare":
+            return compare.command(args)
         if args.command == "bench":
             return bench.command(args)
     except BrokenPipeError:

@@ -1,0 +1,258 @@
+"""``softmaxkit compare`` end to end: the leaderboard, its JSON and PNGs, and exit codes for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+from softmaxkit import compare
+from softmaxkit.cli import main
+
+SMALL = ["--hidden", "8", "--epochs", "3", "--seed", "1"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    path.write_text("\n".join(",".join(str(v) for v in row) for row in [header, *rows]) + "\n")
+    return path
+
+
+def _blobs(n_per_class: int = 12, n_classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=4.0, size=(n_classes, 2))
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    return centers[y] + rng.normal(size=(len(y), 2)), y
+
+
+@pytest.fixture(scope="module")
+def iris_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
+    out = tmp_path_factory.mktemp("compare") / "out"
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["compare", "--data", "iris", "--layers", "softmax,sparsemax,hinge", *SMALL, "--out", str(out)])
+    return code, buf.getvalue(), out
+
+
+def test_end_to_end_writes_json_and_pngs(iris_run):
+    code, text, out = iris_run
+    assert code == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == [
+        "learning_curves.png",
+        "reliability_hinge.png",
+        "reliability_sklearn-logreg.png",
+        "reliability_softmax.png",
+        "reliability_sparsemax.png",
+        "results.json",
+    ]
+    for name in files:
+        if name.endswith(".png"):
+            assert (out / name).read_bytes()[:8] == PNG_MAGIC
+    result = json.loads((out / "results.json").read_text())
+    assert result["data"] == {
+        "name": "iris",
+        "samples": 150,
+        "features": 4,
+        "classes": ["setosa", "versicolor", "virginica"],
+        "train": 90,
+        "validation": 22,
+        "test": 38,
+    }
+    names = [r["name"] for r in result["leaderboard"]]
+    assert sorted(names) == sorted(["softmax", "sparsemax", "hinge", compare.BASELINE])
+    nlls = [float(r["nll"]) for r in result["leaderboard"]]
+    assert nlls == sorted(nlls)  # sorted by NLL
+    for r in result["leaderboard"]:
+        assert 0.0 <= r["accuracy"] <= 1.0
+        assert 0.0 <= r["ece"] <= 1.0
+        assert 0.0 <= r["ece_scaled"] <= 1.0
+        assert 0.0 <= r["brier"] <= 2.0
+        assert r["temperature"] > 0
+        assert 0.0 <= r["zeros"] <= 1.0
+        if r["name"] != compare.BASELINE:
+            assert r["epochs"] == 3
+            assert len(r["train_loss"]) == len(r["val_accuracy"]) == len(r["val_nll"]) == 3
+    by_name = {r["name"]: r for r in result["leaderboard"]}
+    assert by_name["softmax"]["zeros"] == 0.0
+    assert by_name[compare.BASELINE]["accuracy"] > 0.85
+    assert "accuracy" in text
+    assert "sparsemax" in text
+    assert f"wrote 6 files to {out}" in text
+
+
+def test_metrics_match_a_direct_computation(iris_run):
+    """The JSON's test metrics agree with ones recomputed here from a model trained the same way."""
+    _, _, out = iris_run
+    result = json.loads((out / "results.json").read_text())
+    config = compare.Config(data="iris", layers=("softmax",), hidden=(8,), epochs=3, seed=1, baseline=False)
+    again, probs, y = compare.run(config)
+    row = next(r for r in result["leaderboard"] if r["name"] == "softmax")
+    assert again["leaderboard"][0]["accuracy"] == row["accuracy"]  # same seed, same numbers
+    assert again["leaderboard"][0]["nll"] == pytest.approx(row["nll"], rel=1e-12)
+    p = probs["softmax"][0]
+    nll = -np.mean(np.log(np.maximum(p[np.arange(len(y)), y], compare.NLL_FLOOR)))
+    brier = np.mean(np.sum((p - np.eye(p.shape[1])[y]) ** 2, axis=1))
+    assert row["nll"] == pytest.approx(nll, rel=1e-12)
+    assert row["brier"] == pytest.approx(brier, rel=1e-12)
+
+
+def test_json_flag_prints_json_only(capsys, tmp_path):
+    code = main(
+        ["compare", "--data", "iris", "--layers", "softmax", "--hidden", "0", "--epochs", "2", "--json", "--no-out"]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"]["hidden"] == []
+    assert [r["name"] for r in result["leaderboard"]].count("softmax") == 1
+
+
+def test_csv_with_string_labels_and_label_option(tmp_path, capsys):
+    X, y = _blobs()
+    names = np.array(["ant", "bee", "cow"])[y]
+    path = _write_csv(
+        tmp_path / "zoo.csv",
+        ["a", "species", "b"],
+        [[f"{a:.4f}", s, f"{b:.4f}"] for (a, b), s in zip(X, names, strict=True)],
+    )
+    out = tmp_path / "res"
+    code = main(
+        [
+            "compare",
+            "--data",
+            str(path),
+            "--label",
+            "species",
+            "--layers",
+            "softmax",
+            *SMALL,
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
+    assert code == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["data"]["classes"] == ["ant", "bee", "cow"]
+    assert result["data"]["features"] == 2
+    assert capsys.readouterr().out.strip().startswith("{")
+
+
+def test_npz_input(tmp_path):
+    X, y = _blobs()
+    path = tmp_path / "blobs.npz"
+    np.savez(path, X=X, y=y)
+    ds = compare.load_data(str(path))
+    np.testing.assert_array_equal(ds.X, X)
+    np.testing.assert_array_equal(ds.y, y)
+
+
+def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], expected: str, out: Path) -> None:
+    code = main(["compare", *argv, *SMALL, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err
+    assert not out.exists()  # nothing half-written
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".softmaxkit-compare-")]
+
+
+def test_missing_file(tmp_path, capsys):
+    _fails(["--data", str(tmp_path / "nope.csv")], capsys, "no such file", tmp_path / "o")
+
+
+def test_unreadable_file(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"this is not a zip archive")
+    _fails(["--data", str(bad)], capsys, "cannot read", tmp_path / "o")
+
+
+def test_unknown_data_name(tmp_path, capsys):
+    _fails(["--data", "mnist"], capsys, "--data must be one of digits, iris, wine, breast_cancer", tmp_path / "o")
+
+
+def test_missing_label_column(tmp_path, capsys):
+    X, _ = _blobs()
+    path = _write_csv(tmp_path / "nolabel.csv", ["a", "b"], [list(r) for r in X])
+    _fails(["--data", str(path)], capsys, "no label column", tmp_path / "o")
+    _fails(["--data", str(path), "--label", "kind"], capsys, "the label column 'kind' is not among", tmp_path / "o")
+
+
+def test_single_class(tmp_path, capsys):
+    X, _ = _blobs()
+    path = _write_csv(tmp_path / "one.csv", ["a", "b", "label"], [[a, b, "only"] for a, b in X])
+    _fails(["--data", str(path)], capsys, "a single class ('only'", tmp_path / "o")
+
+
+def test_tiny_class(tmp_path, capsys):
+    X, y = _blobs()
+    y = y.copy()
+    y[:10] = 1  # class 0 keeps 2 rows
+    path = _write_csv(tmp_path / "tiny.csv", ["a", "b", "y"], [[a, b, c] for (a, b), c in zip(X, y, strict=True)])
+    _fails(["--data", str(path)], capsys, "class '0' has 2 row(s)", tmp_path / "o")
+
+
+def test_non_numeric_feature(tmp_path, capsys):
+    path = _write_csv(tmp_path / "text.csv", ["a", "label"], [["1.0", "x"], ["oops", "y"]])
+    _fails(["--data", str(path)], capsys, "line 3: column 'a' holds 'oops', not a number", tmp_path / "o")
+
+
+def test_nan_feature(tmp_path):
+    X, y = _blobs()
+    X[3, 1] = np.nan
+    path = tmp_path / "nan.npz"
+    np.savez(path, X=X, y=y)
+    with pytest.raises(compare.DataError, match=r"feature column 1 of row 3 is nan"):
+        compare.load_data(str(path))
+
+
+def test_unknown_layer(tmp_path, capsys):
+    _fails(
+        ["--data", "iris", "--layers", "softmax,softermax"], capsys, "unknown output layer 'softermax'", tmp_path / "o"
+    )
+
+
+@pytest.mark.parametrize("argv", [["--hidden", "64,x"], ["--hidden", "-3"], ["--epochs", "0"]])
+def test_bad_options_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["compare", *argv])
+    assert info.value.code == 2
+    assert "softmaxkit compare: error: argument" in capsys.readouterr().err
+
+
+def test_existing_out_folder_keeps_other_files(tmp_path):
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    assert main(["compare", "--data", "iris", "--layers", "softmax", *SMALL, "--out", str(out), "--json"]) == 0
+    assert (out / "mine.txt").read_text() == "keep me"
+    assert (out / "results.json").is_file()
+
+
+def test_markdown_table_shape():
+    result = {
+        "leaderboard": [
+            {
+                "name": "softmax",
+                "accuracy": 0.9,
+                "nll": 0.3,
+                "nll_scaled": 0.28,
+                "ece": 0.05,
+                "ece_scaled": 0.02,
+                "temperature": 1.3,
+                "brier": 0.15,
+                "fit_seconds": 0.5,
+                "zeros": 0.0,
+            },
+        ]
+    }
+    lines = compare.markdown_table(result).splitlines()
+    assert lines[0].startswith("| layer | accuracy | NLL |")
+    assert lines[2] == "| softmax | 0.900 | 0.300 | 0.280 | 0.050 | 0.020 | 1.30 | 0.150 | 0.50 | 0% |"
