@@ -22,6 +22,11 @@ import jax
 import jax.numpy as jnp
 import torch
 
+if not torch.cuda.is_available():
+    # Triton fixes interpreted-or-compiled when it is imported (and when each kernel is decorated): without a GPU
+    # its kernels can only run in the interpreter, so choose it before anything (torch included) imports triton.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 jax.config.update("jax_enable_x64", True)
 
 # ------------------------------------------------------------------------------------------ tolerance table

@@ -38,12 +38,30 @@ Shared with torch: a ``nan`` in a row makes that row ``nan``; a ``+inf`` makes s
 cross-entropy ``nan`` for the row, logsumexp ``+inf``; a target logit of ``-inf`` gives an infinite loss with the
 finite gradient :math:`p - q`; ignored rows get a zero gradient (also when they hold ``nan``: they are never
 read). float16 and bfloat16 are computed in float32 and returned in their own dtype.
+
+Triton kernels on CUDA
+----------------------
+A CUDA tensor of float32, float16 or bfloat16 whose class dimension is the last, with contiguous rows (any
+``(..., C)`` tensor that views as ``(rows, C)`` without a copy; cross-entropy's ``(N, C)`` and ``(C,)``), goes
+through :mod:`softmaxkit.kernels.gpu` when :mod:`triton` can be imported: the same values, special values and
+gradients, in one or two passes over memory. Other layouts (the class dimension elsewhere, as in
+``(N, C, d1, ...)``), float64 and other devices take the torch code. The double backward always does.
+
+Cross-entropy with ``reduction="mean"`` or ``"sum"`` writes the gradient in its forward when the logits require
+it (the loss and the gradient from the same reads of the logits); the backward then hands it over, after one
+device-to-host transfer that checks whether the upstream gradient is exactly 1 (else it is multiplied in). With
+``reduction="none"`` the backward is a separate launch that reads the saved row statistics. That gradient (``N x C``,
+the logits' dtype) is held from the forward to the backward, where the torch code keeps two floats per row.
+Checking class indices (``check_target=True``, the default) costs one more device-to-host transfer per call.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 import warnings
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -80,10 +98,57 @@ def _dim(x: Tensor, dim: Any, name: str, stacklevel: int) -> int:
     return _validate.axis(dim, max(x.ndim, 1), "dim")
 
 
+# -------------------------------------------------------------------------------------- Triton dispatch
+_GPU_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@functools.cache
+def _triton_found() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def _gpu(x: Tensor) -> ModuleType | None:
+    """:mod:`softmaxkit.kernels.gpu` when ``x`` is a CUDA tensor of a dtype it handles and Triton can be
+    imported, else None. The one dispatch predicate: the tests replace it to run the kernels on CPU tensors
+    under ``TRITON_INTERPRET=1``."""
+    if x.device.type != "cuda" or x.dtype not in _GPU_DTYPES or not _triton_found():
+        return None
+    from ..kernels import gpu
+
+    return gpu
+
+
+def _rows(x: Tensor, dim: int) -> Tensor | None:
+    """``x`` as a ``(rows, C)`` view whose rows are contiguous, when ``dim`` is its last dimension and no copy is
+    needed; else None (the torch code handles it)."""
+    if x.ndim == 0 or dim != x.ndim - 1 or x.shape[-1] == 0:
+        return None
+    if x.stride(-1) != 1 and x.shape[-1] != 1:
+        return None
+    try:
+        return x.view(-1, x.shape[-1])
+    except RuntimeError:  # rows that are not evenly strided
+        return None
+
+
+def _grad_rows(grad: Tensor, n_cols: int) -> Tensor:
+    """The upstream gradient as ``(rows, C)`` with contiguous rows (a copy only when it is not already)."""
+    g = _rows(grad, grad.ndim - 1) if grad.ndim else None
+    return g if g is not None else grad.contiguous().view(-1, n_cols)
+
+
 # --------------------------------------------------------------------------------------------- softmax
 class _Softmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, dim: int) -> Tensor:
+        kernels = _gpu(x)
+        rows = None if kernels is None else _rows(x, dim)
+        ctx.kernels = None if rows is None else kernels
+        if kernels is not None and rows is not None:
+            out: Tensor = kernels.softmax(rows).view(x.shape)
+            ctx.dim = dim
+            ctx.save_for_backward(out)
+            return out
         work = _core.compute_dtype(x.dtype, "input")
         p = torch.softmax(x, dim, dtype=work)
         if x.shape[dim] > 0:  # a fully masked row has no distribution: zeros, not nan
@@ -96,6 +161,10 @@ class _Softmax(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (out,) = ctx.saved_tensors
+        if ctx.kernels is not None and not torch.is_grad_enabled():
+            g_rows = _grad_rows(grad.to(out.dtype), out.shape[-1])
+            dx: Tensor = ctx.kernels.softmax_backward(out.view(-1, out.shape[-1]), g_rows)
+            return dx.view(out.shape), None
         p = _core.to_compute(out)
         g = grad.to(p.dtype)
         dx = p * (g - (g * p).sum(ctx.dim, keepdim=True))
@@ -105,6 +174,14 @@ class _Softmax(torch.autograd.Function):
 class _LogSoftmax(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, dim: int) -> Tensor:
+        kernels = _gpu(x)
+        rows = None if kernels is None else _rows(x, dim)
+        ctx.kernels = None if rows is None else kernels
+        if kernels is not None and rows is not None:
+            out: Tensor = kernels.softmax(rows, log=True).view(x.shape)
+            ctx.dim = dim
+            ctx.save_for_backward(out)
+            return out
         z = _core.to_compute(x, "input")
         if z.shape[dim] > 0:
             lse, d = _core.row_lse(z, dim)
@@ -117,6 +194,10 @@ class _LogSoftmax(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (out,) = ctx.saved_tensors
+        if ctx.kernels is not None and not torch.is_grad_enabled():
+            g_rows = _grad_rows(grad.to(out.dtype), out.shape[-1])
+            dlog: Tensor = ctx.kernels.softmax_backward(out.view(-1, out.shape[-1]), g_rows, log=True)
+            return dlog.view(out.shape), None
         y = _core.to_compute(out)
         active = y != -_INF  # masked outputs are the constant -inf: their cotangent is never read
         g = torch.where(active, grad.to(y.dtype), 0.0)
@@ -127,6 +208,14 @@ class _LogSoftmax(torch.autograd.Function):
 class _LogSumExp(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, dim: int, keepdim: bool) -> Tensor:
+        kernels = _gpu(x)
+        rows = None if kernels is None else _rows(x, dim)
+        ctx.kernels = None if rows is None else kernels
+        if kernels is not None and rows is not None:
+            value: Tensor = kernels.logsumexp(rows).view(*x.shape[:-1], 1).to(_core.result_dtype(x.dtype, "input"))
+            ctx.dim = dim
+            ctx.save_for_backward(x, value)
+            return value if keepdim else value.squeeze(dim)
         z = _core.to_compute(x, "input")
         if z.shape[dim] == 0:
             value = torch.full_like(z.sum(dim, keepdim=True), -_INF)
@@ -141,6 +230,10 @@ class _LogSumExp(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         x, out = ctx.saved_tensors
+        rows = None if ctx.kernels is None or torch.is_grad_enabled() else _rows(x, ctx.dim)
+        if rows is not None:
+            dx: Tensor = ctx.kernels.logsumexp_backward(rows, grad.reshape(-1))
+            return dx.view(x.shape), None, None
         z = _core.to_compute(x, "input")
         g = grad.to(z.dtype)
         if g.ndim < z.ndim:
@@ -327,20 +420,65 @@ def logsumexp(input: Tensor, dim: int | tuple[int, ...] | list[int], keepdim: bo
 # --------------------------------------------------------------------------------------- cross-entropy
 class _CrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, target: Tensor, weight: Tensor | None, dim: int, opts: Options) -> Tensor:
-        z = _core.to_compute(logits)
-        loss, lse, denom, n_rows = _core.ce_forward(z, target, weight, dim, opts)
+    def forward(
+        ctx: Any, logits: Tensor, target: Tensor, weight: Tensor | None, dim: int, opts: Options, fuse: bool
+    ) -> Tensor:
+        kernels = _gpu(logits)
+        rows = None if kernels is None else _rows(logits, dim)
+        ctx.kernels, ctx.grad, ctx.qsum = None, None, None
+        if kernels is not None and rows is not None:
+            ctx.batch = logits.shape[:-1]
+            loss, lse, denom, n_rows = _CrossEntropy._kernel_forward(ctx, kernels, rows, target, weight, opts, fuse)
+        else:
+            z = _core.to_compute(logits)
+            loss, lse, denom, n_rows = _core.ce_forward(z, target, weight, dim, opts)
         ctx.dim, ctx.opts = dim, opts
         ctx.save_for_backward(logits, target, weight, lse.m, lse.log_norm, denom, n_rows)
         return loss.to(_core.result_dtype(logits.dtype))
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
+    def _kernel_forward(
+        ctx: Any, kernels: ModuleType, rows: Tensor, target: Tensor, weight: Tensor | None, opts: Options, fuse: bool
+    ) -> tuple[Tensor, RowLse, Tensor, Tensor]:
+        """The Triton forward: per-row losses from the kernel, reduced here in float64 as the reference does."""
+        n, k = rows.shape
+        batch = ctx.batch
+        probs = target.is_floating_point()
+        if probs:
+            t = _rows(target, target.ndim - 1)
+            t = target.contiguous().view(n, k) if t is None else t
+            denom = n_rows = torch.tensor(float(n), dtype=torch.float64, device=rows.device)
+        else:
+            t = target.reshape(n)
+            denom, n_rows = kernels.label_totals(t, weight, opts.ignore_index, k)
+        scales = None
+        if fuse and opts.reduction != "none":
+            scales = torch.ones(2, dtype=torch.float64, device=rows.device)
+            if opts.reduction == "mean":
+                both = torch.stack([denom, n_rows])
+                scales = torch.where(both > 0, 1.0 / torch.where(both > 0, both, 1.0), 0.0)
+            scales = scales.to(torch.float32)
+        out = kernels.cross_entropy(
+            rows, t, weight, ignore_index=opts.ignore_index, label_smoothing=opts.label_smoothing,
+            z_loss=opts.z_loss, softcap=opts.softcap, scales=scales,
+        )  # fmt: skip
+        ctx.kernels, ctx.grad, ctx.qsum = kernels, out.grad, out.qsum
+        loss = _core._reduce(out.loss, out.z_rows, denom, n_rows, opts.reduction).to(torch.float32)
+        keep = (*batch, 1)
+        lse = RowLse(out.m.view(keep), out.log_norm.view(keep))
+        return (loss.view(batch) if opts.reduction == "none" else loss), lse, denom, n_rows
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None, None]:
         logits, target, weight, m, log_norm, denom, n_rows = ctx.saved_tensors
+        want_t = bool(ctx.needs_input_grad[1])
+        dz: Tensor | None
+        if ctx.kernels is not None and not torch.is_grad_enabled() and not want_t:
+            dz = _CrossEntropy._kernel_backward(ctx, logits, target, weight, m, log_norm, denom, n_rows, grad)
+            return dz, None, None, None, None, None
         z = _core.to_compute(logits)
         # A double backward differentiates this function: then the lse is recomputed by differentiable ops.
         lse = None if torch.is_grad_enabled() else RowLse(m, log_norm)
-        want_t = bool(ctx.needs_input_grad[1])
         dz, dt = _core.ce_backward(z, target, weight, ctx.dim, ctx.opts, lse, denom, n_rows, grad, want_t)
         return (
             dz.to(logits.dtype) if ctx.needs_input_grad[0] else None,
@@ -348,10 +486,54 @@ class _CrossEntropy(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
+    @staticmethod
+    def _kernel_backward(
+        ctx: Any,
+        logits: Tensor,
+        target: Tensor,
+        weight: Tensor | None,
+        m: Tensor,
+        log_norm: Tensor,
+        denom: Tensor,
+        n_rows: Tensor,
+        grad: Tensor,
+    ) -> Tensor:
+        """The Triton backward: the gradient written by the forward (scaled if the upstream one is not 1), or a
+        launch that reads the saved row statistics."""
+        fused: Tensor | None = ctx.grad
+        ctx.grad = None
+        if fused is not None:  # one device-to-host transfer: is the upstream gradient exactly 1?
+            if bool(grad == 1):
+                return fused.view(logits.shape)
+            return (fused.to(torch.float32) * grad.to(torch.float32)).to(logits.dtype).view(logits.shape)
+        opts: Options = ctx.opts
+        rows = logits.view(-1, logits.shape[-1])
+        n, k = rows.shape
+        probs = target.is_floating_point()
+        t = target.contiguous().view(n, k) if probs else target.reshape(n)
+        g = grad.to(torch.float32)
+        if opts.reduction == "none":
+            scales, stride, zoff = g.reshape(n).contiguous(), 1, 0
+        else:
+            both = torch.stack([denom, n_rows])
+            if opts.reduction == "mean":
+                both = torch.where(both > 0, 1.0 / torch.where(both > 0, both, 1.0), 0.0)
+            else:
+                both = torch.ones_like(both)
+            scales, stride, zoff = (g * both).to(torch.float32), 0, 1
+        out = ctx.kernels.cross_entropy(
+            rows, t, weight, ignore_index=opts.ignore_index, label_smoothing=opts.label_smoothing,
+            z_loss=opts.z_loss, softcap=opts.softcap, scales=scales, scale_stride=stride, scale_zoff=zoff,
+            saved=(m.reshape(n), log_norm.reshape(n), ctx.qsum), want_loss=False,
+        )  # fmt: skip
+        dz: Tensor = out.grad.view(logits.shape)
+        return dz
 
-def _check_target(x: Tensor, target: Any, dim: int, opts: Options) -> Tensor:
+
+def _check_target(x: Tensor, target: Any, dim: int, opts: Options, check_values: bool = True) -> Tensor:
     t = _tensor(target, "target")
     if t.dtype == torch.bool or t.dtype.is_complex:
         raise TypeError(f"target must hold integer class indices or floating probabilities; got dtype {t.dtype}")
@@ -366,7 +548,7 @@ def _check_target(x: Tensor, target: Any, dim: int, opts: Options) -> Tensor:
                 f"ignore_index={opts.ignore_index} has no meaning for probability targets; leave it at -100"
             )
         bad = torch.logical_not((t >= 0) & (t < _INF))
-        if t.numel() and bool(bad.any()):
+        if check_values and t.numel() and bool(bad.any()):
             flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
             pos = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(t.shape)))
             raise ValueError(
@@ -378,7 +560,8 @@ def _check_target(x: Tensor, target: Any, dim: int, opts: Options) -> Tensor:
             f"target (class indices) must have the input's shape without dimension {dim}, {batch}; got shape "
             f"{tuple(t.shape)} (input shape {tuple(x.shape)})"
         )
-    _core.check_labels(t, x.shape[dim], opts.ignore_index, f"dimension {dim}")
+    if check_values:
+        _core.check_labels(t, x.shape[dim], opts.ignore_index, f"dimension {dim}")
     return t
 
 
@@ -394,6 +577,7 @@ def cross_entropy(
     *,
     z_loss: float = 0.0,
     softcap: float | None = None,
+    check_target: bool = True,
 ) -> Tensor:
     r"""Cross-entropy from logits, as ``torch.nn.functional.cross_entropy``, plus ``z_loss`` and ``softcap``.
 
@@ -433,6 +617,12 @@ def cross_entropy(
         ignored, not weighted, averaged over the rows not ignored under ``mean``.
     softcap : float, optional
         :math:`c > 0` (Gemma 2): logits become :math:`c \tanh(z/c)`; ``-inf`` stays ``-inf``.
+    check_target : bool
+        Check the values of ``target`` before computing (class indices in ``[0, C)`` or ``ignore_index``;
+        probabilities finite and ``>= 0``), raising ``ValueError`` naming the first bad one. The check costs
+        one device-to-host transfer (a synchronisation on CUDA) per call. ``False`` skips it for trusted
+        targets: on the Triton path a class index out of range then gives a ``nan`` loss and gradient for its
+        row (the kernel never reads outside the row); on the torch path, torch's own indexing error.
 
     Returns
     -------
@@ -482,10 +672,11 @@ def cross_entropy(
         raise ValueError("input must have the class dimension: shape (C,), (N, C) or (N, C, d1, ...); got a 0-d tensor")
     _core.compute_dtype(x.dtype, "input")
     dim = 1 if x.ndim >= 2 else 0
-    t = _check_target(x, target, dim, opts)
+    t = _check_target(x, target, dim, opts, bool(check_target))
     if weight is not None:
         _core.check_weight(_tensor(weight, "weight"), x.shape[dim])
     if x.shape[dim] == 0:  # no classes: every label was ignored (checked above)
         zero = x.sum(dim) * 0.0
         return zero if opts.reduction == "none" else zero.sum()
-    return _core.apply(_CrossEntropy, x, t, weight, dim, opts)
+    fuse = torch.is_grad_enabled() and x.requires_grad and not (t.is_floating_point() and t.requires_grad)
+    return _core.apply(_CrossEntropy, x, t, weight, dim, opts, fuse)
