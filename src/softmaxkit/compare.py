@@ -103,7 +103,7 @@ class Config:
     epochs: int = 40
     seed: int = 0
     alpha: float = 1e-4
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-2
     batch_size: int = 64
     baseline: bool = True
 
