@@ -682,8 +682,9 @@ def _fast(rows: int, net: Network) -> contextlib.ExitStack:
 
     * A fit calls the loss tens to thousands of times, so it takes the kernels even below
       :data:`softmaxkit._backend.THRESHOLD` (a 150 x 3 softmax cross-entropy with its gradient: 0.16 ms against
-      0.44 ms for the generic code); the one-off load of numba is paid by the first fit of a process. A backend
-      chosen with ``softmaxkit.backend(...)`` or ``SOFTMAXKIT_BACKEND`` is respected.
+      0.44 ms for the generic code). The first fit of a process loads numba (~0.6 s); the very first one after
+      installation also compiles the kernel (~25 s on 2 cores, then cached on disk). A backend chosen with
+      ``softmaxkit.backend(...)`` or ``SOFTMAXKIT_BACKEND`` is respected (``"reference"`` skips numba).
     * The kernels run on numba's OpenMP threads; OpenBLAS's own threads, still spinning after each small
       product, then fight them for the cores (oversubscription): on a 2-core machine a softmax-regression step
       on digits took 8.4 ms with both pools and 0.76 ms with one BLAS thread. scikit-learn's ``KMeans`` limits
