@@ -27,7 +27,9 @@ the hidden states feed every rank's logits, so their gradient is the sum of the 
 ``hidden``.
 
 The same code runs on NCCL (GPUs) and gloo (CPU); the tests spawn 2 and 4 gloo ranks on 127.0.0.1 and compare
-with the single-process loss and gradients.
+with the single-process loss and gradients. In the linear variant a rank's CUDA slice of :math:`W` goes through
+the Triton kernels of :func:`softmaxkit.torch.linear_cross_entropy` (its row statistics feed the same two
+collectives; its backward is deterministic when ``torch.are_deterministic_algorithms_enabled()``, and exact).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from torch.autograd.function import once_differentiable
 
 from .. import _validate
 from . import _blocks as blk
-from . import _core
+from . import _core, linear
 from ._core import Options
 
 __all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy"]
@@ -152,28 +154,41 @@ class _VocabParallelLinearCrossEntropy(torch.autograd.Function):
         start: int,
         group: Any,
     ) -> Tensor:
-        prob = blk.local_problem(hidden, lw, bias, weight, target, opts, plan, start)
-        st = _combine(blk.local_stats(prob), prob.tg, group)
-        _core.check_labels(target, prob.tg.size, opts.ignore_index, "the vocabulary of the group")
-        ctx.opts, ctx.plan, ctx.start, ctx.group, ctx.size = opts, plan, start, group, prob.tg.size
+        ctx.triton = linear._use_triton(hidden, lw)
+        if ctx.triton:  # the rank's slice by the Triton kernels (CUDA), inputs in their own dtype
+            tg = blk.targets(target, weight, int(lw.shape[0]), opts, torch.float32, start)
+            local = linear._triton_stats(hidden, lw, bias, tg)
+        else:
+            prob = blk.local_problem(hidden, lw, bias, weight, target, opts, plan, start)
+            tg, local = prob.tg, blk.local_stats(prob)
+        st = _combine(local, tg, group)
+        _core.check_labels(target, tg.size, opts.ignore_index, "the vocabulary of the group")
+        ctx.opts, ctx.plan, ctx.start, ctx.group, ctx.size = opts, plan, start, group, tg.size
         ctx.need = tuple(bool(n) for n in ctx.needs_input_grad[:3])
-        ctx.save_for_backward(
-            hidden, lw, bias, target, weight, st.m, st.log_s, prob.tg.w_y, torch.as_tensor(prob.tg.w_sum)
-        )
-        return blk.total_loss(prob.tg, st, hidden.shape[0]).to(hidden.dtype)
+        ctx.save_for_backward(hidden, lw, bias, target, weight, st.m, st.log_s, tg.w_y, torch.as_tensor(tg.w_sum))
+        return blk.total_loss(tg, st, hidden.shape[0]).to(hidden.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         hidden, lw, bias, target, weight, m, log_s, w_y, w_sum = ctx.saved_tensors
-        prob = blk.local_problem(hidden, lw, bias, weight, target, ctx.opts, ctx.plan, ctx.start)
-        _restore(prob.tg, ctx.size, w_sum, w_y)
         st = blk.RowStats(m, log_s, m, None)
-        grads = blk.recompute(prob, st, blk.upstream_scale(prob.tg, grad, prob.h.dtype), hidden.shape[0], ctx.need)
-        if grads.h is not None:  # every rank's logits depend on the (replicated) hidden states
-            dist.all_reduce(grads.h, op=dist.ReduceOp.SUM, group=ctx.group)
+        if ctx.triton:
+            tg = blk.targets(target, weight, int(lw.shape[0]), ctx.opts, torch.float32, ctx.start)
+            _restore(tg, ctx.size, w_sum, w_y)
+            scale = blk.upstream_scale(tg, grad, torch.float32)
+            det = torch.are_deterministic_algorithms_enabled()
+            gh, gw, gb = linear._triton_grads(hidden, lw, bias, tg, st, scale, ctx.need, det, 0.0, torch.float32)
+        else:
+            prob = blk.local_problem(hidden, lw, bias, weight, target, ctx.opts, ctx.plan, ctx.start)
+            _restore(prob.tg, ctx.size, w_sum, w_y)
+            scale = blk.upstream_scale(prob.tg, grad, prob.h.dtype)
+            grads = blk.recompute(prob, st, scale, hidden.shape[0], ctx.need)
+            gh, gw, gb = grads.h, grads.w, grads.b
+        if gh is not None:  # every rank's logits depend on the (replicated) hidden states
+            dist.all_reduce(gh, op=dist.ReduceOp.SUM, group=ctx.group)
         dtypes = (hidden.dtype, lw.dtype, None if bias is None else bias.dtype)
-        outs = [None if t is None else t.to(d) for t, d in zip((grads.h, grads.w, grads.b), dtypes, strict=True)]
+        outs = [None if t is None else t.to(d) for t, d in zip((gh, gw, gb), dtypes, strict=True)]
         return outs[0], outs[1], outs[2], None, None, None, None, None, None
 
 

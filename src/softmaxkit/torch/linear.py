@@ -49,15 +49,40 @@ float32 that is 352 MiB above the inputs against 6144 MiB for ``F.cross_entropy(
 backward (``benchmarks/bench_linear_ce.py``). float16/bfloat16 inputs are computed and accumulated in
 float32 (an upcast copy of :math:`W` and a float32 :math:`\nabla_W`), and the gradients are rounded once at
 the end.
+
+On the GPU: Triton tiles
+------------------------
+CUDA inputs of float16, bfloat16 or float32 (with Triton installed) go to the Triton kernels of
+:mod:`softmaxkit.kernels.gpu_linear` instead (Wijmans et al. 2024, *Cut Your Losses in Large-Vocabulary Language
+Models*, arXiv:2411.09009): there even the block lives only in on-chip memory. The forward multiplies
+:math:`H W^\top` tile by tile with float32 accumulation and merges each tile into the row's statistics, so that
+what it stores is two floats per row, :math:`(M, \log S)`; the backward recomputes the tiles, forms
+:math:`G` on chip and accumulates :math:`\nabla_H`, :math:`\nabla_W` and :math:`\nabla_b` in float32.
+The row statistics and the loss formula are this module's, so every option behaves the same way; the extra
+memory is the float32 accumulator of :math:`\nabla_H` (:math:`N D` floats), that of one vocabulary chunk of
+:math:`\nabla_W` (at most :math:`2^{25}` floats; the chunk is rounded into the gradient before the next) and
+:math:`O(N)` floats. ``chunk_size`` is not used there (the tiles are the kernels'). Two options
+exist for this path only:
+
+* ``deterministic``: the fast backward adds the tiles' shares with float32 atomics, whose order changes from
+  run to run (the last bits of the gradients with it); the deterministic backward gives each program its own
+  rows of :math:`\nabla_H` or of :math:`\nabla_W` and recomputes every tile twice (about a third more work).
+  ``None`` follows ``torch.are_deterministic_algorithms_enabled()``.
+* ``grad_threshold``: skip a tile of the backward when every per-token gradient entry in it,
+  :math:`|\partial \ell_n / \partial z_{nc}|`, is below the threshold (Cut Cross-Entropy's gradient filtering,
+  whose default is :math:`2^{-12}` for bfloat16). The default 0 is exact.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
 
+from .. import _validate
 from . import _blocks as blk
 from . import _core
 from ._core import Options
@@ -65,6 +90,120 @@ from ._core import Options
 __all__ = ["LinearCrossEntropyLoss", "linear_cross_entropy"]
 
 Tensor = torch.Tensor
+
+
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+@functools.cache
+def _have_triton() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def _use_triton(hidden: Tensor, lw: Tensor) -> bool:
+    """Whether the Triton kernels take this call: CUDA tensors of float16/bfloat16/float32, Triton installed.
+
+    The interpreter tests replace this predicate to run the kernels on CPU tensors (``TRITON_INTERPRET=1``).
+    """
+    return hidden.is_cuda and lw.is_cuda and hidden.dtype in _TRITON_DTYPES and _have_triton()
+
+
+def _triton_stats(hidden: Tensor, lw: Tensor, bias: Tensor | None, tg: blk.Targets) -> blk.RowStats:
+    """Row statistics of the valid rows over ``lw``'s vocabulary (maybe one rank's slice), by the kernels."""
+    from ..kernels import gpu_linear
+
+    o = tg.opts
+    m, log_s, d_y, wd = gpu_linear.row_stats(
+        hidden, lw, bias, tg.cw, tg.idx, tg.y, softcap=o.softcap, smooth=o.label_smoothing > 0
+    )
+    return blk.RowStats(m, log_s, d_y, wd)
+
+
+def _triton_grads(
+    hidden: Tensor,
+    lw: Tensor,
+    bias: Tensor | None,
+    tg: blk.Targets,
+    st: blk.RowStats,
+    scale: blk.Scale,
+    need: tuple[bool, bool, bool],
+    deterministic: bool,
+    threshold: float,
+    dh_dtype: torch.dtype | None = None,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    r"""Gradients by the kernels, from the final row statistics and the upstream factors: ``hidden``'s in
+    ``dh_dtype`` (default its own), ``lw``'s in its own dtype, the bias' in float32.
+
+    The per-row coefficients are those of :func:`softmaxkit.torch._blocks.block_grad_`:
+    :math:`c_1 = (1-\varepsilon) w_y s`, :math:`c_2 = \varepsilon s / V` and the coefficient of :math:`p`,
+    :math:`a = c_1 + c_2 \sum w + 2 \lambda \operatorname{lse} s_z`.
+    """
+    from ..kernels import gpu_linear
+
+    o = tg.opts
+    eps = o.label_smoothing
+    ones = torch.ones(tg.n_valid, dtype=torch.float32, device=st.m.device)
+    s_ce, s_z = scale.ce.to(torch.float32) * ones, scale.z.to(torch.float32) * ones
+    c1 = (1.0 - eps) * tg.w_y * s_ce
+    c2 = (eps / tg.size) * s_ce
+    a = c1 + c2 * tg.w_sum
+    if o.z_loss > 0:
+        lse = st.m + st.log_s
+        a = a + (2.0 * o.z_loss) * torch.where(torch.isfinite(lse), lse, 0.0) * s_z
+    unit = torch.maximum(s_ce.abs(), s_z.abs())
+    coef = torch.stack([blk.finite_or_zero(st.m), st.log_s, a, c1, c2, unit]).to(torch.float32)
+    return gpu_linear.grads(
+        hidden,
+        lw,
+        bias,
+        tg.cw,
+        tg.idx,
+        tg.y,
+        coef,
+        n_total=int(hidden.shape[0]),
+        need=need,
+        softcap=o.softcap,
+        deterministic=deterministic,
+        threshold=threshold,
+        dtypes=(hidden.dtype if dh_dtype is None else dh_dtype, lw.dtype),
+    )
+
+
+def _outputs(grads: tuple[Tensor | None, ...], dtypes: tuple[torch.dtype | None, ...]) -> list[Tensor | None]:
+    return [None if t is None or d is None else t.to(d) for t, d in zip(grads, dtypes, strict=True)]
+
+
+class _TritonLinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        hidden: Tensor,
+        lw: Tensor,
+        bias: Tensor | None,
+        target: Tensor,
+        weight: Tensor | None,
+        opts: Options,
+        deterministic: bool,
+        threshold: float,
+    ) -> Tensor:
+        tg = blk.targets(target, weight, int(lw.shape[0]), opts, torch.float32, 0)
+        st = _triton_stats(hidden, lw, bias, tg)
+        ctx.opts, ctx.deterministic, ctx.threshold = opts, deterministic, threshold
+        ctx.need = tuple(bool(n) for n in ctx.needs_input_grad[:3])
+        if any(ctx.need):
+            ctx.save_for_backward(hidden, lw, bias, target, weight, st.m, st.log_s)
+        return blk.total_loss(tg, st, int(hidden.shape[0])).to(hidden.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        hidden, lw, bias, target, weight, m, log_s = ctx.saved_tensors
+        tg = blk.targets(target, weight, int(lw.shape[0]), ctx.opts, torch.float32, 0)
+        st = blk.RowStats(m, log_s, m, None)
+        scale = blk.upstream_scale(tg, grad, torch.float32)
+        grads = _triton_grads(hidden, lw, bias, tg, st, scale, ctx.need, ctx.deterministic, ctx.threshold)
+        outs = _outputs(grads, (hidden.dtype, lw.dtype, None if bias is None else bias.dtype))
+        return outs[0], outs[1], outs[2], None, None, None, None, None
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -146,6 +285,17 @@ def _check(hidden: Any, lw: Any, target: Any, bias: Any, weight: Any, opts: Opti
     return hidden.reshape(-1, hidden.shape[-1]), target.reshape(-1)
 
 
+def _gpu_options(deterministic: Any, grad_threshold: Any) -> tuple[bool, float]:
+    """Validate the options of the Triton path; ``deterministic=None`` reads torch's global setting."""
+    if deterministic is None:
+        det = torch.are_deterministic_algorithms_enabled()
+    elif isinstance(deterministic, bool):
+        det = deterministic
+    else:
+        raise TypeError(f"deterministic must be True, False or None; got {deterministic!r}")
+    return det, _validate.non_negative(grad_threshold, "grad_threshold")
+
+
 def linear_cross_entropy(
     hidden: Tensor,
     linear_weight: Tensor,
@@ -160,6 +310,8 @@ def linear_cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     chunk_size: int | tuple[int, int] | None = None,
+    deterministic: bool | None = None,
+    grad_threshold: float = 0.0,
 ) -> Tensor:
     r"""``cross_entropy(hidden @ linear_weight.T + bias, target)`` in chunks, without the :math:`N \times V` logits.
 
@@ -183,7 +335,17 @@ def linear_cross_entropy(
         Tokens per chunk, or (tokens, vocabulary entries) per block. By default the whole vocabulary and as
         many tokens as keep a block at :math:`2^{24}` logits (64 MiB in float32; at least 64 tokens). A
         vocabulary chunk smaller than ``V`` bounds the memory further at the cost of one more matrix product
-        (the blocks are recomputed for the gradient).
+        (the blocks are recomputed for the gradient). Not used by the Triton kernels (CUDA inputs).
+    deterministic : bool, optional
+        CUDA inputs only: ``True`` runs the backward without atomics, so that the gradients are bit-identical
+        from run to run (the logits are recomputed twice); ``False`` adds the tiles' shares with float32
+        atomics (faster, last bits vary). Default: ``torch.are_deterministic_algorithms_enabled()``. The CPU
+        path is always deterministic.
+    grad_threshold : float, default 0
+        CUDA inputs only: skip a ``(rows x vocabulary)`` tile of the backward when every per-token gradient
+        entry :math:`|\partial \ell_n / \partial z_{nc}|` in it is below this value (Cut Cross-Entropy's
+        gradient filtering, Wijmans et al. 2024; their default is ``torch.finfo(dtype).eps / 32``, i.e.
+        :math:`2^{-12}` in bfloat16). 0, the default, is exact. The CPU path is always exact.
 
     Returns
     -------
@@ -196,7 +358,8 @@ def linear_cross_entropy(
         Non-tensor inputs; ``hidden`` and ``linear_weight`` of different dtypes; a floating ``target``.
     ValueError
         Shapes that do not match (both named); a class index outside ``[0, V)`` (value and position named);
-        bad options (as :func:`softmaxkit.torch.cross_entropy`); a non-positive ``chunk_size``.
+        bad options (as :func:`softmaxkit.torch.cross_entropy`); a non-positive ``chunk_size``; a negative or
+        non-finite ``grad_threshold``.
 
     Notes
     -----
@@ -234,9 +397,13 @@ def linear_cross_entropy(
     torch.Size([10, 4])
     """
     opts = _core.options(ignore_index, label_smoothing, reduction, z_loss, softcap)
+    det, threshold = _gpu_options(deterministic, grad_threshold)
     h2, t1 = _check(hidden, linear_weight, target, bias, weight, opts)
     plan = blk.make_plan(chunk_size, h2.shape[0], linear_weight.shape[0])
-    loss = _core.apply(_LinearCrossEntropy, h2, linear_weight, bias, t1, weight, opts, plan)
+    if _use_triton(h2, linear_weight):
+        loss = _core.apply(_TritonLinearCrossEntropy, h2, linear_weight, bias, t1, weight, opts, det, threshold)
+    else:
+        loss = _core.apply(_LinearCrossEntropy, h2, linear_weight, bias, t1, weight, opts, plan)
     return loss.reshape(target.shape) if opts.reduction == "none" else loss
 
 
@@ -247,7 +414,8 @@ _TorchLinearCrossEntropyLoss: Any = getattr(torch.nn, "LinearCrossEntropyLoss", 
 class LinearCrossEntropyLoss(_TorchLinearCrossEntropyLoss):  # type: ignore[misc]
     r"""``torch.nn.LinearCrossEntropyLoss`` (owns the output projection) computed by :func:`linear_cross_entropy`.
 
-    Same constructor as torch's, plus ``z_loss``, ``softcap`` and ``chunk_size``; ``self.linear`` holds the
+    Same constructor as torch's, plus ``z_loss``, ``softcap``, ``chunk_size``, ``deterministic`` and
+    ``grad_threshold`` (see :func:`linear_cross_entropy`); ``self.linear`` holds the
     projection, so checkpoints load unchanged. ``options`` (torch's chunking configuration) is accepted and not
     used: this module always works in chunks. K-dimensional heads (``out_features != ()``) are not supported.
     With torch older than 2.13 (no ``torch.nn.LinearCrossEntropyLoss``) it is a plain ``torch.nn.Module`` with
@@ -280,11 +448,14 @@ class LinearCrossEntropyLoss(_TorchLinearCrossEntropyLoss):  # type: ignore[misc
         z_loss: float = 0.0,
         softcap: float | None = None,
         chunk_size: int | tuple[int, int] | None = None,
+        deterministic: bool | None = None,
+        grad_threshold: float = 0.0,
     ) -> None:
         if tuple(out_features) != ():
             raise ValueError(f"out_features={out_features!r}: K-dimensional heads are not supported; use ()")
         _core.options(-100 if ignore_index is None else ignore_index, label_smoothing, reduction, z_loss, softcap)
         blk.make_plan(chunk_size, 1, num_classes)
+        _gpu_options(deterministic, grad_threshold)
         if _TorchLinearCrossEntropyLoss is torch.nn.Module:
             super().__init__()
             self.register_buffer("weight", weight)
@@ -305,6 +476,7 @@ class LinearCrossEntropyLoss(_TorchLinearCrossEntropyLoss):  # type: ignore[misc
                 options=options,
             )
         self.z_loss, self.softcap, self.chunk_size = z_loss, softcap, chunk_size
+        self.deterministic, self.grad_threshold = deterministic, grad_threshold
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return linear_cross_entropy(
@@ -319,4 +491,6 @@ class LinearCrossEntropyLoss(_TorchLinearCrossEntropyLoss):  # type: ignore[misc
             z_loss=self.z_loss,
             softcap=self.softcap,
             chunk_size=self.chunk_size,
+            deterministic=self.deterministic,
+            grad_threshold=self.grad_threshold,
         )
