@@ -445,3 +445,15 @@ def test_import_softmaxkit_does_not_import_the_torch_front():
     code = "import sys, softmaxkit; print('softmaxkit.torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_cross_entropy_loss_module_passes_check_target():
+    """The module forwards ``check_target``; it shows in the repr when off and must be a bool."""
+    loss_fn = skt.CrossEntropyLoss(check_target=False)
+    assert "check_target=False" in repr(loss_fn)
+    x = torch.tensor([[2.0, 0.0, -1.0]])
+    assert torch.allclose(loss_fn(x, torch.tensor([0])), skt.cross_entropy(x, torch.tensor([0])))
+    with pytest.raises(ValueError, match="class index 5"):
+        skt.CrossEntropyLoss()(x, torch.tensor([5]))
+    with pytest.raises(TypeError, match="check_target must be True or False; got 'no'"):
+        skt.CrossEntropyLoss(check_target="no")

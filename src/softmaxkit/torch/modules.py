@@ -3,7 +3,7 @@
 Each subclasses its torch namesake, so the constructor, the attributes, ``state_dict`` keys, ``isinstance``
 checks and pickles are torch's; only ``forward`` runs :mod:`softmaxkit.torch.functional`. Swap the import and
 nothing else changes, except the special values listed in that module (fully masked rows are finite; a mean
-over no labels is 0) and the two extra keywords of :class:`CrossEntropyLoss`, ``z_loss`` and ``softcap``.
+over no labels is 0) and the extra keywords of :class:`CrossEntropyLoss`, ``z_loss``, ``softcap`` and ``check_target``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
         :math:`\lambda \ge 0`: adds :math:`\lambda \operatorname{lse}(z)^2` per row not ignored (PaLM).
     softcap : float, optional
         :math:`c > 0`: logits become :math:`c \tanh(z/c)` first (Gemma 2).
+    check_target : bool
+        Check class indices before computing (the default): on a GPU one device-to-host transfer per call.
+        ``False`` trusts them (see :func:`softmaxkit.torch.cross_entropy`).
 
     Raises
     ------
@@ -58,11 +61,15 @@ class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
         *,
         z_loss: float = 0.0,
         softcap: float | None = None,
+        check_target: bool = True,
     ) -> None:
         super().__init__(weight, size_average, ignore_index, reduce, reduction, label_smoothing)
         opts = _core.options(self.ignore_index, self.label_smoothing, self.reduction, z_loss, softcap)
         self.z_loss = opts.z_loss
         self.softcap = opts.softcap
+        if not isinstance(check_target, bool):
+            raise TypeError(f"check_target must be True or False; got {check_target!r}")
+        self.check_target = check_target
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return functional.cross_entropy(
@@ -74,6 +81,7 @@ class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
             label_smoothing=self.label_smoothing,
             z_loss=getattr(self, "z_loss", 0.0),
             softcap=getattr(self, "softcap", None),
+            check_target=getattr(self, "check_target", True),
         )
 
     def extra_repr(self) -> str:
@@ -88,6 +96,8 @@ class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
             parts.append(f"z_loss={self.z_loss}")
         if getattr(self, "softcap", None) is not None:
             parts.append(f"softcap={self.softcap}")
+        if not getattr(self, "check_target", True):
+            parts.append("check_target=False")
         return ", ".join(parts)
 
 
