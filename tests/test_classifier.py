@@ -459,3 +459,17 @@ def test_fit_does_not_mutate_inputs(iris: tuple[np.ndarray, np.ndarray]) -> None
     assert np.array_equal(X, X0)
     assert np.array_equal(y, y0)
     assert np.array_equal(sw, sw0)
+
+
+def test_binary_softmax_regression_solves_logistic_regressions_problem():
+    """Two classes: L-BFGS runs on d = w_1 - w_0 alone (coefs_ = [-d/2, d/2]), LogisticRegression's problem."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    ref = LogisticRegression(C=1.0, tol=1e-6, max_iter=10_000).fit(X, y)
+    ours = SoftmaxClassifier(alpha=2.0 / len(y), tol=1e-6, max_iter=10_000).fit(X, y)
+    W, b = ours.coefs_[0], ours.intercepts_[0]
+    np.testing.assert_array_equal(W[:, 0], -W[:, 1])
+    assert b[0] == -b[1]
+    np.testing.assert_allclose(W[:, 1] - W[:, 0], ref.coef_[0], rtol=1e-4, atol=1e-5)
+    assert abs(log_loss(y, ours.predict_proba(X)) - log_loss(y, ref.predict_proba(X))) < 1e-8
+    assert abs(ours.n_iter_ - int(ref.n_iter_[0])) <= 2

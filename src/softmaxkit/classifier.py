@@ -41,7 +41,9 @@ samples without weights):
 * multiclass (:math:`C \ge 3` classes, both models have one weight vector per class): ``alpha = 1 / (C * S)``;
 * binary: scikit-learn fits one vector :math:`w` for the log-odds, we fit two (:math:`w_0, w_1`); only
   :math:`d = w_1 - w_0` matters and the penalty is smallest at :math:`w_1 = -w_0 = d/2`, where it is
-  :math:`\frac{\alpha}{4}\lVert d\rVert^2`, so the same model needs ``alpha = 2 / (C * S)``.
+  :math:`\frac{\alpha}{4}\lVert d\rVert^2`, so the same model needs ``alpha = 2 / (C * S)``. For softmax
+  regression with a loss that sees only :math:`z_1 - z_0` (softmax, sparsemax, entmax, hinge), L-BFGS then runs on
+  :math:`d` alone (``coefs_`` holds :math:`[-d/2, d/2]`), the very problem and steps of scikit-learn's.
 
 Then both reach the same minimum (the tests check the log-loss to 1e-4 on digits and iris).
 
@@ -130,6 +132,8 @@ F64 = npt.NDArray[np.float64]
 
 # Layers whose mapping keeps the order of the logits: predict is the argmax of the logits, exact and free of
 # the ties that saturated probabilities would create. Others (taylor, spherical, unknown) use the probabilities.
+# Layers whose loss depends on the logits only through their differences (a common shift changes nothing).
+_SHIFT_INVARIANT = frozenset({"softmax", "sparsemax", "entmax15", "entmax_bisect", "hinge"})
 _ORDER_PRESERVING = frozenset({"softmax", "sparsemax", "entmax15", "entmax_bisect", "sigmoid", "hinge", "normalize"})
 # Exact log-mappings; the other layers' log-probabilities are log(p), -inf where p is exactly 0.
 _LOG_MAPPING: dict[str, Callable[..., Any]] = {
@@ -402,6 +406,8 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         (``spherical``: :math:`z^2` is flat at 0); random weights (:meth:`Network.init`) for an MLP, to break the
         symmetry between hidden units."""
         net = self._net
+        if net.n_layers == 1 and self.output_layer_.name in _SHIFT_INVARIANT:  # gradient p - y etc. at 0: not flat
+            return np.zeros(net.n_params)
         if net.n_layers == 1:
             n_classes = net.sizes[-1]
             _, g = self.output_layer_.loss_value_and_grad(
@@ -451,9 +457,23 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         X = with_ones(X)  # one product per layer-1 pass, bias included
         grad = np.empty_like(theta)
         curve: list[float] = []
+        # Two classes, no hidden layer, a loss that sees only z_1 - z_0: at the optimum W = [-v/2, v/2] (any
+        # common part of the two columns adds penalty and nothing else), so L-BFGS runs on v alone, the very
+        # problem LogisticRegression solves, in the same steps. theta viewed as (d + 1, 2) is [W; b].
+        halved = net.n_layers == 1 and net.sizes[-1] == 2 and layer.name in _SHIFT_INVARIANT and not theta.any()
+
+        def full(v: F64) -> F64:
+            return np.stack([-0.5 * v, 0.5 * v], axis=1).ravel()
 
         def fun(t: F64) -> tuple[float, F64]:
-            return objective(t, net, layer, X, yi, sw, alpha, grad), grad
+            if not halved:
+                return objective(t, net, layer, X, yi, sw, alpha, grad), grad
+            value = objective(full(t), net, layer, X, yi, sw, alpha, grad)
+            g = grad.reshape(-1, 2)
+            return value, 0.5 * (g[:, 1] - g[:, 0])
+
+        if halved:
+            theta = np.zeros(theta.size // 2)
 
         def record(intermediate_result: scipy.optimize.OptimizeResult) -> None:
             curve.append(float(intermediate_result.fun))
@@ -483,7 +503,8 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        return np.asarray(res.x, dtype=np.float64)
+        x = np.asarray(res.x, dtype=np.float64)
+        return full(x) if halved else x
 
     def _epoch(self, theta: F64, X: F64, yi: npt.NDArray[np.intp], sw: F64 | None, rng: np.random.RandomState) -> None:
         """One pass of ``self._optimizer`` over the minibatches of ``(X, yi)``, updating ``theta`` in place and the
