@@ -256,3 +256,15 @@ def test_markdown_table_shape():
     lines = compare.markdown_table(result).splitlines()
     assert lines[0].startswith("| layer | accuracy | NLL |")
     assert lines[2] == "| softmax | 0.900 | 0.300 | 0.280 | 0.050 | 0.020 | 1.30 | 0.150 | 0.50 | 0% |"
+
+
+def test_missing_optional_dependency_exits_1(monkeypatch, capsys, tmp_path):
+    def no_sklearn(config, *, show_progress=False):
+        compare._need("sklearn_is_not_installed_here")
+
+    monkeypatch.setattr(compare, "run", no_sklearn)
+    assert main(["compare", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("softmaxkit compare: needs sklearn_is_not_installed_here, which is not installed")
+    assert "pip install 'softmaxkit[compare]'" in err
+    assert not (tmp_path / "o").exists()

@@ -136,7 +136,9 @@ def _need(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"softmaxkit compare needs {module.split('.')[0]}: {EXTRA_HINT}") from exc
+        top = module.split(".")[0]
+        name = {"sklearn": "scikit-learn"}.get(top, top)
+        raise ImportError(f"needs {name}, which is not installed: {EXTRA_HINT}") from exc
 
 
 def _encode(labels: Sequence[Any], source: str) -> tuple[np.ndarray, tuple[str, ...]]:
