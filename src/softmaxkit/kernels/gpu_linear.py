@@ -53,9 +53,9 @@ and the tile's gradient is
 
 times :math:`1 - \tanh^2(z/c)` under a softcap (the formula of :func:`softmaxkit.torch._core.ce_backward`; the
 target column through ``expm1`` so that :math:`p_y \to 1` keeps its digits). ``tl`` has no ``expm1`` or
-``tanh`` in every version we support, so :func:`_expm1_neg` evaluates :math:`e^x - 1` for :math:`x \le 0` by a
-degree-7 Taylor polynomial on :math:`[-1/4, 0]` (truncation below :math:`2 \cdot 10^{-9}` relative) and by
-``exp(x) - 1`` below it (no cancellation there), and :math:`\tanh` from it.
+``tanh`` in every version we support, so these kernels use the device functions of
+:mod:`softmaxkit.kernels.gpu`: its ``_expm1`` (a series near 0, ``exp(x) - 1`` elsewhere) and its ``_softcap``
+(the capped logits and :math:`1 - \tanh^2`, both without cancellation; ``-inf`` stays ``-inf``).
 
 ``G`` is rounded to the input dtype for the two products :math:`G W_{tile}` and :math:`G^\top H_{blk}`
 (as the forward's operands are), which accumulate in float32 into float32 buffers:
@@ -175,8 +175,11 @@ def _kernels() -> SimpleNamespace:
     import triton
     import triton.language
 
+    from . import gpu  # the device math both kernel modules share: expm1, and the softcap with its derivative
+
     space = globals()
     space["tl"] = triton.language
+    space["_expm1"], space["_softcap"] = gpu._expm1, gpu._softcap
     for name in _JIT:
         space[name] = triton.jit(space[name])
     return SimpleNamespace(**{name: space[name] for name in _JIT})
@@ -187,14 +190,10 @@ def _kernels() -> SimpleNamespace:
 # constants (Triton resolves annotations itself, so there are no others).
 if TYPE_CHECKING:
     import triton.language as tl
+
+    from .gpu import _expm1, _softcap
 else:
-    tl = None  # triton.language, set by _kernels()
-
-
-def _expm1_neg(x):
-    # e^x - 1 for x <= 0: Taylor on [-1/4, 0], exp(x) - 1 below
-    poly = x * (1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (1.0 / 120 + x * (1.0 / 720 + x / 5040))))))
-    return tl.where(x > -0.25, poly, tl.exp(x) - 1.0)
+    tl = _expm1 = _softcap = None  # triton.language and gpu.py's device functions, set by _kernels()
 
 
 def _dot(a, b, acc, PREC: tl.constexpr):
@@ -204,12 +203,6 @@ def _dot(a, b, acc, PREC: tl.constexpr):
     else:
         out = tl.dot(a, b, acc, input_precision=PREC)
     return out
-
-
-def _tanh(x):
-    e = _expm1_neg(-2.0 * tl.abs(x))
-    t = -e / (2.0 + e)
-    return tl.where(x < 0, -t, t)
 
 
 def _logits(
@@ -245,9 +238,7 @@ def _logits(
         acc += tl.load(b_ptr + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
     dcap = tl.full((BM, BV), 1.0, dtype=tl.float32)
     if SOFTCAP:
-        t = _tanh(acc / softcap)
-        acc = tl.where(acc == -float("inf"), -float("inf"), softcap * t)
-        dcap = 1.0 - t * t
+        acc, dcap = _softcap(acc, softcap)
     return acc, dcap
 
 
@@ -419,7 +410,7 @@ def _grad_tile(
     p = tl.exp(log_p)
     smooth = c2[:, None] * wc[None, :]
     g = a[:, None] * p - smooth
-    g_y = c1[:, None] * _expm1_neg(log_p) + (a - c1)[:, None] * p - smooth
+    g_y = c1[:, None] * _expm1(log_p) + (a - c1)[:, None] * p - smooth
     g = tl.where(cols[None, :] == y[:, None], g_y, g)
     if SOFTCAP:
         g = g * dcap
@@ -689,9 +680,7 @@ def _bwd_vocab_kernel(
 
 
 _JIT = (
-    "_expm1_neg",
     "_dot",
-    "_tanh",
     "_logits",
     "_row_index",
     "_fwd_kernel",
