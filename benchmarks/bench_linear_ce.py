@@ -17,10 +17,11 @@ Methods: ``naive`` = ``F.cross_entropy(hidden @ W.T, y)`` + backward; ``torch_ch
 
 Usage::
 
-    python benchmarks/bench_linear_ce.py --n 8192 --d 1024 --v 65536 --out bench_linear_ce.json
+    python benchmarks/bench_linear_ce.py --n 8192 --d 1024 --v 65536 [--threads N] [--out DIR]
 
-writes JSON with, per method, ``peak_extra_mib`` and ``time_s`` (median) and ``times_s``, and the ratios the
-issue asks for: softmaxkit's memory over naive's (target <= 1/16) and its time over torch's op (target <= 1).
+writes ``DIR/bench_linear_ce.json`` (default ``benchmarks/results``; the timer, machine description and JSON are
+``benchmarks/_harness.py``'s) with, per method, ``peak_extra_mib``, ``time_s`` (median) and ``times_s``, and the
+ratios the issue asks for: softmaxkit's memory over naive's (target <= 1/16) and its time over torch's op (target <= 1).
 Run it on a quiet machine: the timings are wall-clock.
 """
 
@@ -28,13 +29,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
 import subprocess
 import sys
-import time
 from typing import Any
+
+from _harness import add_arguments, describe, machine_info, positive_int, ratio, set_threads, time_call, write_results
 
 METHODS = ("naive", "torch_reference", "torch_chunked", "softmaxkit")
 
@@ -88,24 +87,30 @@ def run_method(method: str, n: int, d: int, v: int, repeat: int, seed: int) -> d
     else:
         raise ValueError(f"unknown method {method!r}")
 
-    times, peaks, losses = [], [], []
+    peaks: list[float] = []
+    losses: list[float] = []
     exact_peak = True
-    for _ in range(repeat + 1):
+    before_kib = 0
+
+    def before() -> None:
+        nonlocal before_kib, exact_peak
         hidden.grad = weight.grad = None
-        before = _rss_kib("VmRSS")
+        before_kib = _rss_kib("VmRSS")
         # without the reset, VmHWM is the peak of the whole process so far: an upper bound of this step's
         exact_peak = _reset_peak() and exact_peak
-        t0 = time.perf_counter()
+
+    def call() -> None:
         loss = step()
         loss.backward()
-        elapsed = time.perf_counter() - t0
-        peaks.append((_rss_kib("VmHWM") - before) / 1024)
-        times.append(elapsed)
         losses.append(float(loss))
-        del loss
+
+    def after() -> None:
+        peaks.append((_rss_kib("VmHWM") - before_kib) / 1024)
+
+    timing = time_call(call, repeat=repeat, warmup=1, before=before, after=after)
     return {
-        "time_s": statistics.median(times[1:]),
-        "times_s": times,
+        "time_s": timing.median,
+        "times_s": list(timing.times),
         "peak_extra_mib": max(peaks[1:]),
         "peaks_mib": peaks,
         "loss": losses[-1],
@@ -115,47 +120,50 @@ def run_method(method: str, n: int, d: int, v: int, repeat: int, seed: int) -> d
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=8192)
-    p.add_argument("--d", type=int, default=1024)
-    p.add_argument("--v", type=int, default=65536)
-    p.add_argument("--repeat", type=int, default=3)
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--n", type=positive_int, default=8192)
+    p.add_argument("--d", type=positive_int, default=1024)
+    p.add_argument("--v", type=positive_int, default=65536)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--method", help=argparse.SUPPRESS)  # internal: run one method, print JSON
-    p.add_argument("--out", default="bench_linear_ce.json")
+    add_arguments(p, repeat=3)
     a = p.parse_args()
     if a.method:
+        import torch  # noqa: F401  (imported first, so that set_threads limits it too)
+
+        set_threads(a.threads)
         print(json.dumps(run_method(a.method, a.n, a.d, a.v, a.repeat, a.seed)))
         return
+    threads = set_threads(a.threads)
+    print(describe(machine_info(threads)))
     results: dict[str, Any] = {}
     for method in a.methods.split(","):
         cmd = [sys.executable, __file__, "--method", method, "--n", str(a.n), "--d", str(a.d), "--v", str(a.v)]
         cmd += ["--repeat", str(a.repeat), "--seed", str(a.seed)]
+        cmd += [] if a.threads is None else ["--threads", str(a.threads)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results[method] = json.loads(out.strip().splitlines()[-1])
         r = results[method]
         print(f"{method:15s} peak extra {r['peak_extra_mib']:9.1f} MiB  time {r['time_s']:7.3f} s loss {r['loss']:.6f}")
     report: dict[str, Any] = {
         "size": {"n": a.n, "d": a.d, "v": a.v, "dtype": "float32", "device": "cpu"},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "results": results,
     }
     ours = results.get("softmaxkit")
     if ours:
-        ratios = {}
+        ratios: dict[str, float | None] = {}
         if "naive" in results:
-            ratios["memory_vs_naive"] = ours["peak_extra_mib"] / results["naive"]["peak_extra_mib"]
-            ratios["time_vs_naive"] = ours["time_s"] / results["naive"]["time_s"]
+            ratios["memory_vs_naive"] = ratio(ours["peak_extra_mib"], results["naive"]["peak_extra_mib"])
+            ratios["time_vs_naive"] = ratio(ours["time_s"], results["naive"]["time_s"])
         for ref in ("torch_chunked", "torch_reference"):
             if ref in results:
-                ratios[f"time_vs_{ref}"] = ours["time_s"] / results[ref]["time_s"]
-                ratios[f"memory_vs_{ref}"] = ours["peak_extra_mib"] / results[ref]["peak_extra_mib"]
+                ratios[f"time_vs_{ref}"] = ratio(ours["time_s"], results[ref]["time_s"])
+                ratios[f"memory_vs_{ref}"] = ratio(ours["peak_extra_mib"], results[ref]["peak_extra_mib"])
         report["ratios"] = ratios
         report["targets"] = {"memory_vs_naive": "<= 1/16 = 0.0625", "time_vs_torch_linear_cross_entropy": "<= 1.0"}
         print(json.dumps(ratios, indent=2))
-    with open(a.out, "w") as f:
-        json.dump(report, f, indent=2)
+    print(f"wrote {write_results('bench_linear_ce', report, a.out, threads=threads)}")
 
 
 if __name__ == "__main__":

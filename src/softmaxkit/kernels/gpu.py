@@ -77,7 +77,7 @@ row, or ``ROWS`` narrow rows per program); longer rows are walked by blocks of :
 second walk finds the row in L2 while several programs share a streaming multiprocessor. The values are a first
 guess for an H100, not yet measured there (compiled for ``sm_90`` with Triton 3.9: 63 registers per thread for
 the walk at 8 warps, 128 and a small spill for a 32768-class row held whole at 16 warps, hence the modest
-:data:`SINGLE_MAX`); ``benchmarks/gpu.py --sweep`` times the alternatives. The ``block`` argument of every
+:data:`SINGLE_MAX`); ``benchmarks/bench_gpu.py --sweep`` times the alternatives. The ``block`` argument of every
 launcher forces the block width (the tests use small blocks to exercise the walk on small rows).
 """
 

@@ -20,38 +20,30 @@ of the gradients of ``hidden`` and ``W`` (relative to the largest entry of each)
 
 Usage::
 
-    python benchmarks/gpu_linear_ce.py --out results/            # bf16, (8192, 2304, 256000), (16384, 4096, 128256)
-    python benchmarks/gpu_linear_ce.py --quick --out results/    # small sizes, a minute
+    python benchmarks/bench_gpu_linear_ce.py          # bf16, (8192, 2304, 256000), (16384, 4096, 128256)
+    python benchmarks/bench_gpu_linear_ce.py --quick  # small sizes, a minute
 
-writes ``gpu_linear_ce.json`` into ``--out`` and prints a short table last. Targets (issue 8): peak memory at
+writes ``bench_gpu_linear_ce.json`` into ``--out`` (default ``benchmarks/results``; timer, machine description
+and JSON from ``benchmarks/_harness.py``) and prints a short table last. Targets (issue 8): peak memory at
 most Cut Cross-Entropy's; time at most CCE's and Liger's; errors within bfloat16 tolerance.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import json
-import statistics
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from _harness import add_arguments, describe, machine_info, positive_int, time_cuda, write_results
+
 SIZES = [(8192, 2304, 256000), (16384, 4096, 128256)]  # Gemma-2 2B and Llama-3 8B output layers
 QUICK = [(2048, 512, 32000), (1024, 1024, 50257)]
 METHODS = ("naive", "torch", "liger", "cce", "cce_exact", "softmaxkit", "softmaxkit_det", "softmaxkit_filter")
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def make_step(method: str) -> tuple[Step | None, str]:
@@ -109,30 +101,33 @@ def _max_rel(x: torch.Tensor, ref: torch.Tensor) -> float:
 def measure(step: Step, h: torch.Tensor, w: torch.Tensor, y: torch.Tensor, warmup: int, reps: int) -> dict[str, Any]:
     """Time and peak extra memory of forward + backward; the last step's loss and gradients."""
     grad_bytes = h.numel() * h.element_size() + w.numel() * w.element_size()
-    times: list[float] = []
     peaks: list[float] = []
-    loss = torch.zeros(())
-    for i in range(warmup + reps):
+    losses: list[torch.Tensor] = []
+    base = 0
+
+    def before() -> None:
+        nonlocal base
         h.grad = w.grad = None
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated() + grad_bytes  # the inputs, and the gradients the step leaves
         torch.cuda.reset_peak_memory_stats()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+
+    def call() -> None:
         loss = step(h, w, y)
         loss.backward()
-        end.record()
-        torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(start.elapsed_time(end))
-            peaks.append((torch.cuda.max_memory_allocated() - base) / 2**20)
+        losses[:] = [loss.detach()]
+
+    def after() -> None:
+        peaks.append((torch.cuda.max_memory_allocated() - base) / 2**20)
+
+    timing = time_cuda(call, repeat=reps, warmup=warmup, before=before, after=after)
     if h.grad is None or w.grad is None:
         raise RuntimeError("the step left no gradient for hidden or W")
     return {
-        "time_ms": statistics.median(times),
-        "times_ms": times,
-        "peak_extra_mib": max(peaks),
-        "loss": float(loss),
+        "time_ms": 1e3 * timing.median,
+        "times_ms": [1e3 * t for t in timing.times],
+        "peak_extra_mib": max(peaks[warmup:]),
+        "loss": float(losses[-1]),
         "grads": (h.grad.detach().clone(), w.grad.detach().clone()),
     }
 
@@ -197,11 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--reps", type=int, default=None, help="measured steps (default 10, 3 with --quick)")
-    p.add_argument("--out", default=".", help="directory for gpu_linear_ce.json")
+    p.add_argument("--reps", type=positive_int, default=None, help="measured steps (default 10, 3 with --quick)")
+    add_arguments(p, repeat=None, threads=False)
     a = p.parse_args(argv)
     if not torch.cuda.is_available():
-        print("gpu_linear_ce: needs a CUDA device", file=sys.stderr)
+        print("bench_gpu_linear_ce: needs a CUDA device", file=sys.stderr)
         return 2
     sizes = QUICK if a.quick else SIZES
     if a.sizes:
@@ -213,20 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     for n, d, v in sizes:
         print(f"N={n} D={d} V={v} {a.dtype}", file=sys.stderr)
         results.append(run_size(n, d, v, methods, dtype, a.warmup, reps))
-    report = {
-        "device": torch.cuda.get_device_name(),
-        "dtype": a.dtype,
-        "versions": {
-            name: _version(name) for name in ("torch", "triton", "softmaxkit", "liger-kernel", "cut-cross-entropy")
-        },
-        "warmup": a.warmup,
-        "reps": reps,
-        "sizes": results,
-    }
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_linear_ce.json").write_text(json.dumps(report, indent=2))
+    report = {"dtype": a.dtype, "warmup": a.warmup, "reps": reps, "sizes": results}
+    path = write_results("bench_gpu_linear_ce", report, a.out)
+    print(describe(machine_info()))
     print(table(results))
+    print(f"wrote {path}")
     return 0
 
 

@@ -19,14 +19,14 @@ times (peer time / softmaxkit time: above 1 means softmaxkit is faster). Targets
 
 Before timing, each method's loss and gradient (or output) are compared with torch eager's in float64 on the
 same inputs; a method that disagrees is reported and its times are flagged. Times are medians of CUDA-event
-timings after warm-up.
+timings after warm-up (``benchmarks/_harness.py``'s timer; its machine description and JSON too).
 
 Usage::
 
-    python benchmarks/gpu.py            # float32 and bfloat16, N x V from 4096 x 32000 to 8192 x 256000
-    python benchmarks/gpu.py --quick    # one small shape, fewer repetitions
-    python benchmarks/gpu.py --out DIR  # JSON into DIR/gpu.json (default bench-gpu/)
-    python benchmarks/gpu.py --sweep    # also time softmaxkit under other block configurations
+    python benchmarks/bench_gpu.py            # float32 and bfloat16, N x V from 4096 x 32000 to 8192 x 256000
+    python benchmarks/bench_gpu.py --quick    # one small shape, fewer repetitions
+    python benchmarks/bench_gpu.py --out DIR  # JSON into DIR/bench_gpu.json (default benchmarks/results)
+    python benchmarks/bench_gpu.py --sweep    # also time softmaxkit under other block configurations
 
 ``--sweep`` times softmaxkit's cross-entropy and softmax on the first shape under several settings of
 ``softmaxkit.kernels.gpu.SINGLE_MAX`` / ``BLOCK_WIDE`` / ``NUM_WARPS`` (the block sizes are a first guess, made
@@ -36,37 +36,23 @@ without an H100 at hand) and prints them fastest first, to choose the defaults f
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import platform
-import statistics
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from _harness import add_arguments, describe, machine_info, positive_int, time_cuda, write_results
 
 SHAPES = [(4096, 32000), (8192, 32000), (4096, 128256), (8192, 128256), (8192, 256000)]
 QUICK_SHAPES = [(4096, 32000)]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def timed(fn: Callable[[], Any], repeat: int, warmup: int = 2, before: Callable[[], Any] | None = None) -> float:
-    """Median seconds of ``fn`` over ``repeat`` CUDA-event timings (``before`` runs untimed before each)."""
-    times = []
-    for i in range(warmup + repeat):
-        if before is not None:
-            before()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(start.elapsed_time(end) / 1e3)
-    return statistics.median(times)
+def timed(fn: Callable[[], Any], repeat: int, before: Callable[[], Any] | None = None) -> float:
+    """Median seconds of ``fn`` over ``repeat`` CUDA-event timings after two warm-ups (``before`` runs untimed)."""
+    return time_cuda(fn, repeat=repeat, warmup=2, before=before).median
 
 
 def copy_bandwidth(n_bytes: int, repeat: int) -> float:
@@ -254,13 +240,13 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="one small shape, fewer repetitions")
-    p.add_argument("--out", default="bench-gpu", help="directory for gpu.json (default bench-gpu/)")
-    p.add_argument("--repeat", type=int, default=None)
     p.add_argument("--dtypes", default=",".join(DTYPES))
     p.add_argument("--sweep", action="store_true", help="time softmaxkit under other block configurations")
+    add_arguments(p, repeat=None, threads=False)
+    p.add_argument("--repeat", type=positive_int, default=None, help="timed repetitions (default 10, 5 with --quick)")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
-        print("benchmarks/gpu.py needs a CUDA device; none is available", file=sys.stderr)
+        print("benchmarks/bench_gpu.py needs a CUDA device; none is available", file=sys.stderr)
         return 2
     repeat = args.repeat or (5 if args.quick else 10)
     shapes = QUICK_SHAPES if args.quick else SHAPES
@@ -285,20 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         for dname in args.dtypes.split(","):
             sweeps += sweep(*shapes[0], DTYPES[dname], repeat, copy_gbps)
             torch.cuda.empty_cache()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "device": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "triton": _version("triton"),
-        "liger_kernel": _version("liger_kernel"),
-        "python": platform.python_version(),
-        "copy_gbps": copy_gbps,
-        "repeat": repeat,
-        "notes": notes,
-    }
-    (out / "gpu.json").write_text(json.dumps({"meta": meta, "rows": rows, "sweep": sweeps}, indent=2, default=_finite))
-    print(f"device {meta['device']}; copy bandwidth {copy_gbps:.0f} GB/s (read + write)")
+    results = {"copy_gbps": copy_gbps, "repeat": repeat, "notes": notes, "rows": rows, "sweep": sweeps}
+    path = write_results("bench_gpu", results, args.out)
+    print(describe(machine_info()))
+    print(f"copy bandwidth {copy_gbps:.0f} GB/s (read + write)")
     for note in notes:
         print("note:", note)
     for r in sweeps:
@@ -308,20 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  softmax {1e3 * r['softmax_time_s']:.3f} ms ({r['softmax_pct_copy']:.0f}% copy)"
         )
     print(table(rows))
+    print(f"wrote {path}")
     return 0 if all(r["check"] for r in rows if r["method"] == "softmaxkit") else 1
-
-
-def _version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
-def _finite(x: Any) -> Any:
-    return None if isinstance(x, float) and not math.isfinite(x) else str(x)
 
 
 if __name__ == "__main__":
