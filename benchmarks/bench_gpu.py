@@ -29,7 +29,7 @@ Usage::
     python benchmarks/bench_gpu.py --sweep    # also time softmaxkit under other block configurations
 
 ``--sweep`` times softmaxkit's cross-entropy and softmax on the first shape under several settings of
-``softmaxkit.kernels.gpu.SINGLE_MAX`` / ``BLOCK_WIDE`` / ``NUM_WARPS`` (the block sizes are a first guess, made
+``softmaxkit.kernels.triton.ops.SINGLE_MAX`` / ``BLOCK_WIDE`` / ``NUM_WARPS`` (the block sizes are a first guess, made
 without an H100 at hand) and prints them fastest first, to choose the defaults from.
 """
 
@@ -184,7 +184,7 @@ SWEEP = [  # (SINGLE_MAX, BLOCK_WIDE, NUM_WARPS): rows up to SINGLE_MAX held who
 
 def sweep(n: int, v: int, dtype: torch.dtype, repeat: int, copy_gbps: float) -> list[dict[str, Any]]:
     import softmaxkit.torch as skt
-    from softmaxkit.kernels import gpu
+    from softmaxkit.kernels.triton import ops as gpu
 
     saved = (gpu.SINGLE_MAX, gpu.BLOCK_WIDE, gpu.NUM_WARPS)
     x = (torch.randn(n, v, device="cuda") * 2).to(dtype).requires_grad_(True)

@@ -1,13 +1,13 @@
 """The Triton linear cross-entropy kernels in Triton's interpreter (``TRITON_INTERPRET=1``), on CPU tensors.
 
-The predicate that sends CUDA tensors to :mod:`softmaxkit.kernels.gpu_linear` is replaced so that CPU tensors go
+The predicate that sends CUDA tensors to :mod:`softmaxkit.kernels.triton.linear` is replaced so that CPU tensors go
 there, and everything is compared with float64 autograd of ``F.linear`` + :func:`softmaxkit.torch.cross_entropy`
 and with the CPU path. Under the interpreter the tiles are 16 x 16 x 16 and the forward cuts the vocabulary into
 up to 3 splits, so the shapes below (N in {1, 17, 33}, D in {16, 40}, V in {1, 31, 64, 100}) have partial
 tiles in every direction and merge several splits. float16 and bfloat16 run too (bfloat16 products are made in
 float32 under the interpreter, whose bfloat16 ``tl.dot`` is wrong in Triton 3.9; see ``gpu_linear._dot``).
 
-Triton reads ``TRITON_INTERPRET`` when a kernel is decorated, which :mod:`softmaxkit.kernels.gpu_linear` does on
+Triton reads ``TRITON_INTERPRET`` when a kernel is decorated, which :mod:`softmaxkit.kernels.triton.linear` does on
 its first call, so setting it here, before any kernel runs, is enough. Where CUDA is available the module is
 skipped: the kernels then run compiled (``tests/test_gpu_linear_cuda.py``), and one process cannot hold both.
 """
@@ -277,7 +277,7 @@ def test_deterministic_default_follows_torch():
     torch.use_deterministic_algorithms(True)
     try:
         calls = []
-        from softmaxkit.kernels import gpu_linear
+        from softmaxkit.kernels.triton import linear as gpu_linear
 
         real = gpu_linear.grads
 
@@ -348,7 +348,7 @@ try:
     from triton.compiler import ASTSource
 except ImportError:
     print("SKIP"); sys.exit(0)
-from softmaxkit.kernels import gpu_linear as g
+from softmaxkit.kernels.triton import linear as g
 
 k = g._kernels()
 ptr = {"h_ptr": "x", "w_ptr": "x", "b_ptr": "x", "idx_ptr": "*i64", "y_ptr": "*i64"}

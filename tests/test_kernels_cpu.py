@@ -35,11 +35,12 @@ import test_gradients
 import test_properties
 import test_softmax
 from conftest import TOL, tol
-from softmaxkit import _backend, kernels
+from softmaxkit import _backend
+from softmaxkit.kernels import numba as kernels
 
 numba = pytest.importorskip("numba")
 cpu = kernels.load_cpu()
-from softmaxkit.kernels import _vmath  # noqa: E402  (after load_cpu, which configures numba's cache)
+from softmaxkit.kernels.numba import _vmath  # noqa: E402  (after load_cpu, which configures numba's cache)
 
 DTYPES = ["float32", "float64"]
 
@@ -166,7 +167,7 @@ def test_cache_stamp_matches_the_sources() -> None:
     for name in ("_rows.py", "_vmath.py"):
         digest.update((folder / name).read_bytes())
     want = digest.hexdigest()[:16]
-    assert want == cpu.SOURCES_SHA, f"set SOURCES_SHA in softmaxkit/kernels/cpu.py to {want!r}"
+    assert want == cpu.SOURCES_SHA, f"set SOURCES_SHA in softmaxkit/kernels/numba/_kernels.py to {want!r}"
 
 
 # --------------------------------------------------------------------- kernels against the reference

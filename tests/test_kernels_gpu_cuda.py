@@ -1,4 +1,4 @@
-"""The Triton kernels (softmaxkit.kernels.gpu) on a CUDA device, against the reference torch code in float64.
+"""The Triton kernels (softmaxkit.kernels.triton.ops) on a CUDA device, against the reference torch code in float64.
 
 Collected only where CUDA is available (and Triton is installed, and not in interpreter mode: the CPU copy of
 these cases is tests/test_kernels_gpu_interpret.py). Beyond the interpreter's cases: bfloat16 everywhere,
@@ -23,7 +23,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import softmaxkit.torch as skt  # noqa: E402
 from conftest import tol  # noqa: E402
-from softmaxkit.kernels import gpu  # noqa: E402
+from softmaxkit.kernels.triton import ops as gpu  # noqa: E402
 from softmaxkit.torch import _core, functional  # noqa: E402
 
 DEV = torch.device("cuda")

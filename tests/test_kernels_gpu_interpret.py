@@ -1,4 +1,4 @@
-"""The Triton kernels (softmaxkit.kernels.gpu) on the CPU, under Triton's interpreter, against the reference.
+"""The Triton kernels (softmaxkit.kernels.triton.ops) on the CPU, under Triton's interpreter, against the reference.
 
 The reference is softmaxkit.torch's torch code (``_core``) in float64 and, for a few cases, the NumPy core.
 Widths straddle the block sizes (1, 7, 127, 128, 129, 1000, 4097 classes) and the walk over long rows is forced
@@ -7,7 +7,7 @@ within its budget.
 
 ``TRITON_INTERPRET`` must be set before :mod:`triton` is imported: ``triton.jit`` reads it when it decorates a
 function (Triton 3.x: ``knobs.runtime.interpret``), both Triton's own ``triton.language.standard`` functions, at
-``import triton``, and our kernels, when ``softmaxkit/kernels/gpu.py`` is executed. This module sets it before
+``import triton``, and our kernels, when ``softmaxkit/kernels/triton/ops.py`` is executed. This module sets it before
 importing either and keeps it set. Where CUDA is available it is skipped (the kernels are tested compiled, in
 ``test_kernels_gpu_cuda.py``, and one process cannot hold both modes); so it is if Triton was already imported
 without the variable (the doctests of ``src/`` collected first): run it on its own then.
@@ -35,7 +35,7 @@ triton = pytest.importorskip("triton")
 import softmaxkit  # noqa: E402
 import softmaxkit.torch as skt  # noqa: E402
 from conftest import tol  # noqa: E402
-from softmaxkit.kernels import gpu  # noqa: E402
+from softmaxkit.kernels.triton import ops as gpu  # noqa: E402
 from softmaxkit.torch import _core, functional  # noqa: E402
 
 pytestmark = [

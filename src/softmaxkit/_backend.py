@@ -109,7 +109,7 @@ def use_kernel(source: Any, mode: str) -> bool:
         return False
     if type(source) is not np.ndarray or source.dtype not in (np.float32, np.float64):
         return False
-    from . import kernels
+    from .kernels import numba as kernels
 
     if mode == "numba":
         if not kernels.available():

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from . import _backend, kernels
+from . import _backend
 from .cross_entropy import cross_entropy_value_and_grad
+from .kernels import numba as kernels
 from .layers import OutputLayer
 
 __all__ = ["SGD", "Adam", "Network", "data_loss", "minibatches", "objective", "with_ones"]

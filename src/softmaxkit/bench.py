@@ -110,7 +110,7 @@ def implementations(threads: int) -> dict[str, Callable[[str, np.ndarray, np.nda
         return make
 
     impls: dict[str, Callable[[str, np.ndarray, np.ndarray], Callable[[], Any]]] = {}
-    from . import kernels
+    from .kernels import numba as kernels
 
     if kernels.available():
         impls["softmaxkit"] = ours("numba")

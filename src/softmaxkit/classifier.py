@@ -120,9 +120,10 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _backend, kernels
+from . import _backend
 from ._mlp import SGD, Adam, Network, minibatches, objective, with_ones
 from .family import log_sigmoid, log_softplus_normalize, log_spherical_softmax, log_taylor_softmax
+from .kernels import numba as kernels
 from .layers import OutputLayer, get_output_layer
 from .softmax import log_softmax, softmax
 

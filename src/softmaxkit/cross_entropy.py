@@ -178,7 +178,7 @@ def _cross_entropy(
             )
 
     if n_classes > 0 and _backend.use_kernel(logits, mode):  # everything is validated: the kernels' turn
-        from . import kernels
+        from .kernels import numba as kernels
 
         done = kernels.cross_entropy(z, tgt if by_index else t, w, ignore, eps, red, lam, cap, want_grad)
         if done is not None:

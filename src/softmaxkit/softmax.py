@@ -214,7 +214,7 @@ def softmax(
     if z.shape[-1] == 0:
         return _finish(xp, z, ax, out_dtype)
     if _backend.use_kernel(x, mode):
-        from . import kernels
+        from .kernels import numba as kernels
 
         return _finish(xp, kernels.softmax(z, t, log=False), ax, out_dtype)
     st = _stats(xp, z, t)
@@ -291,7 +291,7 @@ def log_softmax(
     if z.shape[-1] == 0:
         return _finish(xp, z, ax, out_dtype)
     if _backend.use_kernel(x, mode):
-        from . import kernels
+        from .kernels import numba as kernels
 
         return _finish(xp, kernels.softmax(z, t, log=True), ax, out_dtype)
     st = _stats(xp, z, t)
@@ -431,7 +431,7 @@ def logsumexp(
         lse = xp.full((*z.shape[:-1], 1), -_INF, dtype=z.dtype, device=array_api_compat.device(z))
         sign = xp.zeros_like(lse)
     elif b is None and _backend.use_kernel(source, mode):
-        from . import kernels
+        from .kernels import numba as kernels
 
         lse = kernels.logsumexp(z)  # m + log1p(rest), so lse == -inf exactly where m == -inf
         sign = xp.where(lse == -_INF, 0.0, xp.where(xp.isnan(lse), _NAN, xp.ones_like(lse)))

@@ -43,7 +43,7 @@ Triton kernels on CUDA
 ----------------------
 A CUDA tensor of float32, float16 or bfloat16 whose class dimension is the last, with contiguous rows (any
 ``(..., C)`` tensor that views as ``(rows, C)`` without a copy; cross-entropy's ``(N, C)`` and ``(C,)``), goes
-through :mod:`softmaxkit.kernels.gpu` when :mod:`triton` can be imported: the same values, special values and
+through :mod:`softmaxkit.kernels.triton.ops` when :mod:`triton` can be imported: the same values, special values and
 gradients, in one or two passes over memory. Other layouts (the class dimension elsewhere, as in
 ``(N, C, d1, ...)``), float64 and other devices take the torch code. The double backward always does.
 
@@ -108,12 +108,12 @@ def _triton_found() -> bool:
 
 
 def _gpu(x: Tensor) -> ModuleType | None:
-    """:mod:`softmaxkit.kernels.gpu` when ``x`` is a CUDA tensor of a dtype it handles and Triton can be
+    """:mod:`softmaxkit.kernels.triton.ops` when ``x`` is a CUDA tensor of a dtype it handles and Triton can be
     imported, else None. The one dispatch predicate: the tests replace it to run the kernels on CPU tensors
     under ``TRITON_INTERPRET=1``."""
     if x.device.type != "cuda" or x.dtype not in _GPU_DTYPES or not _triton_found():
         return None
-    from ..kernels import gpu
+    from ..kernels.triton import ops as gpu
 
     return gpu
 

@@ -53,7 +53,7 @@ the end.
 On the GPU: Triton tiles
 ------------------------
 CUDA inputs of float16, bfloat16 or float32 (with Triton installed) go to the Triton kernels of
-:mod:`softmaxkit.kernels.gpu_linear` instead (Wijmans et al. 2024, *Cut Your Losses in Large-Vocabulary Language
+:mod:`softmaxkit.kernels.triton.linear` instead (Wijmans et al. 2024, *Cut Your Losses in Large-Vocabulary Language
 Models*, arXiv:2411.09009): there even the block lives only in on-chip memory. The forward multiplies
 :math:`H W^\top` tile by tile with float32 accumulation and merges each tile into the row's statistics, so that
 what it stores is two floats per row, :math:`(M, \log S)`; the backward recomputes the tiles, forms
@@ -110,7 +110,7 @@ def _use_triton(hidden: Tensor, lw: Tensor) -> bool:
 
 def _triton_stats(hidden: Tensor, lw: Tensor, bias: Tensor | None, tg: blk.Targets) -> blk.RowStats:
     """Row statistics of the valid rows over ``lw``'s vocabulary (maybe one rank's slice), by the kernels."""
-    from ..kernels import gpu_linear
+    from ..kernels.triton import linear as gpu_linear
 
     o = tg.opts
     m, log_s, d_y, wd = gpu_linear.row_stats(
@@ -138,7 +138,7 @@ def _triton_grads(
     :math:`c_1 = (1-\varepsilon) w_y s`, :math:`c_2 = \varepsilon s / V` and the coefficient of :math:`p`,
     :math:`a = c_1 + c_2 \sum w + 2 \lambda \operatorname{lse} s_z`.
     """
-    from ..kernels import gpu_linear
+    from ..kernels.triton import linear as gpu_linear
 
     o = tg.opts
     eps = o.label_smoothing

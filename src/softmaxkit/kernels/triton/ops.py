@@ -59,7 +59,7 @@ The gradient at the true class is :math:`(1-\varepsilon) w_y (p_y - 1)`. With :m
 and then reduced by one, every digit of :math:`p_y - 1` would be lost in bfloat16 (Liger-Kernel PR #1329
 measured 100% error). The kernel computes it as :math:`\operatorname{expm1}(\log p_y)`, with
 :math:`\log p_y = (x_y - m) - \text{log\_norm}` exact to float32 rounding. ``expm1``, ``log1p`` and ``tanh``
-(for ``softcap``) are written here from ``tl.exp`` and ``tl.log`` with a short series near 0, where
+(for ``softcap``) are written in :mod:`._device` from ``tl.exp`` and ``tl.log`` with a short series near 0, where
 :math:`e^x - 1` and :math:`\log(1 + s)` would cancel (``libdevice`` has them, but Triton's interpreter, on
 which the tests run, does not). ``tl.exp`` compiles to the hardware ``ex2.approx`` (a few ulps), ``tl.log`` to
 libdevice's ``logf``.
@@ -90,6 +90,8 @@ from typing import Any, NamedTuple, cast
 import torch
 import triton  # type: ignore[import-untyped, unused-ignore]
 import triton.language as tl  # type: ignore[import-untyped, unused-ignore]
+
+from ._device import expm1, log1p, tanh_cap
 
 __all__ = [
     "BLOCK_MAX",
@@ -153,58 +155,6 @@ def config(n_cols: int, block: int | None = None) -> Config:
     return Config(rows, block, single, num_warps)
 
 
-# ============================================================================================ device math
-@_jit
-def _expm1(x: tl.tensor) -> tl.tensor:
-    """:math:`e^x - 1` to float32 accuracy: Taylor series (degree 10) for :math:`|x| < 1/2`, else ``exp - 1``."""
-    small = tl.abs(x) < 0.5
-    s = tl.where(small, x, 0.0)
-    p = 1.0 / 3628800.0
-    p = p * s + 1.0 / 362880.0
-    p = p * s + 1.0 / 40320.0
-    p = p * s + 1.0 / 5040.0
-    p = p * s + 1.0 / 720.0
-    p = p * s + 1.0 / 120.0
-    p = p * s + 1.0 / 24.0
-    p = p * s + 1.0 / 6.0
-    p = p * s + 0.5
-    p = p * s + 1.0
-    return tl.where(small, p * s, tl.exp(x) - 1.0)
-
-
-@_jit
-def _log1p(s: tl.tensor) -> tl.tensor:
-    r""":math:`\log(1 + s)` for :math:`s \ge 0`: :math:`2\operatorname{atanh}(s/(2+s))` by its series for
-    :math:`s < 1/2`, else ``log(1 + s)``."""
-    small = s < 0.5
-    r = tl.where(small, s, 0.0) / (2.0 + tl.where(small, s, 0.0))
-    r2 = r * r
-    p = 1.0 / 13.0
-    p = p * r2 + 1.0 / 11.0
-    p = p * r2 + 1.0 / 9.0
-    p = p * r2 + 1.0 / 7.0
-    p = p * r2 + 1.0 / 5.0
-    p = p * r2 + 1.0 / 3.0
-    p = p * r2 + 1.0
-    return tl.where(small, 2.0 * r * p, tl.log(1.0 + s))
-
-
-@_jit
-def _softcap(z: tl.tensor, cap: tl.tensor) -> tuple[tl.tensor, tl.tensor]:
-    r""":math:`c\tanh(z/c)` (``-inf`` stays ``-inf``) and its derivative :math:`1 - \tanh^2(z/c)`.
-
-    With :math:`e = \operatorname{expm1}(2|a|)`, :math:`\tanh|a| = e/(e + 2)` and
-    :math:`1 - \tanh^2 = \frac{2}{e+2}(1 + \tanh|a|)`, neither of which cancels.
-    """
-    a = z / cap
-    b = tl.minimum(tl.abs(a), 20.0)  # tanh(20) is 1 in float32
-    e = _expm1(2.0 * b)
-    t = e / (e + 2.0)
-    capped = tl.where(z == float("-inf"), float("-inf"), cap * tl.where(a < 0.0, -t, t))
-    dcap = tl.where(z == float("-inf"), 0.0, (2.0 / (e + 2.0)) * (1.0 + t))
-    return capped, dcap
-
-
 @_jit
 def _online(
     m: tl.tensor, rest: tl.tensor, ties: tl.tensor, nan: tl.tensor, x: tl.tensor, isnan: tl.tensor
@@ -252,7 +202,7 @@ def _load_logits(
     raw = tl.load(z_rows[:, None] + cols[None, :], mask=mask, other=float("-inf")).to(tl.float32)
     isnan = raw != raw
     if SOFTCAP:
-        x, dcap = _softcap(raw, cap)
+        x, dcap = tanh_cap(raw, cap)
     else:
         x = raw
         dcap = tl.full(raw.shape, 1.0, tl.float32)
@@ -262,7 +212,7 @@ def _load_logits(
 @_jit
 def _finish(m: tl.tensor, rest: tl.tensor, ties: tl.tensor) -> tl.tensor:
     """``log_norm = log1p(rest + ties - 1)``: 0 for a row without a finite maximum."""
-    return _log1p(rest + tl.maximum(ties - 1.0, 0.0))
+    return log1p(rest + tl.maximum(ties - 1.0, 0.0))
 
 
 # ================================================================================ softmax and log-softmax
@@ -576,7 +526,7 @@ def _ce_kernel(
     else:
         z_y = tl.load(z_rows + y, mask=read, other=0.0).to(tl.float32)
         if SOFTCAP:
-            z_y, _ = _softcap(z_y, cap)
+            z_y, _ = tanh_cap(z_y, cap)
         log_p_y = (z_y - shift) - log_norm
         if HAS_WEIGHT:
             w_y = tl.load(w_ptr + y, mask=read, other=0.0).to(tl.float32)
@@ -617,7 +567,7 @@ def _ce_kernel(
             smooth_s = tl.where(valid, smooth_c * s_ce, 0.0)
             total = coef_s + smooth_s * w_sum + zterm
             p_y = tl.exp(log_p_y)
-            g_y = coef_s * _expm1(log_p_y) + zterm * p_y
+            g_y = coef_s * expm1(log_p_y) + zterm * p_y
             if SMOOTH:
                 g_y += smooth_s * (w_sum * p_y - w_y)
         poison = bad | outside

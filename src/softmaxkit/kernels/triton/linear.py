@@ -54,7 +54,7 @@ and the tile's gradient is
 times :math:`1 - \tanh^2(z/c)` under a softcap (the formula of :func:`softmaxkit.torch._core.ce_backward`; the
 target column through ``expm1`` so that :math:`p_y \to 1` keeps its digits). ``tl`` has no ``expm1`` or
 ``tanh`` in every version we support, so these kernels use the device functions of
-:mod:`softmaxkit.kernels.gpu`: its ``_expm1`` (a series near 0, ``exp(x) - 1`` elsewhere) and its ``_softcap``
+:mod:`softmaxkit.kernels.triton._device`: ``expm1`` (a series near 0, ``exp(x) - 1`` elsewhere) and ``tanh_cap``
 (the capped logits and :math:`1 - \tanh^2`, both without cancellation; ``-inf`` stays ``-inf``).
 
 ``G`` is rounded to the input dtype for the two products :math:`G W_{tile}` and :math:`G^\top H_{blk}`
@@ -175,11 +175,11 @@ def _kernels() -> SimpleNamespace:
     import triton
     import triton.language
 
-    from . import gpu  # the device math both kernel modules share: expm1, and the softcap with its derivative
+    from . import _device  # the device math both kernel modules share: expm1, and the softcap with its derivative
 
     space = globals()
     space["tl"] = triton.language
-    space["_expm1"], space["_softcap"] = gpu._expm1, gpu._softcap
+    space["expm1"], space["tanh_cap"] = _device.expm1, _device.tanh_cap
     for name in _JIT:
         space[name] = triton.jit(space[name])
     return SimpleNamespace(**{name: space[name] for name in _JIT})
@@ -191,9 +191,9 @@ def _kernels() -> SimpleNamespace:
 if TYPE_CHECKING:
     import triton.language as tl
 
-    from .gpu import _expm1, _softcap
+    from ._device import expm1, tanh_cap
 else:
-    tl = _expm1 = _softcap = None  # triton.language and gpu.py's device functions, set by _kernels()
+    tl = expm1 = tanh_cap = None  # triton.language and _device's functions, set by _kernels()
 
 
 def _dot(a, b, acc, PREC: tl.constexpr):
@@ -238,7 +238,7 @@ def _logits(
         acc += tl.load(b_ptr + cols, mask=cmask, other=0.0).to(tl.float32)[None, :]
     dcap = tl.full((BM, BV), 1.0, dtype=tl.float32)
     if SOFTCAP:
-        acc, dcap = _softcap(acc, softcap)
+        acc, dcap = tanh_cap(acc, softcap)
     return acc, dcap
 
 
@@ -410,7 +410,7 @@ def _grad_tile(
     p = tl.exp(log_p)
     smooth = c2[:, None] * wc[None, :]
     g = a[:, None] * p - smooth
-    g_y = c1[:, None] * _expm1(log_p) + (a - c1)[:, None] * p - smooth
+    g_y = c1[:, None] * expm1(log_p) + (a - c1)[:, None] * p - smooth
     g = tl.where(cols[None, :] == y[:, None], g_y, g)
     if SOFTCAP:
         g = g * dcap
