@@ -22,9 +22,10 @@ from softmaxkit.calibration import (
     plot_reliability,
     reliability_curve,
 )
+from softmaxkit.layers import get_output_layer
 
-LAYERS = ["softmax", "taylor", "spherical", "sparsemax", "entmax15", "sigmoid", "hinge", "normalize"]
-MONOTONE = ["softmax", "sparsemax", "entmax15", "sigmoid", "hinge", "normalize"]  # increasing in each logit
+LAYERS = ["softmax", "taylor", "spherical", "sparsemax", "entmax15", "sigmoid", "hinge", "softplus_normalize"]
+MONOTONE = [name for name in LAYERS if get_output_layer(name).order_preserving]  # increasing in each logit
 
 
 # ------------------------------------------------------------------------------------------- loop oracles
@@ -463,9 +464,20 @@ def test_bad_bounds(bounds: Any) -> None:
         scaler.fit(np.eye(2), [0, 1])
 
 
-def test_unknown_layer() -> None:
-    with pytest.raises(ValueError, match="unknown output layer 'softmin'"):
-        TemperatureScaler(output_layer="softmin")
+def test_unknown_output_layer_names_the_argument_and_the_value() -> None:
+    with pytest.raises(ValueError, match=r"output_layer must name a registered output layer; got 'x'.*softmax"):
+        TemperatureScaler(output_layer="x")
+    scaler = TemperatureScaler()
+    scaler.output_layer = "x"
+    with pytest.raises(ValueError, match=r"output_layer must name a registered output layer; got 'x'"):
+        scaler.fit(np.eye(2), [0, 1])
+
+
+def test_the_old_registry_name_normalize_is_an_alias() -> None:
+    z = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0], [1.0, 1.0, 0.0]])
+    old = TemperatureScaler(output_layer="normalize").fit(z, [0, 2, 1])
+    new = TemperatureScaler(output_layer="softplus_normalize").fit(z, [0, 2, 1])
+    assert old.temperature_ == new.temperature_
 
 
 @pytest.mark.parametrize(

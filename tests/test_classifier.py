@@ -28,7 +28,17 @@ from softmaxkit.calibration import TemperatureScaler
 from softmaxkit.classifier import SoftmaxClassifier
 from softmaxkit.layers import get_output_layer
 
-LAYERS = ["softmax", "taylor", "spherical", "sparsemax", "entmax15", "entmax_bisect", "sigmoid", "hinge", "normalize"]
+LAYERS = [
+    "softmax",
+    "taylor",
+    "spherical",
+    "sparsemax",
+    "entmax15",
+    "entmax_bisect",
+    "sigmoid",
+    "hinge",
+    "softplus_normalize",
+]
 SPARSE = ["sparsemax", "entmax15", "entmax_bisect"]
 
 
@@ -214,6 +224,7 @@ def test_predict_proba_is_the_layer_mapping_of_logits_over_t(fitted: Any) -> Non
     else:
         expected = layer.mapping(z)
         expected = expected / expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(layer.distribution(z)[0], expected, rtol=1e-10, atol=1e-15)
     old = clf.temperature_
     try:
         clf.temperature_ = 1.7
@@ -420,20 +431,49 @@ def test_errors_name_the_argument(iris: tuple[np.ndarray, np.ndarray]) -> None:
     bad[3, 1] = np.inf
     with pytest.raises(ValueError, match="infinity"):
         SoftmaxClassifier().fit(bad, y)
-    with pytest.raises(ValueError, match="unknown output layer 'softmin'"):
-        SoftmaxClassifier(output_layer="softmin").fit(X, y)
-    with pytest.raises(ValueError, match="'alpha' parameter"):
+    with pytest.raises(ValueError, match=r"alpha must lie in \[0, inf\); got -1.0"):
         SoftmaxClassifier(alpha=-1.0).fit(X, y)
-    with pytest.raises(ValueError, match="'solver' parameter"):
+    with pytest.raises(ValueError, match=r"solver must be one of 'lbfgs', 'adam', 'sgd'; got 'newton'"):
         SoftmaxClassifier(solver="newton").fit(X, y)
     with pytest.raises(ValueError, match=r"hidden_layer_sizes must hold positive ints; got \(4, 0\)"):
         SoftmaxClassifier((4, 0)).fit(X, y)
-    with pytest.raises(ValueError, match="'temperature' parameter"):
+    with pytest.raises(ValueError, match=r"temperature must be None, 'fit' or a finite number > 0; got inf"):
         SoftmaxClassifier(temperature=float("inf")).fit(X, y)
+    with pytest.raises(TypeError, match=r"max_iter must be an integer; got 2.5"):
+        SoftmaxClassifier(max_iter=2.5).fit(X, y)
+    with pytest.raises(TypeError, match=r"shuffle must be True or False; got 'yes'"):
+        SoftmaxClassifier(shuffle="yes").fit(X, y)
+    with pytest.raises(ValueError, match=r"batch_size must be 'auto' or a positive int; got 0"):
+        SoftmaxClassifier(batch_size=0).fit(X, y)
+    with pytest.raises(ValueError, match=r"validation_fraction must lie in \(0, 1\); got 1.0"):
+        SoftmaxClassifier(validation_fraction=1.0).fit(X, y)
     with pytest.raises(ValueError, match=r"sample_weight must be finite and >= 0; got -1.0 at position 2"):
         SoftmaxClassifier().fit(X, y, sample_weight=np.r_[1.0, 1.0, -1.0, np.ones(len(y) - 3)])
     with pytest.raises(ValueError, match=r"sample_weight must have shape \(150,\)"):
         SoftmaxClassifier().fit(X, y, sample_weight=np.ones(3))
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_unknown_output_layer_names_the_argument_and_the_value(
+    iris: tuple[np.ndarray, np.ndarray], method: str
+) -> None:
+    X, y = iris
+    clf = SoftmaxClassifier(output_layer="x", solver="adam")  # scikit-learn's rule: __init__ only stores
+    with pytest.raises(ValueError, match=r"output_layer must name a registered output layer; got 'x'.*softmax"):
+        getattr(clf, method)(X, y, classes=np.unique(y)) if method == "partial_fit" else clf.fit(X, y)
+
+
+def test_the_classifier_uses_only_public_scikit_learn_api() -> None:
+    import ast
+    import inspect
+
+    from softmaxkit import _mlp, _solvers, classifier
+
+    for module in (classifier, _mlp, _solvers):
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("sklearn"):
+                assert not any(part.startswith("_") for part in node.module.split(".")), node.module
+                assert not any(alias.name.startswith("_") for alias in node.names), node.module
 
 
 def test_partial_fit_errors(iris: tuple[np.ndarray, np.ndarray]) -> None:

@@ -215,7 +215,10 @@ def test_nan_feature(tmp_path):
 
 def test_unknown_layer(tmp_path, capsys):
     _fails(
-        ["--data", "iris", "--layers", "softmax,softermax"], capsys, "unknown output layer 'softermax'", tmp_path / "o"
+        ["--data", "iris", "--layers", "softmax,softermax"],
+        capsys,
+        "--layers must name a registered output layer; got 'softermax'",
+        tmp_path / "o",
     )
 
 

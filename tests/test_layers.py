@@ -7,9 +7,19 @@ import dataclasses
 import numpy as np
 import pytest
 
-from softmaxkit.layers import OUTPUT_LAYERS, OutputLayer, get_output_layer, register_output_layer
+from softmaxkit.layers import ALIASES, OUTPUT_LAYERS, OutputLayer, get_output_layer, register_output_layer
 
-NAMES = ["softmax", "taylor", "spherical", "sparsemax", "entmax15", "entmax_bisect", "sigmoid", "hinge", "normalize"]
+NAMES = [
+    "softmax",
+    "taylor",
+    "spherical",
+    "sparsemax",
+    "entmax15",
+    "entmax_bisect",
+    "sigmoid",
+    "hinge",
+    "softplus_normalize",
+]
 
 
 def test_the_issue_names_are_all_registered() -> None:
@@ -83,8 +93,82 @@ def test_a_confident_right_prediction_costs_less_than_a_confident_wrong_one(laye
 
 
 def test_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown output layer 'softmin'.*sparsemax"):
+    with pytest.raises(ValueError, match=r"name must name a registered output layer; got 'softmin'.*sparsemax"):
         get_output_layer("softmin")
+    with pytest.raises(ValueError, match=r"output_layer must name a registered output layer; got 3"):
+        get_output_layer(3, argument="output_layer")  # type: ignore[arg-type]
+
+
+def test_normalize_is_an_alias_of_softplus_normalize() -> None:
+    assert get_output_layer("normalize") is get_output_layer("softplus_normalize")
+    assert "normalize" not in OUTPUT_LAYERS  # iterating the registry gives each layer once
+    assert ALIASES["normalize"] == "softplus_normalize"
+    with pytest.raises(ValueError, match="another name of 'softplus_normalize'"):
+        register_output_layer(dataclasses.replace(get_output_layer("softmax"), name="normalize"))
+
+
+# ------------------------------------------------------------------------------- the facts the flags promise
+def test_log_mapping_is_the_log_of_the_mapping(layer: OutputLayer) -> None:
+    if not layer.probabilities:
+        pytest.skip("scores, not probabilities: distribution() takes their softmax")
+    z = _logits(4)
+    p = np.asarray(layer.mapping(z, axis=-1))
+    logp = np.asarray(layer.log_outputs(z))
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(logp, np.log(p), rtol=1e-12, atol=1e-14)
+    far = np.array([[0.0, -800.0, 5.0]])
+    if layer.log_mapping is not None and not layer.sparse and layer.name != "taylor":
+        assert np.all(np.isfinite(np.asarray(layer.log_outputs(far))))  # log space: finite where q underflows
+
+
+def test_order_preserving_means_the_argmax_of_the_logits(layer: OutputLayer) -> None:
+    rng = np.random.default_rng(5)
+    z = rng.normal(scale=3.0, size=(400, 5))
+    q = np.asarray(layer.mapping(z, axis=-1))
+    same = np.argmax(q, axis=-1) == np.argmax(z, axis=-1)
+    if layer.order_preserving:
+        assert np.all(same)
+        order = np.argsort(z, axis=-1)  # a larger logit never gets a smaller output
+        assert np.all(np.diff(np.take_along_axis(q, order, axis=-1), axis=-1) >= 0)
+    else:  # the flag is not merely conservative: the layer does reorder
+        assert not np.all(same)
+
+
+def test_shift_invariant_means_a_common_shift_changes_nothing(layer: OutputLayer) -> None:
+    z, y = _logits(6), np.array([0, 1, 2, 3, 4, 0])
+    shifted = z + 3.7
+    p, p_shifted = (np.asarray(layer.distribution(a)[0]) for a in (z, shifted))
+    same_map = np.allclose(p, p_shifted, rtol=1e-10, atol=1e-12)
+    same_loss = np.isclose(float(layer.loss(z, y)), float(layer.loss(shifted, y)), rtol=1e-10)
+    assert (same_map and same_loss) == layer.shift_invariant
+
+
+def test_derivatives_are_reachable_and_agree_with_finite_differences(layer: OutputLayer) -> None:
+    assert layer.jvp is not None
+    assert layer.vjp is not None
+    assert layer.jacobian is not None
+    rng = np.random.default_rng(7)
+    z = rng.normal(scale=1.5, size=(3, 4))
+    v = rng.normal(size=z.shape)
+    g = rng.normal(size=z.shape)
+    jac = np.asarray(layer.jacobian(z))
+    assert jac.shape == (3, 4, 4)
+    np.testing.assert_allclose(np.asarray(layer.jvp(z, v)), np.einsum("nij,nj->ni", jac, v), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(layer.vjp(z, g)), np.einsum("ni,nij->nj", g, jac), rtol=1e-10, atol=1e-12)
+    h = 1e-6
+    fd = (np.asarray(layer.mapping(z + h * v)) - np.asarray(layer.mapping(z - h * v))) / (2 * h)
+    np.testing.assert_allclose(np.asarray(layer.jvp(z, v)), fd, atol=1e-6)
+
+
+def test_distribution_is_a_distribution_with_its_log(layer: OutputLayer) -> None:
+    z = np.vstack([_logits(8), np.full((1, 5), -800.0)])  # the last row: every sigmoid output underflows
+    p, logp = (np.asarray(a) for a in layer.distribution(z))
+    assert p.shape == logp.shape == z.shape
+    np.testing.assert_allclose(p.sum(axis=-1), 1.0, rtol=1e-12)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(logp, np.log(p), rtol=1e-10, atol=1e-12)
+    if layer.probabilities and layer.normalized:
+        np.testing.assert_allclose(p, np.asarray(layer.mapping(z)), rtol=1e-12)
 
 
 def test_registering_takes_one_entry_and_refuses_a_taken_name() -> None:

@@ -1,4 +1,8 @@
-r"""The NumPy network behind :class:`softmaxkit.classifier.SoftmaxClassifier`: parameters, objective, optimisers.
+r"""The NumPy network behind :class:`softmaxkit.classifier.SoftmaxClassifier`: parameters and objective.
+
+The classifier is three modules, as scikit-learn's logistic regression is (estimator, loss, optimiser): the
+estimator (:mod:`softmaxkit.classifier`: parameters, checks, scikit-learn's API), this one (the network and the
+objective with its gradient) and :mod:`softmaxkit._solvers` (L-BFGS, Adam, SGD and their loops).
 
 The parameters of every layer live in one flat float64 vector :math:`\theta` (layer by layer: the weight matrix
 ``W_l`` of shape ``(fan_in, fan_out)`` in C order, then the bias ``b_l``), and the matrices the estimator shows as
@@ -22,12 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from . import _backend
-from .cross_entropy import cross_entropy_value_and_grad
-from .kernels import numba as kernels
 from .layers import OutputLayer
 
-__all__ = ["SGD", "Adam", "Network", "data_loss", "minibatches", "objective", "with_ones"]
+__all__ = ["Network", "data_loss", "objective", "with_ones"]
 
 F64 = npt.NDArray[np.float64]
 ACTIVATIONS = ("relu", "tanh")
@@ -141,21 +142,8 @@ def with_ones(X: F64) -> F64:
 
 
 def data_loss(layer: OutputLayer, z: F64, y: npt.NDArray[np.intp], sample_weight: F64 | None) -> tuple[float, F64]:
-    """Weighted mean loss of the logits ``z`` and its gradient with respect to ``z``, from the library.
-
-    Softmax cross-entropy on the numba backend (what a fit selects, see ``classifier._fast``) calls the fused
-    kernel directly: the fit's labels and logits are valid by construction, and the public function's argument
-    checks would cost more than the kernel itself on small data (0.1 ms of 0.25 ms per call for 150 x 3).
-    """
-    if (
-        sample_weight is None
-        and layer.loss_value_and_grad is cross_entropy_value_and_grad
-        and z.dtype == np.float64
-        and _backend.resolve() == "numba"
-    ):
-        fused = kernels.cross_entropy(z, y, None, -100, 0.0, "mean", 0.0, None, True)
-        if fused is not None and fused[1] is not None:
-            return float(fused[0]), fused[1]
+    """Weighted mean loss of the logits ``z`` and its gradient with respect to ``z``, from the layer's public
+    ``loss_value_and_grad`` (on whichever engine the fit selected, see ``classifier._fast``)."""
     if sample_weight is None:
         loss, grad = layer.loss_value_and_grad(z, y, reduction="mean")
         return float(loss), np.asarray(grad, dtype=np.float64)
@@ -207,57 +195,3 @@ def objective(
             else:
                 g *= 1.0 - a * a
     return value
-
-
-class Adam:
-    r"""Adam (Kingma & Ba 2015) on the flat parameter vector, updated in place.
-
-    .. math:: m \leftarrow \beta_1 m + (1-\beta_1) g,\quad v \leftarrow \beta_2 v + (1-\beta_2) g^2,\quad
-              \theta \leftarrow \theta - \eta \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t} \frac{m}{\sqrt v + \epsilon}
-    """
-
-    def __init__(self, n: int, learning_rate: float, beta_1: float, beta_2: float, epsilon: float) -> None:
-        self.learning_rate = learning_rate
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.t = 0
-        self.m = np.zeros(n)
-        self.v = np.zeros(n)
-
-    def step(self, theta: F64, grad: F64) -> None:
-        self.t += 1
-        self.m *= self.beta_1
-        self.m += (1.0 - self.beta_1) * grad
-        self.v *= self.beta_2
-        self.v += (1.0 - self.beta_2) * grad * grad
-        rate = self.learning_rate * np.sqrt(1.0 - self.beta_2**self.t) / (1.0 - self.beta_1**self.t)
-        theta -= rate * self.m / (np.sqrt(self.v) + self.epsilon)
-
-
-class SGD:
-    r"""Stochastic gradient descent with (Nesterov) momentum (Sutskever et al. 2013), in place.
-
-    .. math:: u \leftarrow \mu u - \eta g, \qquad \theta \leftarrow \theta + u
-              \quad\text{(Nesterov: } \theta \leftarrow \theta + \mu u - \eta g\text{)}
-    """
-
-    def __init__(self, n: int, learning_rate: float, momentum: float, nesterov: bool) -> None:
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.nesterov = nesterov
-        self.velocity = np.zeros(n)
-
-    def step(self, theta: F64, grad: F64) -> None:
-        self.velocity *= self.momentum
-        self.velocity -= self.learning_rate * grad
-        if self.nesterov:
-            theta += self.momentum * self.velocity - self.learning_rate * grad
-        else:
-            theta += self.velocity
-
-
-def minibatches(n: int, batch_size: int, rng: np.random.RandomState | None) -> list[npt.NDArray[np.intp]]:
-    """Index arrays covering ``range(n)`` in batches of ``batch_size`` (last one shorter), shuffled by ``rng``."""
-    order = np.arange(n) if rng is None else rng.permutation(n)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]

@@ -105,45 +105,58 @@ import math
 import numbers
 import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import scipy.optimize
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _backend
-from ._mlp import SGD, Adam, Network, minibatches, objective, with_ones
-from .family import log_sigmoid, log_softplus_normalize, log_spherical_softmax, log_taylor_softmax
+from . import _backend, _solvers
+from ._mlp import Network, with_ones
 from .kernels import numba as kernels
 from .layers import OutputLayer, get_output_layer
-from .softmax import log_softmax, softmax
 
 __all__ = ["SoftmaxClassifier"]
 
 F64 = npt.NDArray[np.float64]
 
-# Layers whose mapping keeps the order of the logits: predict is the argmax of the logits, exact and free of
-# the ties that saturated probabilities would create. Others (taylor, spherical, unknown) use the probabilities.
-# Layers whose loss depends on the logits only through their differences (a common shift changes nothing).
-_SHIFT_INVARIANT = frozenset({"softmax", "sparsemax", "entmax15", "entmax_bisect", "hinge"})
-_ORDER_PRESERVING = frozenset({"softmax", "sparsemax", "entmax15", "entmax_bisect", "sigmoid", "hinge", "normalize"})
-# Exact log-mappings; the other layers' log-probabilities are log(p), -inf where p is exactly 0.
-_LOG_MAPPING: dict[str, Callable[..., Any]] = {
-    "softmax": log_softmax,
-    "sigmoid": log_sigmoid,
-    "taylor": log_taylor_softmax,
-    "spherical": log_spherical_softmax,
-    "normalize": log_softplus_normalize,
+_OPTIONS = {"activation": ("relu", "tanh"), "solver": ("lbfgs", "adam", "sgd")}
+# name -> (integer?, lower bound, lower bound allowed?, upper bound, upper bound allowed?)
+_NUMBERS: dict[str, tuple[bool, float, bool, float, bool]] = {
+    "alpha": (False, 0.0, True, math.inf, False),
+    "max_iter": (True, 1, True, math.inf, False),
+    "tol": (False, 0.0, True, math.inf, False),
+    "learning_rate_init": (False, 0.0, False, math.inf, False),
+    "momentum": (False, 0.0, True, 1.0, True),
+    "beta_1": (False, 0.0, True, 1.0, False),
+    "beta_2": (False, 0.0, True, 1.0, False),
+    "epsilon": (False, 0.0, False, math.inf, False),
+    "validation_fraction": (False, 0.0, False, 1.0, False),
+    "n_iter_no_change": (True, 1, True, math.inf, False),
 }
+_FLAGS = ("nesterovs_momentum", "shuffle", "early_stopping")
+
+
+def _check_number(name: str, value: Any) -> None:
+    """``ValueError``/``TypeError`` naming ``name`` and ``value`` unless it is a number within its bounds."""
+    integer, low, low_in, high, high_in = _NUMBERS[name]
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
+        raise TypeError(f"{name} must be {'an integer' if integer else 'a real number'}; got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) or (v == math.inf and high == math.inf and not integer)):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    below = v < low or (v == low and not low_in)
+    above = v > high or (v == high and not high_in)
+    if below or above:
+        left, right = "[" if low_in else "(", "]" if high_in else ")"
+        raise ValueError(f"{name} must lie in {left}{low:g}, {high:g}{right}; got {value!r}")
 
 
 def _stochastic(est: SoftmaxClassifier) -> bool:
@@ -160,7 +173,7 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         ``softmax`` layer); ``(64,)`` a one-hidden-layer perceptron.
     output_layer : str, default="softmax"
         A registered output layer: ``softmax``, ``taylor``, ``spherical``, ``sparsemax``, ``entmax15``,
-        ``entmax_bisect``, ``sigmoid``, ``hinge``, ``normalize``, or one added by
+        ``entmax_bisect``, ``sigmoid``, ``hinge``, ``softplus_normalize`` (alias ``normalize``), or one added by
         :func:`softmaxkit.layers.register_output_layer`.
     activation : {"relu", "tanh"}, default="relu"
         Hidden-layer nonlinearity.
@@ -240,29 +253,6 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     True
     """
 
-    _parameter_constraints: dict[str, list[Any]] = {  # noqa: RUF012 (scikit-learn's class-level convention)
-        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
-        "output_layer": [str],
-        "activation": [StrOptions({"relu", "tanh"})],
-        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
-        "solver": [StrOptions({"lbfgs", "adam", "sgd"})],
-        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
-        "tol": [Interval(numbers.Real, 0, None, closed="left")],
-        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
-        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
-        "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
-        "nesterovs_momentum": ["boolean"],
-        "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
-        "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
-        "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
-        "shuffle": ["boolean"],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
-        "temperature": [None, StrOptions({"fit"}), Interval(numbers.Real, 0, None, closed="neither")],
-        "random_state": ["random_state"],
-    }
-
     def __init__(
         self,
         hidden_layer_sizes: tuple[int, ...] | list[int] | int = (),
@@ -317,15 +307,35 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     # ------------------------------------------------------------------------------------------ checks
     def _check_options(self) -> tuple[OutputLayer, tuple[int, ...]]:
-        """Validate the parameters (scikit-learn's constraints, then ours); returns the layer and hidden sizes."""
-        self._validate_params()
-        layer = get_output_layer(self.output_layer)
+        """Validate the parameters (in ``fit``, as scikit-learn asks: ``__init__`` only stores them); returns the
+        layer and the hidden sizes. Each error names the parameter and its value."""
+        layer = get_output_layer(self.output_layer, argument="output_layer")
         sizes = self.hidden_layer_sizes
-        raw: list[Any] = [sizes] if isinstance(sizes, numbers.Integral) else list(sizes)  # type: ignore[arg-type]
-        if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in raw):
+        try:
+            raw: list[Any] = [sizes] if isinstance(sizes, numbers.Integral) else list(sizes)  # type: ignore[arg-type]
+        except TypeError:
+            raw = [sizes]
+        if any(isinstance(h, (bool, np.bool_)) or not isinstance(h, numbers.Integral) or h < 1 for h in raw):
             raise ValueError(f"hidden_layer_sizes must hold positive ints; got {sizes!r}")
-        if isinstance(self.temperature, numbers.Real) and not math.isfinite(self.temperature):
-            raise ValueError(f"temperature must be None, 'fit' or a finite number > 0; got {self.temperature!r}")
+        for name, options in _OPTIONS.items():
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in options:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
+        for name in _NUMBERS:
+            _check_number(name, getattr(self, name))
+        for name in _FLAGS:
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False; got {getattr(self, name)!r}")
+        b = self.batch_size
+        if b != "auto" and (isinstance(b, (bool, np.bool_)) or not isinstance(b, numbers.Integral) or b < 1):
+            raise ValueError(f"batch_size must be 'auto' or a positive int; got {b!r}")
+        t = self.temperature
+        if not (t is None or (isinstance(t, str) and t == "fit") or _is_temperature(t)):
+            raise ValueError(f"temperature must be None, 'fit' or a finite number > 0; got {t!r}")
+        if self.random_state is not None and not isinstance(
+            self.random_state, (numbers.Integral, np.random.RandomState)
+        ):
+            raise TypeError(f"random_state must be None, an int or a numpy RandomState; got {self.random_state!r}")
         return layer, tuple(int(h) for h in raw)
 
     def _check_sample_weight(self, sample_weight: Any, n: int) -> F64 | None:
@@ -407,7 +417,7 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         (``spherical``: :math:`z^2` is flat at 0); random weights (:meth:`Network.init`) for an MLP, to break the
         symmetry between hidden units."""
         net = self._net
-        if net.n_layers == 1 and self.output_layer_.name in _SHIFT_INVARIANT:  # gradient p - y etc. at 0: not flat
+        if net.n_layers == 1 and self.output_layer_.shift_invariant:  # gradient p - y etc. at 0: not flat
             return np.zeros(net.n_params)
         if net.n_layers == 1:
             n_classes = net.sizes[-1]
@@ -442,9 +452,9 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         """Fresh optimiser state and epoch records for ``adam`` / ``sgd``."""
         if self.solver == "adam":
             lr, b1, b2, eps = (float(v) for v in (self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon))
-            self._optimizer: Adam | SGD = Adam(n_params, lr, b1, b2, eps)
+            self._optimizer: _solvers.Adam | _solvers.SGD = _solvers.Adam(n_params, lr, b1, b2, eps)
         else:
-            self._optimizer = SGD(
+            self._optimizer = _solvers.SGD(
                 n_params, float(self.learning_rate_init), float(self.momentum), bool(self.nesterovs_momentum)
             )
         self.loss_curve_: list[float] = []
@@ -453,82 +463,42 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.n_iter_ = 0
 
     def _run_lbfgs(self, theta: F64, X: F64, yi: npt.NDArray[np.intp], sw: F64 | None) -> F64:
-        """Full-batch L-BFGS-B (Liu & Nocedal 1989) on the flat parameters; sets n_iter_, loss_curve_."""
-        net, layer, alpha = self._net, self.output_layer_, float(self.alpha)
-        X = with_ones(X)  # one product per layer-1 pass, bias included
-        grad = np.empty_like(theta)
-        curve: list[float] = []
-        # Two classes, no hidden layer, a loss that sees only z_1 - z_0: at the optimum W = [-v/2, v/2] (any
-        # common part of the two columns adds penalty and nothing else), so L-BFGS runs on v alone, the very
-        # problem LogisticRegression solves, in the same steps. theta viewed as (d + 1, 2) is [W; b].
-        halved = net.n_layers == 1 and net.sizes[-1] == 2 and layer.name in _SHIFT_INVARIANT and not theta.any()
-
-        def full(v: F64) -> F64:
-            return np.stack([-0.5 * v, 0.5 * v], axis=1).ravel()
-
-        def fun(t: F64) -> tuple[float, F64]:
-            if not halved:
-                return objective(t, net, layer, X, yi, sw, alpha, grad), grad
-            value = objective(full(t), net, layer, X, yi, sw, alpha, grad)
-            g = grad.reshape(-1, 2)
-            return value, 0.5 * (g[:, 1] - g[:, 0])
-
-        if halved:
-            theta = np.zeros(theta.size // 2)
-
-        def record(intermediate_result: scipy.optimize.OptimizeResult) -> None:
-            curve.append(float(intermediate_result.fun))
-
-        res = scipy.optimize.minimize(
-            fun,
+        """Full-batch L-BFGS-B (:func:`softmaxkit._solvers.lbfgs`); sets ``n_iter_``, ``loss_curve_``, ``loss_``."""
+        res = _solvers.lbfgs(
             theta,
-            method="L-BFGS-B",
-            jac=True,
-            callback=record,
-            options={
-                "maxiter": int(self.max_iter),
-                "gtol": float(self.tol),
-                "ftol": 64 * np.finfo(float).eps,
-                "maxls": 50,
-            },
+            self._net,
+            self.output_layer_,
+            with_ones(X),  # one product per layer-1 pass, bias included
+            yi,
+            sw,
+            float(self.alpha),
+            max_iter=int(self.max_iter),
+            tol=float(self.tol),
         )
-        self.n_iter_ = int(res.nit)
-        self.loss_curve_ = curve
-        self.loss_ = float(res.fun)
-        if not np.isfinite(res.fun):
-            raise ValueError(f"the objective became {res.fun} during L-BFGS; lower alpha or scale X")
-        if res.status == 1:
-            warnings.warn(
-                f"L-BFGS stopped at max_iter={self.max_iter} iterations without reaching tol={self.tol}; "
-                "increase max_iter or scale the data",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        x = np.asarray(res.x, dtype=np.float64)
-        return full(x) if halved else x
+        self.n_iter_ = res.n_iter
+        self.loss_curve_ = res.curve
+        self.loss_ = res.loss
+        return res.theta
 
     def _epoch(self, theta: F64, X: F64, yi: npt.NDArray[np.intp], sw: F64 | None, rng: np.random.RandomState) -> None:
-        """One pass of ``self._optimizer`` over the minibatches of ``(X, yi)``, updating ``theta`` in place and the
-        epoch records (``n_iter_``, ``t_``, ``loss_curve_``, ``loss_``, ``best_loss_``)."""
-        net, layer, alpha = self._net, self.output_layer_, float(self.alpha)
+        """One pass of ``self._optimizer`` over the minibatches of ``(X, yi)`` (:func:`softmaxkit._solvers.epoch`),
+        updating ``theta`` in place and the epoch records (``n_iter_``, ``t_``, ``loss_curve_``, ``loss_``,
+        ``best_loss_``)."""
         n = X.shape[0]
-        batch = self._batch(n)
-        X = with_ones(X)
-        grad = np.empty_like(theta)
-        total = 0.0
-        weight = 0.0
-        for idx in minibatches(n, batch, rng if self.shuffle else None):
-            w = None if sw is None else sw[idx]
-            value = objective(theta, net, layer, X[idx], yi[idx], w, alpha, grad)
-            if not math.isfinite(value):
-                raise ValueError(f"the objective became {value}; lower learning_rate_init or scale X")
-            share = float(len(idx)) if w is None else float(np.sum(w))
-            total += value * share
-            weight += share
-            self._optimizer.step(theta, grad)
+        self.loss_ = _solvers.epoch(
+            theta,
+            self._net,
+            self.output_layer_,
+            with_ones(X),
+            yi,
+            sw,
+            float(self.alpha),
+            self._optimizer,
+            self._batch(n),
+            rng if self.shuffle else None,
+        )
         self.n_iter_ += 1
         self.t_ += n
-        self.loss_ = total / weight if weight > 0 else 0.0
         self.loss_curve_.append(self.loss_)
         self.best_loss_ = min(self.best_loss_, self.loss_)
 
@@ -641,7 +611,12 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.coefs_ = coefs
         self.intercepts_ = intercepts
 
-    def _logits(self, X: Any) -> F64:
+    def logits(self, X: Any) -> F64:
+        """The network's raw scores, ``(n_samples, n_classes)``, one column per class also for two classes.
+
+        What the output layer maps to probabilities (before the temperature); :meth:`decision_function` is the
+        same in scikit-learn's binary convention. Fit a :class:`softmaxkit.calibration.TemperatureScaler` on these.
+        """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         z, _ = self._net.propagate(self.coefs_, self.intercepts_, X)
@@ -649,7 +624,7 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def _argmax(self, z: F64) -> npt.NDArray[np.intp]:
         """Predicted class indices of logits ``z`` (ties to the lowest index)."""
-        if self.output_layer_.name in _ORDER_PRESERVING:
+        if self.output_layer_.order_preserving:
             return np.asarray(np.argmax(z, axis=1), dtype=np.intp)
         return np.asarray(np.argmax(np.asarray(self.output_layer_.mapping(z, axis=-1)), axis=1), dtype=np.intp)
 
@@ -660,38 +635,31 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         For ``taylor`` and ``spherical``, whose probabilities do not follow the order of the logits, prefer
         :meth:`predict_proba` to rank the classes.
         """
-        z = self._logits(X)
+        z = self.logits(X)
         if len(self.classes_) == 2:
             return z[:, 1] - z[:, 0]
         return z
 
     def predict(self, X: Any) -> npt.NDArray[Any]:
         """Labels from ``classes_``: the argmax of the logits (of the probabilities for taylor / spherical)."""
-        index = self._argmax(self._logits(X))
+        index = self._argmax(self.logits(X))
         labels: npt.NDArray[Any] = self.classes_[index]
         return labels
 
     def _log_proba(self, z: F64) -> tuple[F64, F64]:
-        """``(probabilities, log-probabilities)`` of the logits ``z`` at the fitted temperature."""
-        layer = self.output_layer_
+        """``(probabilities, log-probabilities)`` of the logits ``z`` at the fitted temperature
+        (:meth:`softmaxkit.layers.OutputLayer.distribution`)."""
         s = z / self.temperature_ if self.temperature_ != 1.0 else z
-        if not layer.probabilities:  # hinge: softmax of the scores
-            return np.asarray(softmax(s)), np.asarray(log_softmax(s))
-        log_map = _LOG_MAPPING.get(layer.name)
-        if not layer.normalized:  # sigmoid (or a custom unnormalised layer): renormalise in log space
-            logs = np.asarray(log_map(s)) if log_map is not None else _log(np.asarray(layer.mapping(s, axis=-1)))
-            return np.asarray(softmax(logs)), np.asarray(log_softmax(logs))
-        p = np.asarray(layer.mapping(s, axis=-1), dtype=np.float64)
-        logp = np.asarray(log_map(s)) if log_map is not None else _log(p)
-        return p, logp
+        p, logp = self.output_layer_.distribution(s)
+        return np.asarray(p, dtype=np.float64), np.asarray(logp, dtype=np.float64)
 
     def predict_proba(self, X: Any) -> F64:
         """Class probabilities, ``(n_samples, n_classes)``: the output layer's mapping of ``logits / T``."""
-        return self._log_proba(self._logits(X))[0]
+        return self._log_proba(self.logits(X))[0]
 
     def predict_log_proba(self, X: Any) -> F64:
         """Log of :meth:`predict_proba`, computed in log space where the layer allows (``-inf`` for exact 0)."""
-        return self._log_proba(self._logits(X))[1]
+        return self._log_proba(self.logits(X))[1]
 
 
 _BLAS_SMALL = 2**24
@@ -727,6 +695,5 @@ def _fast(rows: int, net: Network) -> contextlib.ExitStack:
     return stack
 
 
-def _log(p: F64) -> F64:
-    with np.errstate(divide="ignore"):
-        return np.log(p)
+def _is_temperature(t: Any) -> bool:
+    return not isinstance(t, (bool, np.bool_)) and isinstance(t, numbers.Real) and math.isfinite(t) and float(t) > 0

@@ -67,10 +67,10 @@ import numpy as np
 
 from . import __version__
 from ._backend import backend
-from .layers import OUTPUT_LAYERS
+from .layers import get_output_layer
 
 BUILTIN = ("digits", "iris", "wine", "breast_cancer")
-DEFAULT_LAYERS = ("softmax", "taylor", "spherical", "sparsemax", "entmax15", "sigmoid", "hinge", "normalize")
+DEFAULT_LAYERS = ("softmax", "taylor", "spherical", "sparsemax", "entmax15", "sigmoid", "hinge", "softplus_normalize")
 LABEL_NAMES = ("label", "labels", "target", "class", "y")
 NLL_FLOOR = 1e-12
 N_BINS = 15
@@ -330,7 +330,7 @@ def _finish(
 
 def _logits(model: Any, X: np.ndarray) -> np.ndarray:
     """The model's scores, one column per class (also for two classes, where ``decision_function`` gives one)."""
-    out: np.ndarray = model._logits(X)
+    out: np.ndarray = model.logits(X)
     return out
 
 
@@ -429,9 +429,10 @@ Probs = dict[str, tuple[np.ndarray, np.ndarray]]
 def run(config: Config, *, show_progress: bool = False) -> tuple[dict[str, Any], Probs, np.ndarray]:
     """Load, split, train every layer and the baseline; the results (JSON-ready), each row's test
     probabilities before and after temperature scaling, and the test labels."""
-    for name in config.layers:
-        if name not in OUTPUT_LAYERS:
-            raise DataError(f"--layers: unknown output layer {name!r}; choose from {', '.join(sorted(OUTPUT_LAYERS))}")
+    try:  # aliases (normalize) become the registry's names
+        config.layers = tuple(dict.fromkeys(get_output_layer(n, argument="--layers").name for n in config.layers))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     ds = load_data(config.data, label=config.label)
     check_dataset(ds)
     train, val, test = split(ds, config.seed)

@@ -35,7 +35,7 @@ def _finite(arr: np.ndarray[Any, Any], name: str) -> None:
         raise ValueError(f"{name} must be finite; got {arr[pos].item()!r} at position {pos}")
 
 
-def _matrix(value: Any, name: str) -> np.ndarray[Any, Any]:
+def matrix_of(value: Any, name: str) -> np.ndarray[Any, Any]:
     """A finite 2-d real array ``(N, C)`` with ``N >= 1`` and ``C >= 1`` (not copied, not converted)."""
     arr = _numeric(value, name)
     if arr.ndim != 2:
@@ -49,7 +49,7 @@ def _matrix(value: Any, name: str) -> np.ndarray[Any, Any]:
 
 
 def _probs(value: Any) -> FloatArray:
-    p = _matrix(value, "probs").astype(np.float64)
+    p = matrix_of(value, "probs").astype(np.float64)
     bad = (p < 0.0) | (p > 1.0)
     if bad.any():
         pos = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -57,7 +57,7 @@ def _probs(value: Any) -> FloatArray:
     return p
 
 
-def _labels(value: Any, n: int, n_classes: int, ref: str) -> IntArray:
+def labels_of(value: Any, n: int, n_classes: int, ref: str) -> IntArray:
     arr = np.asarray(value)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
         raise TypeError(f"y must be an array of integer class labels; got dtype {arr.dtype}")
@@ -72,12 +72,12 @@ def _labels(value: Any, n: int, n_classes: int, ref: str) -> IntArray:
     return arr.astype(np.int64)
 
 
-def _probs_labels(probs: Any, y: Any) -> tuple[FloatArray, IntArray]:
+def probs_and_labels(probs: Any, y: Any) -> tuple[FloatArray, IntArray]:
     p = _probs(probs)
-    return p, _labels(y, p.shape[0], p.shape[1], "probs")
+    return p, labels_of(y, p.shape[0], p.shape[1], "probs")
 
 
-def _n_bins(value: Any) -> int:
+def check_n_bins(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"n_bins must be an int; got {value!r}")
     if value < 1:
@@ -125,7 +125,7 @@ def _bin_edges(conf: FloatArray, n_bins: int, binning: str) -> FloatArray:
     return np.concatenate((s[starts], s[-1:]))
 
 
-def _curve(p: FloatArray, y: IntArray, n_bins: int, binning: str) -> ReliabilityCurve:
+def curve_of(p: FloatArray, y: IntArray, n_bins: int, binning: str) -> ReliabilityCurve:
     pred = np.argmax(p, axis=1)
     conf = p[np.arange(p.shape[0]), pred]
     correct = (pred == y).astype(np.float64)
@@ -140,7 +140,7 @@ def _curve(p: FloatArray, y: IntArray, n_bins: int, binning: str) -> Reliability
     return ReliabilityCurve(edges, confidence, accuracy, counts.astype(np.int64))
 
 
-def _ece_from_curve(curve: ReliabilityCurve, norm: str) -> float:
+def ece_from_curve(curve: ReliabilityCurve, norm: str) -> float:
     filled = curve.counts > 0
     gap = np.abs(curve.accuracy[filled] - curve.confidence[filled])
     weight = curve.counts[filled] / curve.counts.sum()
@@ -210,8 +210,8 @@ def reliability_curve(
     >>> print(curve.accuracy, curve.confidence)
     [nan nan nan 1.  0.5] [ nan  nan  nan 0.7  0.85]
     """
-    p, labels = _probs_labels(probs, y)
-    return _curve(p, labels, _n_bins(n_bins), _choice(binning, "binning", BINNINGS))
+    p, labels = probs_and_labels(probs, y)
+    return curve_of(p, labels, check_n_bins(n_bins), _choice(binning, "binning", BINNINGS))
 
 
 def expected_calibration_error(
@@ -282,10 +282,10 @@ def expected_calibration_error(
     >>> expected_calibration_error(probs, [0, 1, 1], n_bins=5, norm="max")
     0.35
     """
-    p, labels = _probs_labels(probs, y)
+    p, labels = probs_and_labels(probs, y)
     norm = _choice(norm, "norm", NORMS)
-    curve = _curve(p, labels, _n_bins(n_bins), _choice(binning, "binning", BINNINGS))
-    return _ece_from_curve(curve, norm)
+    curve = curve_of(p, labels, check_n_bins(n_bins), _choice(binning, "binning", BINNINGS))
+    return ece_from_curve(curve, norm)
 
 
 def brier_score(probs: npt.ArrayLike, y: npt.ArrayLike, /) -> float:
@@ -329,7 +329,7 @@ def brier_score(probs: npt.ArrayLike, y: npt.ArrayLike, /) -> float:
     >>> brier_score([[0.9, 0.1], [0.5, 0.5]], [0, 1])   # ((0.01 + 0.01) + (0.25 + 0.25)) / 2
     0.26
     """
-    p, labels = _probs_labels(probs, y)
+    p, labels = probs_and_labels(probs, y)
     d = p.copy()
     d[np.arange(p.shape[0]), labels] -= 1.0
     return float(np.mean(np.sum(d * d, axis=1)))
@@ -380,7 +380,7 @@ def negative_log_likelihood(probs: npt.ArrayLike, y: npt.ArrayLike, /, *, eps: f
     """
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0.0 <= float(eps) < 1.0:
         raise ValueError(f"eps must be a number in [0, 1); got {eps!r}")
-    p, labels = _probs_labels(probs, y)
+    p, labels = probs_and_labels(probs, y)
     py = np.maximum(p[np.arange(p.shape[0]), labels], float(eps))
     with np.errstate(divide="ignore"):
         return 0.0 - float(np.mean(np.log(py)))  # 0.0 - x: never -0.0

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-from ._metrics import ReliabilityCurve, _curve, _ece_from_curve, _n_bins, _probs_labels
+from ._metrics import ReliabilityCurve, check_n_bins, curve_of, ece_from_curve, probs_and_labels
 
 # --------------------------------------------------------------------------------------------------- plotting
 
@@ -23,8 +23,8 @@ def _as_curve(item: Any, y: Any, n_bins: int, name: str) -> ReliabilityCurve:
         return item
     if y is None:
         raise ValueError(f"y is needed to plot the probabilities of {name!r}; got y=None")
-    p, labels = _probs_labels(item, y)
-    return _curve(p, labels, n_bins, "uniform")
+    p, labels = probs_and_labels(item, y)
+    return curve_of(p, labels, n_bins, "uniform")
 
 
 def plot_reliability(
@@ -78,7 +78,7 @@ def plot_reliability(
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - matplotlib is a dev dependency
         raise ImportError("plot_reliability needs matplotlib: pip install 'softmaxkit[compare]'") from exc
-    n = _n_bins(n_bins)
+    n = check_n_bins(n_bins)
     items: list[tuple[str, Any]]
     if isinstance(probs_or_curves, Mapping):
         items = [(str(k), v) for k, v in probs_or_curves.items()]
@@ -107,7 +107,7 @@ def plot_reliability(
     for k, (nm, curve) in enumerate(curves):
         edges = curve.bin_edges
         filled = curve.counts > 0
-        ece = _ece_from_curve(curve, "l1") if curve.counts.sum() > 0 else math.nan
+        ece = ece_from_curve(curve, "l1") if curve.counts.sum() > 0 else math.nan
         label = f"{nm} (ECE {ece:.3f})"
         color = f"C{k}"
         if len(curves) == 1:

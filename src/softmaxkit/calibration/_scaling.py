@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from ..layers import OutputLayer, get_output_layer
 from ..softmax import log_softmax, softmax
-from ._metrics import PROBABILITY_FLOOR, FloatArray, IntArray, _labels, _matrix
+from ._metrics import PROBABILITY_FLOOR, FloatArray, IntArray, labels_of, matrix_of
 
 # ------------------------------------------------------------------------------------------ temperature scaling
 
@@ -85,15 +85,8 @@ def _softmax_grad_curvature(zc: FloatArray, zy: FloatArray, beta: float) -> tupl
 
 
 def _layer_proba(layer: OutputLayer, z: FloatArray) -> FloatArray:
-    """The layer's probabilities of scores ``z``: normalised rows for sigmoid, softmax for score layers."""
-    if not layer.probabilities:  # hinge and other score layers: softmax of the (scaled) scores
-        return np.asarray(softmax(z, axis=-1), dtype=np.float64)
-    q = np.asarray(layer.mapping(z, axis=-1), dtype=np.float64)
-    if layer.normalized:
-        return q
-    total = np.sum(q, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(np.where(total > 0.0, q / total, 1.0 / q.shape[1]), dtype=np.float64)
+    """The layer's class probabilities of scores ``z`` (:meth:`softmaxkit.layers.OutputLayer.distribution`)."""
+    return np.asarray(layer.distribution(z)[0], dtype=np.float64)
 
 
 def _golden(f: Callable[[float], float], a: float, b: float, tol: float) -> tuple[float, float, int]:
@@ -144,17 +137,19 @@ class TemperatureScaler:
 
     .. math:: T^\star = \arg\min_{T_{\min} \le T \le T_{\max}} \; -\frac1N \sum_i \log q_{y_i}(z_i / T)
 
-    where :math:`q` is the output layer's mapping (``softmaxkit.layers.get_output_layer(output_layer)``). For
-    ``"softmax"`` the objective is the exact log-softmax NLL, convex in :math:`\beta = 1/T`, with derivatives
+    where :math:`q` is the output layer's mapping (``softmaxkit.layers.get_output_layer(output_layer)``). Where
+    the class distribution is :math:`\operatorname{softmax}(z/T)` (``"softmax"``, and score layers such as
+    ``"hinge"``) the objective is the exact log-softmax NLL, convex in :math:`\beta = 1/T`, with derivatives
     :math:`\frac{d}{d\beta} = \frac1N\sum_i (\mathbb{E}_{p_i}[z_i] - z_{iy_i})` and
     :math:`\frac{d^2}{d\beta^2} = \frac1N\sum_i \operatorname{Var}_{p_i}(z_i) \ge 0`; a Newton iteration kept
     inside a shrinking bracket (bisection in :math:`\log\beta` when a step leaves it) converges to about
     :math:`10^{-13}` relative. For the other layers the NLL is taken with probabilities floored at
     :data:`PROBABILITY_FLOOR` (sparsemax and entmax give exact zeros) and minimised over :math:`\log T` by a
     33-point grid followed by golden-section search in the best grid cell (the objective need not be convex
-    there). Layers whose outputs are not normalised (``sigmoid``) have their rows divided by their sum; layers
-    whose outputs are scores, not probabilities (``hinge``, whose mapping is the identity), are scored by the
-    softmax of the scaled scores.
+    there). The probabilities are the layer's :meth:`~softmaxkit.layers.OutputLayer.distribution`, the rule the
+    classifier follows too: layers whose outputs are not normalised (``sigmoid``) have their rows renormalised
+    (in log space); layers whose outputs are scores, not probabilities (``hinge``, whose mapping is the
+    identity), are scored by the softmax of the scaled scores.
 
     Parameters
     ----------
@@ -205,7 +200,7 @@ class TemperatureScaler:
     """
 
     def __init__(self, *, output_layer: str = "softmax", bounds: tuple[float, float] = (1e-2, 1e2)) -> None:
-        get_output_layer(output_layer)
+        get_output_layer(output_layer, argument="output_layer")
         _bounds(bounds)
         self.output_layer = output_layer
         self.bounds = bounds
@@ -219,11 +214,12 @@ class TemperatureScaler:
         Raises ``TypeError`` for non-real logits or non-integer labels and ``ValueError`` for bad shapes, empty
         or non-finite input, labels outside ``[0, C)``, an unknown layer or bad ``bounds``.
         """
-        layer = get_output_layer(self.output_layer)
+        layer = get_output_layer(self.output_layer, argument="output_layer")
         t_min, t_max = _bounds(self.bounds)
-        z = _matrix(logits, "logits").astype(np.float64)
-        labels = _labels(y, z.shape[0], z.shape[1], "logits")
-        if layer.name == "softmax":
+        z = matrix_of(logits, "logits").astype(np.float64)
+        labels = labels_of(y, z.shape[0], z.shape[1], "logits")
+        # the class distribution is softmax(z / T) (softmax itself, and score layers such as hinge): exact Newton
+        if layer.log_mapping is log_softmax or not layer.probabilities:
             t, n_iter, before, after = _fit_softmax(z, labels, t_min, t_max)
         else:
             t, n_iter, before, after = _fit_generic(layer, z, labels, t_min, t_max)
@@ -237,7 +233,7 @@ class TemperatureScaler:
     def _check(self, logits: npt.ArrayLike) -> np.ndarray[Any, Any]:
         if not hasattr(self, "temperature_"):
             raise NotFittedError("this TemperatureScaler is not fitted yet; call fit(logits, y) first")
-        z = _matrix(logits, "logits")
+        z = matrix_of(logits, "logits")
         if z.shape[1] != self.n_classes_:
             raise ValueError(f"logits has {z.shape[1]} columns but the scaler was fitted on {self.n_classes_}")
         return z
@@ -257,5 +253,6 @@ class TemperatureScaler:
         float dtype)."""
         z = self._check(logits)
         dtype = z.dtype if z.dtype.kind == "f" else np.dtype(np.float64)
-        q = _layer_proba(get_output_layer(self.output_layer), z.astype(np.float64) / self.temperature_)
+        layer = get_output_layer(self.output_layer, argument="output_layer")
+        q = _layer_proba(layer, z.astype(np.float64) / self.temperature_)
         return q.astype(dtype)
