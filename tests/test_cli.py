@@ -92,3 +92,17 @@ def test_demo_into_a_closed_pipe_stops_quietly():
         os.close(write_end)
     assert proc.returncode == 141
     assert b"Traceback" not in proc.stderr, proc.stderr.decode()
+
+
+def test_bench_threads_zero_exits_2_before_any_work(capsys, monkeypatch):
+    from softmaxkit import bench
+
+    def ran(*args, **kwargs):
+        raise AssertionError("softmaxkit bench ran before refusing --threads 0")
+
+    monkeypatch.setattr(bench, "command", ran)
+    for bad in ("0", "-2"):
+        with pytest.raises(SystemExit) as info:
+            main(["bench", "--threads", bad])
+        assert info.value.code == 2
+        assert f"argument --threads: expected a positive integer; got {bad}" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +64,9 @@ def test_end_to_end_writes_json_and_pngs(iris_run):
         "samples": 150,
         "features": 4,
         "classes": ["setosa", "versicolor", "virginica"],
-        "train": 90,
-        "validation": 22,
+        "train": 112,
         "test": 38,
+        "folds": 5,
     }
     names = [r["name"] for r in result["leaderboard"]]
     assert sorted(names) == sorted(["softmax", "sparsemax", "hinge", compare.BASELINE])
@@ -77,6 +78,8 @@ def test_end_to_end_writes_json_and_pngs(iris_run):
         assert 0.0 <= r["ece_scaled"] <= 1.0
         assert 0.0 <= r["brier"] <= 2.0
         assert r["temperature"] > 0
+        assert r["temperature_se"] >= 0
+        assert len(r["temperature_without_fold"]) == 5
         assert 0.0 <= r["zeros"] <= 1.0
         if r["name"] != compare.BASELINE:
             assert r["epochs"] == 3
@@ -213,6 +216,101 @@ def test_nan_feature(tmp_path):
         compare.load_data(str(path))
 
 
+def test_corrupt_npz_exits_2_instead_of_a_bad_zip_traceback(tmp_path, capsys):
+    X, y = _blobs()
+    good = tmp_path / "good.npz"
+    np.savez(good, X=X, y=y)
+    bad = tmp_path / "truncated.npz"
+    bad.write_bytes(good.read_bytes()[:200])  # a zip header, then nothing: zipfile.BadZipFile
+    _fails(["--data", str(bad)], capsys, f"cannot read {bad}: BadZipFile", tmp_path / "o")
+
+
+def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    def trained(*args, **kwargs):
+        raise AssertionError("compare trained before refusing its arguments")
+
+    monkeypatch.setattr("softmaxkit.compare._command.run", trained)
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32), "x"])
+def test_seed_out_of_range_exits_2_before_any_work(seed, capsys, monkeypatch, tmp_path):
+    _no_training(monkeypatch)
+    with pytest.raises(SystemExit) as info:
+        main(["compare", "--data", "iris", "--seed", seed, "--out", str(tmp_path / "o")])
+    assert info.value.code == 2
+    assert f"argument --seed: expected an integer in [0, 4294967295]; got '{seed}'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(compare.DataError, match=r"--seed must be an integer in \[0, 4294967295\]; got -1"):
+        compare.run(compare.Config(data="iris", seed=-1))
+
+
+def _out_fails(out: Path, capsys: pytest.CaptureFixture[str], expected: str) -> None:
+    code = main(["compare", "--data", "iris", "--layers", "softmax", *SMALL, "--out", str(out)])
+    assert code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_out_that_is_a_file_exits_2_before_any_work(tmp_path, capsys, monkeypatch):
+    _no_training(monkeypatch)
+    out = tmp_path / "taken"
+    out.write_text("mine")
+    _out_fails(out, capsys, "is a file, not a folder")
+    assert out.read_text() == "mine"
+    _out_fails(out / "deeper", capsys, "is a file, not a folder")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_out_under_proc_exits_2_before_any_work(capsys, monkeypatch):
+    _no_training(monkeypatch)
+    _out_fails(Path("/proc/softmaxkit-compare-results"), capsys, "cannot write in /proc")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_out_with_a_read_only_parent_exits_2_before_any_work(tmp_path, capsys, monkeypatch):
+    _no_training(monkeypatch)
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    parent.chmod(0o500)
+    try:
+        _out_fails(parent / "res", capsys, f"cannot write in {parent}")
+        assert list(parent.iterdir()) == []
+    finally:
+        parent.chmod(0o700)
+
+
+def test_out_holding_a_folder_named_like_an_output_file_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "res"
+    (out / "reliability_softmax.png").mkdir(parents=True)
+    _no_training(monkeypatch)
+    _out_fails(out, capsys, "holds reliability_softmax.png that is not a file")
+    assert sorted(p.name for p in out.iterdir()) == ["reliability_softmax.png"]  # nothing half-written
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".softmaxkit-compare-")]
+
+
+def test_no_out_skips_the_out_checks(tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.write_text("mine")
+    args = ["compare", "--data", "iris", "--layers", "softmax", *SMALL, "--folds", "2", "--json", "--no-out"]
+    assert main([*args, "--out", str(out)]) == 0
+
+
+def test_iris_temperature_by_cross_validation_does_not_make_test_nll_worse():
+    """Fitted on the 22-row validation part, T took softmax's test NLL on iris from 0.166 to 0.283 (issue 16).
+    Fitted by cross-validation on the 112 training rows it stays within noise of the unscaled NLL."""
+    result, _, _ = compare.run(compare.Config(data="iris", layers=("softmax",), baseline=False))
+    row = result["leaderboard"][0]
+    assert row["nll_scaled"] <= row["nll"] + 0.01
+    assert 0.0 < row["temperature_se"] < row["temperature"]
+    assert result["data"]["train"] == 112
+
+
+def test_the_old_layer_name_normalize_still_works():
+    result, _, _ = compare.run(
+        compare.Config(data="iris", layers=("normalize",), hidden=(8,), epochs=2, folds=2, baseline=False)
+    )
+    assert [r["name"] for r in result["leaderboard"]] == ["softplus_normalize"]
+
+
 def test_unknown_layer(tmp_path, capsys):
     _fails(
         ["--data", "iris", "--layers", "softmax,softermax"],
@@ -250,6 +348,7 @@ def test_markdown_table_shape():
                 "ece": 0.05,
                 "ece_scaled": 0.02,
                 "temperature": 1.3,
+                "temperature_se": 0.123,
                 "brier": 0.15,
                 "fit_seconds": 0.5,
                 "zeros": 0.0,
@@ -258,14 +357,14 @@ def test_markdown_table_shape():
     }
     lines = compare.markdown_table(result).splitlines()
     assert lines[0].startswith("| layer | accuracy | NLL |")
-    assert lines[2] == "| softmax | 0.900 | 0.300 | 0.280 | 0.050 | 0.020 | 1.30 | 0.150 | 0.50 | 0% |"
+    assert lines[2] == "| softmax | 0.900 | 0.300 | 0.280 | 0.050 | 0.020 | 1.30 | 0.12 | 0.150 | 0.50 | 0% |"
 
 
 def test_missing_optional_dependency_exits_1(monkeypatch, capsys, tmp_path):
     def no_sklearn(config, *, show_progress=False):
-        compare._need("sklearn_is_not_installed_here")
+        compare.need("sklearn_is_not_installed_here")
 
-    monkeypatch.setattr(compare, "run", no_sklearn)
+    monkeypatch.setattr("softmaxkit.compare._command.run", no_sklearn)
     assert main(["compare", "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("softmaxkit compare: needs sklearn_is_not_installed_here, which is not installed")

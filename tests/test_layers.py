@@ -193,3 +193,44 @@ def test_registering_takes_one_entry_and_refuses_a_taken_name() -> None:
 def test_registry_view_is_read_only() -> None:
     with pytest.raises(TypeError):
         OUTPUT_LAYERS["x"] = get_output_layer("softmax")  # type: ignore[index]
+
+
+def test_a_layer_added_by_one_register_call_runs_through_classifier_scaler_and_compare() -> None:
+    """Issue 13: adding a layer is one ``register_output_layer`` call, with no name list to extend anywhere."""
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_iris
+
+    from softmaxkit import compare, layers
+    from softmaxkit.calibration import TemperatureScaler
+    from softmaxkit.classifier import SoftmaxClassifier
+    from softmaxkit.cross_entropy import cross_entropy, cross_entropy_value_and_grad
+    from softmaxkit.softmax import softmax
+
+    def half(x: np.ndarray, /, *, axis: int = -1) -> np.ndarray:  # softmax at T = 2
+        return np.asarray(softmax(x, axis=axis, temperature=2.0))
+
+    def half_loss(x: np.ndarray, t: np.ndarray, /, **kw: object) -> np.ndarray:
+        return np.asarray(cross_entropy(np.asarray(x) / 2.0, t, **kw))  # type: ignore[arg-type]
+
+    def half_value_and_grad(x: np.ndarray, t: np.ndarray, /, **kw: object) -> tuple[np.ndarray, np.ndarray]:
+        value, grad = cross_entropy_value_and_grad(np.asarray(x) / 2.0, t, **kw)  # type: ignore[arg-type]
+        return value, np.asarray(grad) / 2.0
+
+    name = "softmax_at_two_for_test"
+    register_output_layer(OutputLayer(name, half, half_loss, half_value_and_grad, True, True, False, "softmax(z/2)"))
+    try:
+        X, y = load_iris(return_X_y=True)
+        X = (X - X.mean(0)) / X.std(0)
+        clf = SoftmaxClassifier(output_layer=name, alpha=1e-3).fit(X, y)
+        assert clf.score(X, y) > 0.9
+        np.testing.assert_allclose(clf.predict_proba(X).sum(axis=1), 1.0, rtol=1e-12)
+        z = clf.logits(X)
+        ours = TemperatureScaler(output_layer=name).fit(z, y).temperature_
+        plain = TemperatureScaler(output_layer="softmax").fit(z, y).temperature_
+        assert ours == pytest.approx(plain / 2.0, rel=1e-6)  # softmax(z / (2 T)): the same fit, T halved
+        config = compare.Config(data="iris", layers=("softmax", name), hidden=(8,), epochs=2, folds=2, baseline=False)
+        result, probs, _ = compare.run(config)
+        assert sorted(r["name"] for r in result["leaderboard"]) == sorted(["softmax", name])
+        assert set(probs) == {"softmax", name}
+    finally:
+        layers._REGISTRY.pop(name, None)

@@ -115,10 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             help="train one classifier per output layer on the same data; leaderboard of accuracy, NLL, calibration",
         )
     )
-    bench.add_arguments(
-        commands.add_parser("bench", help="time the CPU kernels against torch, SciPy, JAX and NumPy; JSON + PNG")
+    bench_parser = commands.add_parser(
+        "bench", help="time the CPU kernels against torch, SciPy, JAX and NumPy; JSON + PNG"
     )
+    bench.add_arguments(bench_parser)
     args = parser.parse_args(argv)
+    threads = getattr(args, "threads", None) if args.command == "bench" else None
+    if threads is not None and threads < 1:  # before any work: numba would raise deep inside the run
+        bench_parser.error(f"argument --threads: expected a positive integer; got {threads}")
     try:
         if args.command == "demo":
             demo()
