@@ -26,19 +26,9 @@ from softmaxkit import log_softmax, softmax
 from softmaxkit._mlp import Network, objective
 from softmaxkit.calibration import TemperatureScaler
 from softmaxkit.classifier import SoftmaxClassifier
-from softmaxkit.layers import get_output_layer
+from softmaxkit.layers import OUTPUT_LAYERS, get_output_layer
 
-LAYERS = [
-    "softmax",
-    "taylor",
-    "spherical",
-    "sparsemax",
-    "entmax15",
-    "entmax_bisect",
-    "sigmoid",
-    "hinge",
-    "softplus_normalize",
-]
+LAYERS = list(OUTPUT_LAYERS)  # every registered layer
 SPARSE = ["sparsemax", "entmax15", "entmax_bisect"]
 
 

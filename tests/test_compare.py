@@ -278,6 +278,20 @@ def test_out_with_a_read_only_parent_exits_2_before_any_work(tmp_path, capsys, m
         parent.chmod(0o700)
 
 
+def test_out_where_no_folder_can_be_made_exits_2_before_any_work(tmp_path, capsys, monkeypatch):
+    """As root a read-only folder is still writable; what the check relies on is the OS refusing the folder."""
+    import tempfile
+
+    _no_training(monkeypatch)
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refused)
+    _out_fails(tmp_path / "res", capsys, f"cannot write in {tmp_path} (Permission denied)")
+    assert not (tmp_path / "res").exists()
+
+
 def test_out_holding_a_folder_named_like_an_output_file_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch):
     out = tmp_path / "res"
     (out / "reliability_softmax.png").mkdir(parents=True)
