@@ -121,8 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_arguments(bench_parser)
     args = parser.parse_args(argv)
     threads = getattr(args, "threads", None) if args.command == "bench" else None
-    if threads is not None and threads < 1:  # before any work: numba would raise deep inside the run
-        bench_parser.error(f"argument --threads: expected a positive integer; got {threads}")
+    if threads is not None:  # checked before any work: numba would raise deep inside the run
+        most = _max_threads()
+        if not 1 <= threads <= most:
+            bench_parser.error(f"argument --threads: expected a positive integer of at most {most}; got {threads}")
     try:
         if args.command == "demo":
             demo()
@@ -138,6 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE, what a shell reports for a filter cut short
     parser.print_help(sys.stderr)
     return 2
+
+
+def _max_threads() -> int:
+    """The most threads ``softmaxkit bench`` can use: numba's ``NUMBA_NUM_THREADS`` (the logical CPUs unless set)."""
+    try:
+        import numba
+    except ImportError:
+        return os.cpu_count() or 1
+    return int(getattr(numba.config, "NUMBA_NUM_THREADS", os.cpu_count() or 1))
 
 
 if __name__ == "__main__":  # pragma: no cover
