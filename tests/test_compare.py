@@ -177,6 +177,12 @@ def test_unreadable_file(tmp_path, capsys):
     _fails(["--data", str(bad)], capsys, "cannot read", tmp_path / "o")
 
 
+def test_label_with_a_bundled_dataset_is_refused_not_ignored(tmp_path, capsys):
+    _fails(
+        ["--data", "iris", "--label", "species"], capsys, "--label names a column of a CSV or NPZ file", tmp_path / "o"
+    )
+
+
 def test_unknown_data_name(tmp_path, capsys):
     _fails(["--data", "mnist"], capsys, "--data must be one of digits, iris, wine, breast_cancer", tmp_path / "o")
 
@@ -297,8 +303,7 @@ def test_out_holding_a_folder_named_like_an_output_file_exits_2_and_writes_nothi
     (out / "reliability_softmax.png").mkdir(parents=True)
     _no_training(monkeypatch)
     _out_fails(out, capsys, "holds reliability_softmax.png that is not a file")
-    assert sorted(p.name for p in out.iterdir()) == ["reliability_softmax.png"]  # nothing half-written
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".softmaxkit-compare-")]
+    assert sorted(p.name for p in out.iterdir()) == ["reliability_softmax.png"]  # nothing half-written, no staging
 
 
 def test_no_out_skips_the_out_checks(tmp_path, capsys):
@@ -349,6 +354,20 @@ def test_existing_out_folder_keeps_other_files(tmp_path):
     assert main(["compare", "--data", "iris", "--layers", "softmax", *SMALL, "--out", str(out), "--json"]) == 0
     assert (out / "mine.txt").read_text() == "keep me"
     assert (out / "results.json").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".softmaxkit-compare-")]  # staging removed
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_writable_out_in_a_read_only_parent_is_written(tmp_path):
+    parent = tmp_path / "locked"
+    (parent / "res").mkdir(parents=True)
+    parent.chmod(0o500)
+    try:
+        args = ["compare", "--data", "iris", "--layers", "softmax", *SMALL, "--folds", "2", "--json"]
+        assert main([*args, "--out", str(parent / "res")]) == 0
+        assert (parent / "res" / "results.json").is_file()
+    finally:
+        parent.chmod(0o700)
 
 
 def test_markdown_table_shape():

@@ -139,6 +139,8 @@ def load_data(spec: str, *, label: str | None = None) -> Dataset:
     Labels may be numbers or strings. Raises :class:`DataError` naming what is wrong.
     """
     if spec in BUILTIN:
+        if label is not None:
+            raise DataError(f"--label names a column of a CSV or NPZ file; {spec} has its labels (got {label!r})")
         datasets = need("sklearn.datasets")
         bunch = getattr(datasets, f"load_{spec}")()
         names = tuple(str(n) for n in bunch.target_names)

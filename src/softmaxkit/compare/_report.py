@@ -115,6 +115,12 @@ def output_names(layers: tuple[str, ...], baseline: bool) -> list[str]:
     return ["results.json", *(f"reliability_{_slug(name)}.png" for name in rows), "learning_curves.png"]
 
 
+def _staging(out_dir: Path) -> Path:
+    """Where :func:`write_outputs` stages its files: in ``out_dir`` when it exists, else beside it (the same file
+    system either way, so that the final moves are renames)."""
+    return out_dir if out_dir.is_dir() else out_dir.parent
+
+
 def check_out(out_dir: Path, names: list[str]) -> None:
     """Refuse, before any work, an ``--out`` that :func:`write_outputs` could not fill: a file where the folder
     should be, a folder where one of ``names`` should go, or a place where no folder can be made (a read-only or
@@ -125,12 +131,12 @@ def check_out(out_dir: Path, names: list[str]) -> None:
     for name in names:
         if (out_dir / name).exists() and not (out_dir / name).is_file():
             raise DataError(f"--out {out_dir} holds {name} that is not a file (a folder?); remove it or choose another")
-    anchor = out_dir if out_dir.exists() else out_dir.parent
+    anchor = _staging(out_dir)
     while not anchor.exists():
         anchor = anchor.parent
     if not anchor.is_dir():
         raise DataError(f"--out {out_dir}: {anchor} is a file, not a folder")
-    try:  # what write_outputs does first: make a folder beside the results; as root, permissions alone lie
+    try:  # what write_outputs does first: make its staging folder there; as root, permissions alone lie
         probe = Path(tempfile.mkdtemp(prefix=".softmaxkit-compare-", dir=anchor))
     except OSError as exc:
         raise DataError(f"--out {out_dir}: cannot write in {anchor} ({exc.strerror or exc})") from None
@@ -147,8 +153,9 @@ def write_outputs(result: dict[str, Any], probs: Probs, y_test: np.ndarray, out_
     out_dir = out_dir.resolve()
     names = output_names(tuple(n for n in probs if n != BASELINE), BASELINE in probs)
     check_out(out_dir, names)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".softmaxkit-compare-", dir=out_dir.parent))
+    staging = _staging(out_dir)
+    staging.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".softmaxkit-compare-", dir=staging))
     try:
         written_names = ["results.json"]
         (tmp / "results.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -168,8 +175,8 @@ def write_outputs(result: dict[str, Any], probs: Probs, y_test: np.ndarray, out_
             epochs = np.arange(1, len(r["val_accuracy"]) + 1)
             ax_loss.plot(epochs, r["val_nll"], label=r["name"])
             ax_acc.plot(epochs, r["val_accuracy"], label=r["name"])
-        ax_loss.set(xlabel="epoch", ylabel="validation NLL", yscale="log", title="validation NLL (p floored 1e-12)")
-        ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
+        ax_loss.set(xlabel="epoch", ylabel="held-out NLL", yscale="log", title="first fold's held-out NLL (p ≥ 1e-12)")
+        ax_acc.set(xlabel="epoch", ylabel="held-out accuracy", title="first fold's held-out accuracy")
         ax_acc.legend(fontsize="small")
         fig.savefig(tmp / "learning_curves.png", dpi=90)
         written_names.append("learning_curves.png")
