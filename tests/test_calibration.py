@@ -562,3 +562,19 @@ def test_plot_errors(small_model: tuple[np.ndarray, np.ndarray]) -> None:
         plot_reliability({"a": p, "b": p}, y, labels=["only one"])
     with pytest.raises(ValueError, match="empty mapping"):
         plot_reliability({}, y)
+
+
+@pytest.mark.parametrize(
+    ("probs", "y", "error", "match"),
+    [
+        (np.ma.masked_array([[0.9, 0.1]], mask=[[False, True]]), [0], TypeError, "probs must not be a masked array"),
+        ([[0.9, 0.1]], np.ma.masked_array([0], mask=[True]), TypeError, "y must not be a masked array"),
+        ([[0.9, 0.1], [0.5]], [0, 1], ValueError, "probs must be a rectangular array"),
+        ([[0.9, 0.1], [0.5, 0.5]], [0, [1]], ValueError, "y must be a rectangular array"),
+    ],
+)
+def test_masked_and_ragged_input_is_refused_naming_the_argument(probs: Any, y: Any, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        expected_calibration_error(probs, y)
+    with pytest.raises(error, match=match.replace("probs", "logits")):
+        TemperatureScaler().fit(probs, y)

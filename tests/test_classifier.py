@@ -453,6 +453,19 @@ def test_unknown_output_layer_names_the_argument_and_the_value(
         getattr(clf, method)(X, y, classes=np.unique(y)) if method == "partial_fit" else clf.fit(X, y)
 
 
+def test_masked_x_is_refused_not_read_as_its_data(iris: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = iris
+    masked = np.ma.masked_array(X, mask=np.zeros_like(X, dtype=bool))
+    masked[0, 0] = np.ma.masked
+    with pytest.raises(TypeError, match="X must not be a masked array"):
+        SoftmaxClassifier().fit(masked, y)
+    with pytest.raises(TypeError, match="X must not be a masked array"):
+        SoftmaxClassifier(solver="adam").partial_fit(masked, y, classes=np.unique(y))
+    clf = SoftmaxClassifier().fit(X, y)
+    with pytest.raises(TypeError, match="X must not be a masked array"):
+        clf.predict(masked)
+
+
 def test_the_classifier_uses_only_public_scikit_learn_api() -> None:
     import ast
     import inspect

@@ -74,6 +74,7 @@ input                                       result
 ==========================================  ==============================================================
 ``y`` with a single class                   ``ValueError`` naming ``y``
 ``nan`` / ``inf`` in ``X``                  ``ValueError`` (scikit-learn's input checks)
+``X`` a NumPy masked array                  ``TypeError`` (the mask would be dropped silently)
 label unseen in ``classes`` (partial_fit)   ``ValueError`` naming the label
 negative / non-finite ``sample_weight``     ``ValueError`` naming ``sample_weight``
 sparse layer, class far from the argmax     probability exactly 0, log-probability ``-inf``
@@ -375,7 +376,7 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         """
         start = time.perf_counter()
         layer, hidden = self._check_options()
-        X, y = validate_data(self, X, y, dtype=np.float64, reset=True)
+        X, y = validate_data(self, _unmasked(X), y, dtype=np.float64, reset=True)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
@@ -579,7 +580,7 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 f"classes={np.asarray(classes).tolist()} differs from the classes of the first partial_fit, "
                 f"{self.classes_.tolist()}"
             )
-        X, y = validate_data(self, X, y, dtype=np.float64, reset=first)
+        X, y = validate_data(self, _unmasked(X), y, dtype=np.float64, reset=first)
         check_classification_targets(y)
         yi = self._encode(y)
         sw = self._check_sample_weight(sample_weight, X.shape[0])
@@ -618,7 +619,7 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         same in scikit-learn's binary convention. Fit a :class:`softmaxkit.calibration.TemperatureScaler` on these.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        X = validate_data(self, _unmasked(X), dtype=np.float64, reset=False)
         z, _ = self._net.propagate(self.coefs_, self.intercepts_, X)
         return z
 
@@ -693,6 +694,13 @@ def _fast(rows: int, net: Network) -> contextlib.ExitStack:
             _controller = ThreadpoolController()
         stack.enter_context(_controller.limit(limits=1, user_api="blas"))
     return stack
+
+
+def _unmasked(X: Any) -> Any:
+    """``X`` itself; a NumPy masked array raises ``TypeError`` (its mask would be silently dropped)."""
+    if isinstance(X, np.ma.MaskedArray):
+        raise TypeError("X must not be a masked array (its mask would be ignored); drop or impute the masked entries")
+    return X
 
 
 def _is_temperature(t: Any) -> bool:

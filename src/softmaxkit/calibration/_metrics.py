@@ -21,8 +21,19 @@ softmax (sparse layers give exact zeros)."""
 # --------------------------------------------------------------------------------------------------- validation
 
 
+def _array(value: Any, name: str) -> np.ndarray[Any, Any]:
+    """``value`` as a NumPy array; a masked array (whose mask ``np.asarray`` would drop) or a ragged sequence
+    raises an error naming ``name``."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{name} must not be a masked array (its mask would be ignored); pass value[~mask] rows")
+    try:
+        return np.asarray(value)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"{name} must be a rectangular array; got {type(value).__name__} ({exc})") from None
+
+
 def _numeric(value: Any, name: str) -> np.ndarray[Any, Any]:
-    arr = np.asarray(value)
+    arr = _array(value, name)
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be a real numeric array; got dtype {arr.dtype}")
     return arr
@@ -58,7 +69,7 @@ def _probs(value: Any) -> FloatArray:
 
 
 def labels_of(value: Any, n: int, n_classes: int, ref: str) -> IntArray:
-    arr = np.asarray(value)
+    arr = _array(value, "y")
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
         raise TypeError(f"y must be an array of integer class labels; got dtype {arr.dtype}")
     if arr.ndim != 1:
