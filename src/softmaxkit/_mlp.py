@@ -143,7 +143,7 @@ def with_ones(X: F64) -> F64:
 
 def data_loss(layer: OutputLayer, z: F64, y: npt.NDArray[np.intp], sample_weight: F64 | None) -> tuple[float, F64]:
     """Weighted mean loss of the logits ``z`` and its gradient with respect to ``z``, from the layer's public
-    ``loss_value_and_grad`` (on whichever engine the fit selected, see ``classifier._fast``)."""
+    ``loss_value_and_grad`` (on whichever engine the fit selected, see :func:`softmaxkit._solvers.fit_settings`)."""
     if sample_weight is None:
         loss, grad = layer.loss_value_and_grad(z, y, reduction="mean")
         return float(loss), np.asarray(grad, dtype=np.float64)

@@ -101,7 +101,6 @@ array([[1., 0., 0.]])
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 import time
@@ -118,9 +117,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _backend, _solvers
+from . import _solvers
 from ._mlp import Network, with_ones
-from .kernels import numba as kernels
 from .layers import OutputLayer, get_output_layer
 
 __all__ = ["SoftmaxClassifier"]
@@ -395,7 +393,7 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             X, yi, sw, X_val, y_val = self._split(X, yi, sw, rng)
         self.validation_scores_: list[float] | None = None
         self.best_validation_score_: float | None = None
-        with _fast(X.shape[0] if not stochastic else self._batch(X.shape[0]), self._net):
+        with _solvers.fit_settings(X.shape[0] if not stochastic else self._batch(X.shape[0]), self._net):
             theta = self._initial_theta(rng)
             if stochastic:
                 self._start_epochs(theta.size)
@@ -588,7 +586,7 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             self._rng = check_random_state(self.random_state)
             self.output_layer_ = layer
             self._net = Network((X.shape[1], *hidden, len(self.classes_)), self.activation)
-        with _fast(self._batch(X.shape[0]), self._net):
+        with _solvers.fit_settings(self._batch(X.shape[0]), self._net):
             if first:
                 theta = self._initial_theta(self._rng)
                 self._start_epochs(theta.size)
@@ -661,39 +659,6 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def predict_log_proba(self, X: Any) -> F64:
         """Log of :meth:`predict_proba`, computed in log space where the layer allows (``-inf`` for exact 0)."""
         return self._log_proba(self.logits(X))[1]
-
-
-_BLAS_SMALL = 2**24
-"""Largest matrix product (multiply-adds) of one optimiser step run with a single BLAS thread (see _fast)."""
-_controller: Any = None
-
-
-def _fast(rows: int, net: Network) -> contextlib.ExitStack:
-    """The settings a fit runs under: the numba kernels at every size, and one BLAS thread for small products.
-
-    * A fit calls the loss tens to thousands of times, so it takes the kernels even below
-      :data:`softmaxkit._backend.THRESHOLD` (a 150 x 3 softmax cross-entropy with its gradient: 0.16 ms against
-      0.44 ms for the generic code). The first fit of a process loads numba (~0.6 s); the very first one after
-      installation also compiles the kernel (~25 s on 2 cores, then cached on disk). A backend chosen with
-      ``softmaxkit.backend(...)`` or ``SOFTMAXKIT_BACKEND`` is respected (``"reference"`` skips numba).
-    * The kernels run on numba's OpenMP threads; OpenBLAS's own threads, still spinning after each small
-      product, then fight them for the cores (oversubscription): on a 2-core machine a softmax-regression step
-      on digits took 8.4 ms with both pools and 0.76 ms with one BLAS thread. scikit-learn's ``KMeans`` limits
-      BLAS the same way around its OpenMP loops. Steps whose largest product exceeds :data:`_BLAS_SMALL`
-      multiply-adds keep every BLAS thread.
-    """
-    global _controller
-    stack = contextlib.ExitStack()
-    if _backend.resolve() == "auto" and kernels.available():
-        stack.enter_context(_backend.backend("numba"))
-    widest = max(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:], strict=False))
-    if rows * widest <= _BLAS_SMALL:
-        if _controller is None:
-            from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped,unused-ignore]
-
-            _controller = ThreadpoolController()
-        stack.enter_context(_controller.limit(limits=1, user_api="blas"))
-    return stack
 
 
 def _unmasked(X: Any) -> Any:
