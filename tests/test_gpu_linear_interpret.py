@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 import softmaxkit.torch as skt
 from conftest import tol
-from softmaxkit.torch import linear
+from softmaxkit.torch import _triton
 
 F32 = tol("float32")
 
@@ -45,7 +45,7 @@ def _triton_path(monkeypatch):
     """Send CPU tensors to the Triton kernels; hide the interpreter's numpy floating-point warnings (its ``where``
     evaluates both branches, e.g. the Taylor branch of expm1 at -inf, and its ``tl.max`` is ``np.nanmax``, which
     warns on a row of nan: a GPU does both silently)."""
-    monkeypatch.setattr(linear, "_use_triton", lambda h, w: True)
+    monkeypatch.setattr(_triton, "use_triton", lambda h, w: True)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
         yield
@@ -141,7 +141,7 @@ def test_equals_the_cpu_path(reduction, monkeypatch):
     h, w, b, y, cw = _problem(17, 40, 64, seed=3)
     kw = {"reduction": reduction, **_options(ALL, cw)}
     ours = _run(_ours, h, w, b, y, None, **kw)
-    monkeypatch.setattr(linear, "_use_triton", lambda h, w: False)
+    monkeypatch.setattr(_triton, "use_triton", lambda h, w: False)
     cpu = _run(_ours, h, w, b, y, None, **kw)
     for o, c in zip(ours, cpu, strict=True):
         torch.testing.assert_close(o, c, **F32)
@@ -313,7 +313,7 @@ def test_importing_softmaxkit_does_not_import_triton():
 # ----------------------------------------------------------------------------------------- vocab-parallel
 def _vp_worker(rank, world, port, sizes):
     # a rank: its slice of W through the kernels, the two collectives of softmaxkit.torch.distributed
-    linear._use_triton = lambda h, w: True
+    _triton.use_triton = lambda h, w: True
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         with np.errstate(all="ignore"):

@@ -62,9 +62,8 @@ from typing import Any
 
 import array_api_compat
 
-from . import _backend, _validate
+from . import _backend, _doc, _engine, _validate
 from ._array import Array, accumulator, cast, from_last, like, namespace_of, quiet, to_compute, to_last
-from .softmax import _stats
 
 __all__ = ["cross_entropy", "cross_entropy_value_and_grad"]
 
@@ -72,8 +71,6 @@ _NAN = float("nan")
 _INF = float("inf")
 
 _SPECIAL_VALUES = """
-    Special values
-    --------------
     ======================================  ==============================================
     case                                    loss (gradient)
     ======================================  ==============================================
@@ -189,8 +186,8 @@ def _cross_entropy(
     st = top = None
     if n_classes > 0:
         if cap is not None:
-            z, top, dcap = _softcap_shifted(xp, z, cap)
-        st = _stats(xp, z)
+            z, top, dcap = _engine.softcap_shifted(xp, z, cap)
+        st = _engine.stats(xp, z)
         top = st.m if top is None else top
     zero = xp.zeros(batch, dtype=z.dtype, device=dev)
 
@@ -269,34 +266,6 @@ def _cross_entropy(
         g = xp.where(xp.expand_dims(valid, axis=-1), g, 0.0)
     g = xp.where(xp.expand_dims(bad, axis=-1), _NAN, g)
     return loss, cast(xp, from_last(xp, g, ax), out_dtype)
-
-
-def _softcap_shifted(xp: Any, z: Array, cap: float) -> tuple[Array, Array, Array]:
-    r"""Soft-capped logits minus their row maximum, the capped maximum, and the derivative of the cap.
-
-    :math:`c\tanh(z_j/c) - c\tanh(m/c)` is computed without cancellation: when :math:`z_j/c` and
-    :math:`m/c` share a sign, from :math:`c \sinh((z_j - m)/c) / (\cosh(z_j/c)\cosh(m/c))` written with
-    non-positive exponents only (no overflow in any dtype), so that its error is relative to the difference
-    itself, as for :math:`z_j - m` without a cap; otherwise the two tanh have opposite signs and their plain
-    difference loses nothing. ``-inf`` stays ``-inf`` (a mask survives the cap).
-    """
-    m = xp.max(z, axis=-1, keepdims=True)
-    a, am = z / cap, m / cap
-    t_m = xp.tanh(am)
-    direct = cap * xp.tanh(a) - cap * t_m
-    same = xp.logical_and(a * am > 0, xp.logical_and(xp.isfinite(a), xp.isfinite(am)))
-    # For a, b of one sign (|a| = A, |b| = B, z <= m): tanh a - tanh b = sinh(a - b) / (cosh a cosh b)
-    #   = 2 e^{-2 min(A, B)} expm1(-2 |a - b|) / ((1 + e^{-2A}) (1 + e^{-2B})),
-    # every exponent <= 0 so nothing overflows, and |a - b| comes from z - m, not from two rounded quotients.
-    big_a, big_b = xp.abs(a), xp.abs(am)
-    lo = xp.where(same, xp.minimum(big_a, big_b), 0.0)
-    gap = xp.where(same, xp.abs(z - m) / cap, 0.0)
-    den = (1.0 + xp.exp(-2.0 * xp.where(same, big_a, 0.0))) * (1.0 + xp.exp(-2.0 * xp.where(same, big_b, 0.0)))
-    stable = (2.0 * cap) * xp.exp(-2.0 * lo) * xp.expm1(-2.0 * gap) / den
-    d = xp.where(z == -_INF, -_INF, xp.where(same, stable, direct))
-    top = xp.where(m == -_INF, -_INF, cap * t_m)
-    cosh_a = xp.cosh(a)
-    return d, top, 1.0 / (cosh_a * cosh_a)
 
 
 def _reduce_empty(
@@ -465,5 +434,4 @@ def cross_entropy_value_and_grad(
 
 
 for _f in (cross_entropy, cross_entropy_value_and_grad):
-    if _f.__doc__:
-        _f.__doc__ = _f.__doc__.replace("    {special_values}\n", _SPECIAL_VALUES.lstrip("\n") + "\n")
+    _doc.special_values(_SPECIAL_VALUES)(_f)

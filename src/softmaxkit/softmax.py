@@ -67,12 +67,12 @@ ratio :math:`\infty/\infty` has no value) while lse is ``+inf``, its exact value
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple, overload
+from typing import Any, Literal, overload
 
 import array_api_compat
 
-from . import _backend, _validate
-from ._array import Array, DType, Namespace, cast, from_last, like, namespace_of, quiet, to_compute, to_last
+from . import _backend, _engine, _validate
+from ._array import Array, Namespace, cast, from_last, like, namespace_of, quiet, to_compute, to_last
 
 __all__ = [
     "log_softmax",
@@ -87,56 +87,6 @@ __all__ = [
 
 _NAN = float("nan")
 _INF = float("inf")
-
-
-class _Rows(NamedTuple):
-    """Logits prepared for a reduction along the last axis."""
-
-    xp: Namespace
-    z: Array  # compute dtype, reduced axis last, masked entries set to -inf
-    axis: int  # the caller's axis, normalised
-    out_dtype: DType  # dtype to return
-
-
-class _Stats(NamedTuple):
-    """The shared work of softmax, log-softmax and lse along the last axis (all with keepdims)."""
-
-    m: Array  # row maximum; nan for rows with nan, +inf for rows with +inf, -inf for fully masked rows
-    d: Array  # (z - m) / T with m replaced by 0 where it is not finite
-    p: Array  # softmax
-    log_norm: Array  # log1p(sum of exp(d) over all entries but one maximum)
-    bad: Array  # rows whose result is nan: a nan or a +inf in the row
-
-
-def _rows(x: Any, axis: Any, where: Any, name: str = "x") -> _Rows:
-    xp, x = namespace_of(x)
-    ax = _validate.axis(axis, x.ndim)
-    z, out_dtype = to_compute(xp, x, name)
-    mask = _validate.mask(xp, x, where)
-    z = to_last(xp, z, ax)
-    if mask is not None:
-        z = xp.where(to_last(xp, mask, ax), z, -_INF)
-    return _Rows(xp, z, ax, out_dtype)
-
-
-def _stats(xp: Namespace, z: Array, temperature: float = 1.0) -> _Stats:
-    """Max-shifted exponentials with the maximum's own term (exactly 1) kept out of the sum."""
-    m = xp.max(z, axis=-1, keepdims=True)
-    finite = xp.isfinite(m)
-    d = z - xp.where(finite, m, 0.0)
-    if temperature != 1.0:
-        d = d / temperature
-    e = xp.exp(d)
-    top = xp.argmax(z, axis=-1, keepdims=True)
-    is_top = xp.arange(z.shape[-1], device=array_api_compat.device(z)) == top
-    rest = xp.sum(xp.where(is_top, 0.0, e), axis=-1, keepdims=True)
-    p = e / (1.0 + rest)
-    bad = xp.logical_not(xp.logical_or(finite, m == -_INF))
-    return _Stats(m, d, p, xp.log1p(rest), bad)
-
-
-def _finish(xp: Namespace, r: Array, axis: int, dtype: DType) -> Array:
-    return cast(xp, from_last(xp, r, axis), dtype)
 
 
 @quiet
@@ -210,15 +160,15 @@ def softmax(
     """
     t = _validate.positive(temperature, "temperature")
     mode = _backend.resolve(backend)
-    xp, z, ax, out_dtype = _rows(x, axis, where)
+    xp, z, ax, out_dtype = _engine.rows(x, axis, where)
     if z.shape[-1] == 0:
-        return _finish(xp, z, ax, out_dtype)
+        return _engine.finish(xp, z, ax, out_dtype)
     if _backend.use_kernel(x, mode):
         from .kernels import numba as kernels
 
-        return _finish(xp, kernels.softmax(z, t, log=False), ax, out_dtype)
-    st = _stats(xp, z, t)
-    return _finish(xp, xp.where(st.bad, _NAN, st.p), ax, out_dtype)
+        return _engine.finish(xp, kernels.softmax(z, t, log=False), ax, out_dtype)
+    st = _engine.stats(xp, z, t)
+    return _engine.finish(xp, xp.where(st.bad, _NAN, st.p), ax, out_dtype)
 
 
 @quiet
@@ -287,15 +237,15 @@ def log_softmax(
     """
     t = _validate.positive(temperature, "temperature")
     mode = _backend.resolve(backend)
-    xp, z, ax, out_dtype = _rows(x, axis, where)
+    xp, z, ax, out_dtype = _engine.rows(x, axis, where)
     if z.shape[-1] == 0:
-        return _finish(xp, z, ax, out_dtype)
+        return _engine.finish(xp, z, ax, out_dtype)
     if _backend.use_kernel(x, mode):
         from .kernels import numba as kernels
 
-        return _finish(xp, kernels.softmax(z, t, log=True), ax, out_dtype)
-    st = _stats(xp, z, t)
-    return _finish(xp, xp.where(st.bad, _NAN, st.d - st.log_norm), ax, out_dtype)
+        return _engine.finish(xp, kernels.softmax(z, t, log=True), ax, out_dtype)
+    st = _engine.stats(xp, z, t)
+    return _engine.finish(xp, xp.where(st.bad, _NAN, st.d - st.log_norm), ax, out_dtype)
 
 
 @overload
@@ -409,7 +359,7 @@ def logsumexp(
     source = x
     xp, x = namespace_of(x)
     if b is None:
-        xp, z, ax, out_dtype = _rows(x, axis, where)
+        xp, z, ax, out_dtype = _engine.rows(x, axis, where)
     else:
         bb = like(xp, x, b)
         work_b, _ = to_compute(xp, bb, "b")
@@ -422,7 +372,7 @@ def logsumexp(
         keep = work_b != 0
         if where is not None:
             keep = xp.logical_and(keep, _validate.mask(xp, x, where))
-        xp, z, ax, out_dtype = _rows(x, axis, keep)
+        xp, z, ax, out_dtype = _engine.rows(x, axis, keep)
         work_b = to_last(xp, work_b, ax)
         if work_b.dtype != z.dtype:
             common = xp.result_type(work_b.dtype, z.dtype)
@@ -436,7 +386,7 @@ def logsumexp(
         lse = kernels.logsumexp(z)  # m + log1p(rest), so lse == -inf exactly where m == -inf
         sign = xp.where(lse == -_INF, 0.0, xp.where(xp.isnan(lse), _NAN, xp.ones_like(lse)))
     elif b is None:
-        st = _stats(xp, z)
+        st = _engine.stats(xp, z)
         lse = st.m + st.log_norm
         one = xp.ones_like(lse)
         sign = xp.where(st.m == -_INF, 0.0, xp.where(xp.isnan(lse), _NAN, one))
@@ -476,29 +426,21 @@ def _scaled_lse(xp: Namespace, z: Array, b: Array) -> tuple[Array, Array]:
 # --------------------------------------------------------------------------------------------- derivatives
 
 
-def _tangent(rows: _Rows, v: Any, name: str, x: Any) -> Array:
-    xp = rows.xp
-    _, xx = namespace_of(x)
-    vv = _validate.same_shape(xp, xx, v, name)
-    work, _ = to_compute(xp, vv, name)
-    return to_last(xp, cast(xp, work, rows.z.dtype), rows.axis)
-
-
 def _softmax_product(x: Any, v: Any, name: str, axis: int, temperature: float, where: Any) -> Array:
     """``J v`` (= ``J^T v``, J is symmetric) for the softmax Jacobian, without forming J."""
     t = _validate.positive(temperature, "temperature")
-    rows = _rows(x, axis, where)
+    rows = _engine.rows(x, axis, where)
     xp, z = rows.xp, rows.z
-    vz = _tangent(rows, v, name, x)
+    vz = _engine.tangent(rows, v, name, x)
     if z.shape[-1] == 0:
-        return _finish(xp, z, rows.axis, rows.out_dtype)
-    st = _stats(xp, z, t)
+        return _engine.finish(xp, z, rows.axis, rows.out_dtype)
+    st = _engine.stats(xp, z, t)
     zero = st.p == 0
     pv = xp.where(zero, 0.0, st.p * vz)
     out = xp.where(zero, 0.0, pv - st.p * xp.sum(pv, axis=-1, keepdims=True))
     if t != 1.0:
         out = out / t
-    return _finish(xp, xp.where(st.bad, _NAN, out), rows.axis, rows.out_dtype)
+    return _engine.finish(xp, xp.where(st.bad, _NAN, out), rows.axis, rows.out_dtype)
 
 
 @quiet
@@ -644,11 +586,11 @@ def softmax_jacobian(x: Array, /, *, axis: int = -1, temperature: float = 1.0, w
      [-0.25  0.25]]
     """
     t = _validate.positive(temperature, "temperature")
-    xp, z, _, out_dtype = _rows(x, axis, where)
+    xp, z, _, out_dtype = _engine.rows(x, axis, where)
     n = z.shape[-1]
     if n == 0:
         return cast(xp, xp.zeros((*z.shape, 0), dtype=z.dtype, device=array_api_compat.device(z)), out_dtype)
-    st = _stats(xp, z, t)
+    st = _engine.stats(xp, z, t)
     p = xp.where(st.bad, _NAN, st.p)
     col = xp.expand_dims(p, axis=-1)
     eye = xp.eye(n, dtype=z.dtype, device=array_api_compat.device(z))
@@ -660,12 +602,12 @@ def softmax_jacobian(x: Array, /, *, axis: int = -1, temperature: float = 1.0, w
 
 def _log_softmax_product(x: Any, v: Any, name: str, axis: int, temperature: float, where: Any, vjp: bool) -> Array:
     t = _validate.positive(temperature, "temperature")
-    rows = _rows(x, axis, where)
+    rows = _engine.rows(x, axis, where)
     xp, z = rows.xp, rows.z
-    vz = _tangent(rows, v, name, x)
+    vz = _engine.tangent(rows, v, name, x)
     if z.shape[-1] == 0:
-        return _finish(xp, z, rows.axis, rows.out_dtype)
-    st = _stats(xp, z, t)
+        return _engine.finish(xp, z, rows.axis, rows.out_dtype)
+    st = _engine.stats(xp, z, t)
     active = z != -_INF
     va = xp.where(active, vz, 0.0)
     if vjp:  # g - p * sum(g): the sum runs over outputs that depend on x (masked outputs are constant)
@@ -675,7 +617,7 @@ def _log_softmax_product(x: Any, v: Any, name: str, axis: int, temperature: floa
     out = xp.where(active, out, 0.0)
     if t != 1.0:
         out = out / t
-    return _finish(xp, xp.where(st.bad, _NAN, out), rows.axis, rows.out_dtype)
+    return _engine.finish(xp, xp.where(st.bad, _NAN, out), rows.axis, rows.out_dtype)
 
 
 @quiet

@@ -53,7 +53,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import array_api_compat
 
-from .. import _validate
+from .. import _doc, _validate
 from .._array import Array, DType, Namespace, cast, from_last, namespace_of, to_compute, to_last
 from .._loss import finish, prepare
 
@@ -337,12 +337,5 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def special_values(table: str) -> Callable[[F], F]:
-    """Put ``TABLES[table]`` under a "Special values" heading where the docstring says ``{special_values}``."""
-
-    def fill(func: F) -> F:
-        if func.__doc__:
-            section = "    Special values\n    --------------" + TABLES[table].rstrip() + "\n\n"
-            func.__doc__ = func.__doc__.replace("    {special_values}\n", section)
-        return func
-
-    return fill
+    """Put ``TABLES[table]`` where the docstring says ``{special_values}``."""
+    return _doc.special_values(TABLES[table])

@@ -16,9 +16,9 @@ from typing import Any
 
 import array_api_compat
 
+from .. import _doc, _engine
 from .._array import Array, Namespace, cast
 from .._loss import finish, prepare
-from ..softmax import _finish, _rows, _stats, _tangent
 
 __all__ = [
     "JACOBIAN_SPECIAL_VALUES",
@@ -95,26 +95,26 @@ def sorted_rows(xp: Namespace, w: Array) -> tuple[Array, Array, Array]:
 def probabilities(xp: Namespace, z: Array, fam: Tsallis) -> tuple[Array, Array]:
     """p (zeros on bad rows) and the bad rows, for logits with the class axis last and at least one class."""
     d, bad = shifted(xp, z)
-    p = _stats(xp, d).p if fam.alpha == 1.0 else fam.solve(xp, d)
+    p = _engine.stats(xp, d).p if fam.alpha == 1.0 else fam.solve(xp, d)
     return p, bad
 
 
 def mapping(x: Any, axis: Any, where: Any, fam: Tsallis) -> Array:
-    rows = _rows(x, axis, where)
+    rows = _engine.rows(x, axis, where)
     xp, z = rows.xp, rows.z
     if z.shape[-1] == 0:
-        return _finish(xp, z, rows.axis, rows.out_dtype)
+        return _engine.finish(xp, z, rows.axis, rows.out_dtype)
     p, bad = probabilities(xp, z, fam)
-    return _finish(xp, xp.where(bad, _NAN, p), rows.axis, rows.out_dtype)
+    return _engine.finish(xp, xp.where(bad, _NAN, p), rows.axis, rows.out_dtype)
 
 
 def product(x: Any, v: Any, name: str, axis: Any, where: Any, fam: Tsallis) -> Array:
     """``J v`` (= ``J^T v``): :math:`s \\odot v - s \\langle s, v\\rangle / \\sum s`, without forming J."""
-    rows = _rows(x, axis, where)
+    rows = _engine.rows(x, axis, where)
     xp, z = rows.xp, rows.z
-    vz = _tangent(rows, v, name, x)
+    vz = _engine.tangent(rows, v, name, x)
     if z.shape[-1] == 0:
-        return _finish(xp, z, rows.axis, rows.out_dtype)
+        return _engine.finish(xp, z, rows.axis, rows.out_dtype)
     p, bad = probabilities(xp, z, fam)
     s = fam.weights(xp, p)
     live = s > 0
@@ -122,12 +122,12 @@ def product(x: Any, v: Any, name: str, axis: Any, where: Any, fam: Tsallis) -> A
     total = xp.sum(s, axis=-1, keepdims=True)
     mean = xp.sum(sv, axis=-1, keepdims=True) / xp.where(total > 0, total, 1.0)
     out = xp.where(live, sv - s * mean, 0.0)
-    return _finish(xp, xp.where(bad, _NAN, out), rows.axis, rows.out_dtype)
+    return _engine.finish(xp, xp.where(bad, _NAN, out), rows.axis, rows.out_dtype)
 
 
 def jacobian(x: Any, axis: Any, where: Any, fam: Tsallis) -> Array:
     """:math:`\\operatorname{diag}(s) - s s^\\top / \\sum s` per row, shape ``batch + (K, K)``."""
-    xp, z, _, out_dtype = _rows(x, axis, where)
+    xp, z, _, out_dtype = _engine.rows(x, axis, where)
     n = z.shape[-1]
     dev = array_api_compat.device(z)
     if n == 0:
@@ -162,7 +162,7 @@ def fenchel_young(
     d, bad = shifted(xp, z)
     d_y = xp.sum(xp.where(t.onehot, d, 0.0), axis=-1)  # -inf when the target is masked: the loss is inf
     if fam.alpha == 1.0:  # cross-entropy, as log1p(s) - d_y (see softmaxkit.softmax)
-        st = _stats(xp, d)
+        st = _engine.stats(xp, d)
         p = st.p
         row = xp.squeeze(st.log_norm, axis=-1) - d_y
     else:
@@ -187,8 +187,6 @@ def check_n_iter(value: Any) -> int:
 
 # ------------------------------------------------------------------------------------------- documentation
 MAPPING_SPECIAL_VALUES = """
-    Special values
-    --------------
     ==============================  ====================================
     row                             result
     ==============================  ====================================
@@ -202,8 +200,6 @@ MAPPING_SPECIAL_VALUES = """
 """
 
 PRODUCT_SPECIAL_VALUES = """
-    Special values
-    --------------
     ==============================  ====================================
     row                             result
     ==============================  ====================================
@@ -215,8 +211,6 @@ PRODUCT_SPECIAL_VALUES = """
 """
 
 JACOBIAN_SPECIAL_VALUES = """
-    Special values
-    --------------
     ==============================  ====================================
     row                             result
     ==============================  ====================================
@@ -228,8 +222,6 @@ JACOBIAN_SPECIAL_VALUES = """
 """
 
 LOSS_SPECIAL_VALUES = """
-    Special values
-    --------------
     ======================================  ==============================================
     case                                    loss (gradient)
     ======================================  ==============================================
@@ -245,7 +237,6 @@ LOSS_SPECIAL_VALUES = """
 
 
 def fill_docs(*pairs: tuple[Callable[..., Any], str]) -> None:
-    """Put the shared special-value table ``table`` where a docstring says ``{special_values}``."""
+    """Put each shared special-value table where its function's docstring says ``{special_values}``."""
     for func, table in pairs:
-        if func.__doc__:
-            func.__doc__ = func.__doc__.replace("    {special_values}\n", table.lstrip("\n") + "\n")
+        _doc.special_values(table)(func)

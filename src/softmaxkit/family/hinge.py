@@ -45,7 +45,7 @@ from typing import Any
 
 import array_api_compat
 
-from .. import _loss, _validate
+from .. import _doc, _loss, _validate
 from .._array import Array, cast, quiet
 
 __all__ = ["KINDS", "multiclass_hinge_loss", "multiclass_hinge_loss_value_and_grad"]
@@ -57,8 +57,6 @@ _INF = float("inf")
 _NAN = float("nan")
 
 _SPECIAL_VALUES = """
-    Special values
-    --------------
     ======================================  ==============================================
     case                                    loss (gradient)
     ======================================  ==============================================
@@ -279,5 +277,4 @@ def multiclass_hinge_loss_value_and_grad(
 
 
 for _f in (multiclass_hinge_loss, multiclass_hinge_loss_value_and_grad):
-    if _f.__doc__:
-        _f.__doc__ = _f.__doc__.replace("    {special_values}\n", _SPECIAL_VALUES + "\n")
+    _doc.special_values(_SPECIAL_VALUES)(_f)

@@ -16,9 +16,8 @@ from typing import Any, NamedTuple
 
 import array_api_compat
 
-from .. import _validate
+from .. import _doc, _validate
 from .._array import Array, DType, Namespace, cast, from_last, namespace_of, quiet, to_compute, to_last
-from .sigmoid import _fill
 
 __all__ = [
     "normalize",
@@ -81,8 +80,6 @@ def _masked_out(s: _Scores, r: Array) -> Array:
 
 
 _NORMALIZE_TABLE = """
-    Special values
-    --------------
     ==============================  ====================================
     row                             result
     ==============================  ====================================
@@ -277,11 +274,6 @@ def normalize_jacobian(x: Array, /, *, axis: int = -1, where: Array | None = Non
     return cast(xp, xp.where(xp.expand_dims(s.bad, axis=-1), _NAN, jac), s.out_dtype)
 
 
-_NORMALIZE_DERIVATIVE = _fill(_NORMALIZE_TABLE, masked="exactly 0", all_masked="zeros")
-for _f, _table in (
-    (normalize, _fill(_NORMALIZE_TABLE, masked="exactly 0", all_masked="all zeros")),
-    (normalize_jvp, _NORMALIZE_DERIVATIVE),
-    (normalize_vjp, _NORMALIZE_DERIVATIVE),
-):
-    if _f.__doc__:
-        _f.__doc__ = _f.__doc__.replace("    {special_values}\n", "\n" + _table + "\n")
+_doc.special_values(_NORMALIZE_TABLE, masked="exactly 0", all_masked="all zeros")(normalize)
+for _f in (normalize_jvp, normalize_vjp):
+    _doc.special_values(_NORMALIZE_TABLE, masked="exactly 0", all_masked="zeros")(_f)

@@ -31,7 +31,7 @@ from typing import Any
 
 import array_api_compat
 
-from .. import _loss, _validate
+from .. import _doc, _engine, _loss, _validate
 from .._array import Array, DType, Namespace, cast, namespace_of, quiet, to_compute, to_last
 
 __all__ = [
@@ -46,24 +46,6 @@ __all__ = [
 
 _INF = float("inf")
 _NAN = float("nan")
-
-
-# ------------------------------------------------------------------------------ shared elementwise kernels
-def _softplus(xp: Namespace, z: Array) -> Array:
-    r""":math:`\log(1 + e^z) = \max(z, 0) + \operatorname{log1p}(e^{-|z|})`: never overflows, exact at ``±inf``."""
-    return xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
-
-
-def _sigmoid(xp: Namespace, z: Array) -> Array:
-    r""":math:`\sigma(z)` as :math:`1/(1 + e^{-z})` for :math:`z \ge 0` and :math:`e^z/(1 + e^z)` below."""
-    e = xp.exp(-xp.abs(z))  # in (0, 1]: never overflows
-    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def _dsigmoid(xp: Namespace, z: Array) -> Array:
-    r""":math:`\sigma'(z) = \sigma(z)\sigma(-z) = e^{-|z|}/(1 + e^{-|z|})^2`, with no cancellation in either tail."""
-    e = xp.exp(-xp.abs(z))
-    return e / ((1.0 + e) * (1.0 + e))
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -86,8 +68,6 @@ def _tangent(xp: Namespace, x: Any, z: Array, v: Any, name: str) -> Array:
 
 
 _MAPPING_TABLE = """
-    Special values
-    --------------
     ==============================  ====================================
     entry                           result
     ==============================  ====================================
@@ -147,7 +127,7 @@ def sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array
     [0.99330715 0.99330715]
     """
     xp, z, keep, out_dtype = _entries(x, axis, where)
-    p = _sigmoid(xp, z)
+    p = _engine.sigmoid(xp, z)
     if keep is not None:
         p = xp.where(keep, p, 0.0)
     return cast(xp, p, out_dtype)
@@ -196,14 +176,12 @@ def log_sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> A
 def _diagonal_product(x: Any, v: Any, name: str, axis: Any, where: Any) -> Array:
     xp, z, keep, out_dtype = _entries(x, axis, where)
     vz = _tangent(xp, x, z, v, name)
-    d = _dsigmoid(xp, z)
+    d = _engine.dsigmoid(xp, z)
     off = d == 0 if keep is None else xp.logical_or(d == 0, xp.logical_not(keep))
     return cast(xp, xp.where(off, 0.0, d * vz), out_dtype)
 
 
 _DERIVATIVE_TABLE = """
-    Special values
-    --------------
     ==============================  ====================================
     entry                           result
     ==============================  ====================================
@@ -335,7 +313,7 @@ def sigmoid_jacobian(x: Array, /, *, axis: int = -1, where: Array | None = None)
     xp, x = namespace_of(x)
     ax = _validate.axis(axis, x.ndim)
     _, z, keep, out_dtype = _entries(x, ax, where)
-    d = _dsigmoid(xp, z)
+    d = _engine.dsigmoid(xp, z)
     if keep is not None:
         d = xp.where(keep, d, 0.0)
     d = to_last(xp, d, ax)
@@ -348,8 +326,6 @@ def sigmoid_jacobian(x: Array, /, *, axis: int = -1, where: Array | None = None)
 
 # ------------------------------------------------------------------------------------------------------ loss
 _LOSS_TABLE = """
-    Special values
-    --------------
     ======================================  ==============================================
     case                                    loss (gradient)
     ======================================  ==============================================
@@ -372,11 +348,11 @@ def _sigmoid_cross_entropy(
     t = _loss.prepare(logits, target, axis=axis, weight=weight, ignore_index=ignore_index, reduction=reduction)
     xp, z = t.xp, t.z
     flipped = xp.where(t.onehot, -z, z)  # softplus(o) - o = softplus(-o) at the target: no inf - inf
-    row = cast(xp, xp.sum(cast(xp, _softplus(xp, flipped), t.acc), axis=-1), z.dtype)
+    row = cast(xp, xp.sum(cast(xp, _engine.softplus(xp, flipped), t.acc), axis=-1), z.dtype)
     if not want_grad:
         return _loss.finish(t, row, None)
     # sigma(o) - 1 = -sigma(-o) at the target, without cancellation when sigma(o) is close to 1
-    s = _sigmoid(xp, flipped)
+    s = _engine.sigmoid(xp, flipped)
     grad = xp.where(t.onehot, -s, s)
     bad = xp.any(xp.isnan(z), axis=-1, keepdims=True)
     return _loss.finish(t, row, xp.where(bad, _NAN, grad))
@@ -497,17 +473,9 @@ def sigmoid_cross_entropy_value_and_grad(
     return loss, grad
 
 
-def _fill(table: str, **cells: str) -> str:
-    return table.format(**cells).lstrip("\n")
-
-
-for _f, _table in (
-    (sigmoid, _fill(_MAPPING_TABLE, masked="exactly 0", infinities="0 / 1")),
-    (log_sigmoid, _fill(_MAPPING_TABLE, masked="``-inf``", infinities="``-inf`` / 0")),
-    (sigmoid_jvp, _DERIVATIVE_TABLE.lstrip("\n")),
-    (sigmoid_vjp, _DERIVATIVE_TABLE.lstrip("\n")),
-    (sigmoid_cross_entropy, _LOSS_TABLE.lstrip("\n")),
-    (sigmoid_cross_entropy_value_and_grad, _LOSS_TABLE.lstrip("\n")),
-):
-    if _f.__doc__:
-        _f.__doc__ = _f.__doc__.replace("    {special_values}\n", "\n" + _table + "\n")
+_doc.special_values(_MAPPING_TABLE, masked="exactly 0", infinities="0 / 1")(sigmoid)
+_doc.special_values(_MAPPING_TABLE, masked="``-inf``", infinities="``-inf`` / 0")(log_sigmoid)
+for _f in (sigmoid_jvp, sigmoid_vjp):
+    _doc.special_values(_DERIVATIVE_TABLE)(_f)
+for _loss_f in (sigmoid_cross_entropy, sigmoid_cross_entropy_value_and_grad):
+    _doc.special_values(_LOSS_TABLE)(_loss_f)

@@ -37,10 +37,8 @@ from typing import Any, NamedTuple
 
 import array_api_compat
 
-from .. import _loss
+from .. import _doc, _engine, _loss
 from .._array import Array, DType, Namespace, cast, from_last, quiet
-from ..softmax import _rows, _tangent
-from .sigmoid import _fill, _sigmoid, _softplus
 
 __all__ = [
     "log_softplus_normalize",
@@ -79,18 +77,16 @@ def _soft(xp: Namespace, z: Array) -> _Soft:
     u = xp.exp(xp.minimum(z, 0.0))
     r = xp.where(u == 0, 1.0, xp.log1p(u) / u)
     e = xp.exp(xp.where(scaled, z - m0, 0.0))
-    f = xp.where(scaled, e * r, _softplus(xp, z) / mb)
+    f = xp.where(scaled, e * r, _engine.softplus(xp, z) / mb)
     total = xp.sum(f, axis=-1, keepdims=True)  # >= log 2 / mb unless every entry is -inf (then 0)
     safe = xp.where(m == -_INF, 1.0, total)
     log_f = xp.where(z < 0, ((z - m0) + xp.log(r)) - xp.log(mb), xp.log(f))
-    sig = xp.where(scaled, e / (1.0 + u), _sigmoid(xp, z) / mb)
+    sig = xp.where(scaled, e / (1.0 + u), _engine.sigmoid(xp, z) / mb)
     bad = xp.any(xp.logical_or(xp.isnan(z), z == _INF), axis=-1, keepdims=True)
     return _Soft(f / safe, log_f, xp.log(safe), sig / safe, u, r, bad)
 
 
 _SOFT_TABLE = """
-    Special values
-    --------------
     ==============================  ====================================
     row                             result
     ==============================  ====================================
@@ -150,7 +146,7 @@ def softplus_normalize(x: Array, /, *, axis: int = -1, where: Array | None = Non
     >>> print(softplus_normalize(np.array([-1000.0, -1001.0])))  # tiny logits, still a distribution
     [0.73105858 0.26894142]
     """
-    xp, z, ax, out_dtype = _rows(x, axis, where)
+    xp, z, ax, out_dtype = _engine.rows(x, axis, where)
     if z.shape[-1] == 0:
         return cast(xp, from_last(xp, z, ax), out_dtype)
     st = _soft(xp, z)
@@ -189,7 +185,7 @@ def log_softplus_normalize(x: Array, /, *, axis: int = -1, where: Array | None =
     >>> print(log_softplus_normalize(np.array([0.0, -800.0])))  # log p_2 = -800 - log(log 2)
     [   0.         -799.63348708]
     """
-    xp, z, ax, out_dtype = _rows(x, axis, where)
+    xp, z, ax, out_dtype = _engine.rows(x, axis, where)
     if z.shape[-1] == 0:
         return cast(xp, from_last(xp, z, ax), out_dtype)
     st = _soft(xp, z)
@@ -197,9 +193,9 @@ def log_softplus_normalize(x: Array, /, *, axis: int = -1, where: Array | None =
 
 
 def _soft_product(x: Any, v: Any, name: str, axis: Any, where: Any, vjp: bool) -> Array:
-    rows = _rows(x, axis, where)
+    rows = _engine.rows(x, axis, where)
     xp, z = rows.xp, rows.z
-    vz = _tangent(rows, v, name, x)
+    vz = _engine.tangent(rows, v, name, x)
     if z.shape[-1] == 0:
         return cast(xp, from_last(xp, z, rows.axis), rows.out_dtype)
     st = _soft(xp, z)
@@ -320,7 +316,7 @@ def softplus_normalize_jacobian(x: Array, /, *, axis: int = -1, where: Array | N
     [[ 0.18033688 -0.18033688]
      [-0.18033688  0.18033688]]
     """
-    xp, z, _, out_dtype = _rows(x, axis, where)
+    xp, z, _, out_dtype = _engine.rows(x, axis, where)
     n = z.shape[-1]
     if n == 0:
         return cast(xp, xp.zeros((*z.shape, 0), dtype=z.dtype, device=array_api_compat.device(z)), out_dtype)
@@ -331,8 +327,6 @@ def softplus_normalize_jacobian(x: Array, /, *, axis: int = -1, where: Array | N
 
 
 _LOSS_TABLE = """
-    Special values
-    --------------
     ======================================  ==============================================
     case                                    loss (gradient)
     ======================================  ==============================================
@@ -365,7 +359,7 @@ def _soft_cross_entropy(
     if not want_grad:
         return _loss.finish(t, row, None)
     # d(-log p_y)/dz = q - e_y sigma(z_y) / softplus(z_y); the ratio is 1 / ((1 + e^z) r(z)) for z < 0
-    ratio = xp.where(z < 0, 1.0 / ((1.0 + st.u) * st.r), _sigmoid(xp, z) / _softplus(xp, z))
+    ratio = xp.where(z < 0, 1.0 / ((1.0 + st.u) * st.r), _engine.sigmoid(xp, z) / _engine.softplus(xp, z))
     grad = st.q - xp.where(t.onehot, ratio, 0.0)
     return _loss.finish(t, row, xp.where(st.bad, _NAN, grad))
 
@@ -480,14 +474,9 @@ def softplus_normalize_cross_entropy_value_and_grad(
     return loss, grad
 
 
-_SOFT_DERIVATIVE = _fill(_SOFT_TABLE, masked="exactly 0", all_masked="zeros")
-for _f, _table in (
-    (softplus_normalize, _fill(_SOFT_TABLE, masked="exactly 0", all_masked="all zeros")),
-    (log_softplus_normalize, _fill(_SOFT_TABLE, masked="``-inf``", all_masked="all ``-inf``")),
-    (softplus_normalize_jvp, _SOFT_DERIVATIVE),
-    (softplus_normalize_vjp, _SOFT_DERIVATIVE),
-    (softplus_normalize_cross_entropy, _LOSS_TABLE.lstrip("\n")),
-    (softplus_normalize_cross_entropy_value_and_grad, _LOSS_TABLE.lstrip("\n")),
-):
-    if _f.__doc__:
-        _f.__doc__ = _f.__doc__.replace("    {special_values}\n", "\n" + _table + "\n")
+_doc.special_values(_SOFT_TABLE, masked="exactly 0", all_masked="all zeros")(softplus_normalize)
+_doc.special_values(_SOFT_TABLE, masked="``-inf``", all_masked="all ``-inf``")(log_softplus_normalize)
+for _f in (softplus_normalize_jvp, softplus_normalize_vjp):
+    _doc.special_values(_SOFT_TABLE, masked="exactly 0", all_masked="zeros")(_f)
+for _loss_f in (softplus_normalize_cross_entropy, softplus_normalize_cross_entropy_value_and_grad):
+    _doc.special_values(_LOSS_TABLE)(_loss_f)

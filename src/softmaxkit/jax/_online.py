@@ -12,8 +12,8 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
+from .. import _engine
 from .._array import Array, DType
-from ..cross_entropy import _softcap_shifted
 
 _INF = float("inf")
 _NAN = float("nan")
@@ -24,7 +24,7 @@ class RowStats(NamedTuple):
     coefficients, its gradient. ``s`` below is the shift of ``m``."""
 
     m: Array  # maximum of the (capped) logits seen: -inf if none or all masked; nan or +inf: a bad row
-    r: Array  # sum of exp(z - m) over the classes seen except one maximum (the whole sum is 1 + r)
+    log_norm: Array  # log1p(sum of exp(z - m) over the classes seen except one maximum): the engine's Lse
     dy: Array  # target's logit minus s; 0 until the target's class has been seen
     hy: Array  # 1 once the target's class has been seen, else 0 (the "mass" that dy carries)
     su: Array  # sum over classes seen with u != 0 of u * (z - s)   (u: class weights or weighted targets)
@@ -45,7 +45,7 @@ def shifted(z: Array, cap: float | None) -> tuple[Array, Array, Array | None]:
     if cap is None:
         m = jnp.max(z, axis=-1)
         return z - shift(m)[:, None], m, None
-    d, top, dcap = _softcap_shifted(jnp, z, cap)
+    d, top, dcap = _engine.softcap_shifted(jnp, z, cap)
     return d, top[:, 0], dcap
 
 
@@ -54,7 +54,7 @@ def shifted_by(z: Array, s: Array, cap: float | None) -> tuple[Array, Array | No
     pass over one block of it)."""
     if cap is None:
         return z - s[:, None], None
-    d, top, dcap = _softcap_shifted(jnp, z, cap)
+    d, top, dcap = _engine.softcap_shifted(jnp, z, cap)
     return d + (shift(top) - s[:, None]), dcap
 
 
@@ -64,9 +64,7 @@ def block_stats(d: Array, m: Array, u: Array | None, onehot: Array | None) -> Ro
     ``u`` (broadcastable to ``d``, 0 where a class must not count) weighs the smoothing / probability sum; None
     skips it. ``onehot`` marks each row's target class; None for probability targets.
     """
-    top = jnp.argmax(d, axis=-1)
-    is_top = jnp.arange(d.shape[-1]) == top[:, None]
-    r = jnp.sum(jnp.where(is_top, 0.0, jnp.exp(d)), axis=-1)
+    log_norm = _engine.lse_of_shifted(jnp, d, m).log_norm
     zero = jnp.zeros_like(m)
     if onehot is None:
         dy = hy = zero
@@ -78,7 +76,7 @@ def block_stats(d: Array, m: Array, u: Array | None, onehot: Array | None) -> Ro
     else:
         su = jnp.sum(jnp.where(u == 0, 0.0, u * d), axis=-1)
         mass = jnp.sum(jnp.broadcast_to(u, d.shape), axis=-1)
-    return RowStats(m, r, dy, hy, su, mass)
+    return RowStats(m, log_norm, dy, hy, su, mass)
 
 
 def empty_stats(rows: int, dtype: DType) -> RowStats:
@@ -90,17 +88,10 @@ def empty_stats(rows: int, dtype: DType) -> RowStats:
 def merge(a: RowStats, b: RowStats) -> RowStats:
     r"""Combine the statistics of two disjoint sets of classes (the online log-sum-exp).
 
-    With :math:`m = \max(m_a, m_b)` the sum of exponentials rescales as
-    :math:`S = S_a e^{m_a - m} + S_b e^{m_b - m}`. Keeping :math:`S = 1 + r` with the maximum's own term out of
-    :math:`r` (so that ``log1p(r)`` stays accurate), the side holding the maximum keeps its :math:`r` and the
-    other side's whole sum :math:`1 + r` is scaled down: :math:`r = r_{hi} + (1 + r_{lo}) e^{m_{lo} - m_{hi}}`.
+    ``(m, log_norm)`` merge as the engine's :class:`~softmaxkit._engine.Lse` (:func:`softmaxkit._engine.merge`).
     Shifted sums move to the new shift: :math:`\sum u (z - s) = \sum u (z - s_a) + (\sum u)(s_a - s)`.
     """
-    m = jnp.maximum(a.m, b.m)
-    a_hi = a.m >= b.m
-    m_hi, m_lo = jnp.where(a_hi, a.m, b.m), jnp.where(a_hi, b.m, a.m)
-    r_hi, r_lo = jnp.where(a_hi, a.r, b.r), jnp.where(a_hi, b.r, a.r)
-    r = r_hi + jnp.where(m_lo == -_INF, 0.0, (1.0 + r_lo) * jnp.exp(m_lo - m_hi))
+    m, log_norm = _engine.merge(jnp, _engine.Lse(a.m, a.log_norm), _engine.Lse(b.m, b.log_norm))
     s = shift(m)
 
     def moved(v: Array, weight: Array, m_old: Array) -> Array:
@@ -108,7 +99,7 @@ def merge(a: RowStats, b: RowStats) -> RowStats:
 
     return RowStats(
         m,
-        r,
+        log_norm,
         moved(a.dy, a.hy, a.m) + moved(b.dy, b.hy, b.m),
         jnp.maximum(a.hy, b.hy),
         moved(a.su, a.mass, a.m) + moved(b.su, b.mass, b.m),
@@ -144,7 +135,7 @@ def row_losses(st: RowStats, coef: Array, smooth: Array) -> tuple[Array, Array, 
     (\sum_c u_c) L - \sum_c u_c d_c` (for a finite maximum; for an all ``-inf`` row :math:`d = -\infty` gives
     ``inf``, as the reference).
     """
-    log_norm = jnp.log1p(st.r)
+    log_norm = st.log_norm
     row = jnp.where(coef == 0, 0.0, coef * (log_norm - st.dy))
     row = row + jnp.where(smooth == 0, 0.0, smooth * (st.mass * log_norm - st.su))
     return row, log_norm, st.m + log_norm

@@ -18,9 +18,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import array_api_compat.torch as _xp
 import torch
 
-from .. import _validate
+from .. import _engine, _validate
 from . import _core
 from ._core import Options
 
@@ -28,9 +29,14 @@ Tensor = torch.Tensor
 _INF = math.inf
 
 BLOCK_ELEMENTS = 2**24
-"""Default block budget: ``n * V`` logits (64 MiB in float32). Matrix products with fewer than ~256 rows run
-well below the machine's peak on CPU, and at the benchmark's size (V = 65536) this gives 256 tokens per chunk
-while the whole step stays under 1/16 of the naive path's memory."""
+"""Largest default block: ``n * V`` logits (64 MiB in float32)."""
+
+MIN_ROWS = 64
+"""Fewest tokens per default chunk: matrix products with fewer rows run well below the machine's peak on CPU."""
+
+MEMORY_RATIO = 18
+"""The default block keeps the step's extra memory this many times below the naive path's (the goal is 16;
+the margin covers the :math:`O(N)` per-row numbers)."""
 
 
 class Plan(NamedTuple):
@@ -38,10 +44,26 @@ class Plan(NamedTuple):
     cols: int  # vocabulary entries per chunk (>= the local vocabulary: one block per token chunk)
 
 
-def make_plan(chunk_size: Any, n: int, v: int) -> Plan:
+def default_rows(n: int, d: int, v: int, buffers: int = 1) -> int:
+    r"""Tokens per chunk when ``chunk_size`` is not given, sized from the problem.
+
+    The naive path (``F.cross_entropy(H @ W.T, y)`` and its backward) holds the logits, their log-softmax and
+    their gradient, :math:`3NV` floats, besides the gradients :math:`\nabla_H, \nabla_W` (:math:`(N + V)D`)
+    that every method returns. Ours holds the gradients and ``buffers`` blocks of ``rows x V`` (two with a
+    softcap). The block gets what is left of :data:`MEMORY_RATIO`-th of the naive total after the gradients,
+    at most :data:`BLOCK_ELEMENTS` and at least :data:`MIN_ROWS` rows (where the gradients alone exceed that
+    share, as for a large :math:`D` against few tokens, no block size can reach the ratio). At
+    :math:`N = 4096, D = 512, V = 32768` that is 136 tokens (17 MiB in float32).
+    """
+    grads = (n + v) * d
+    budget = (3 * n * v + grads) // MEMORY_RATIO - grads
+    rows = min(budget // max(buffers, 1), BLOCK_ELEMENTS) // max(v, 1)
+    return max(MIN_ROWS, rows // 8 * 8)
+
+
+def make_plan(chunk_size: Any, n: int, v: int, d: int = 0, buffers: int = 1) -> Plan:
     if chunk_size is None:
-        rows = max(64, BLOCK_ELEMENTS // max(v, 1)) // 8 * 8
-        return Plan(max(1, min(rows, n)), max(v, 1))
+        return Plan(max(1, min(default_rows(n, d, v, buffers), n)), max(v, 1))
     if isinstance(chunk_size, tuple):
         if len(chunk_size) != 2:
             raise ValueError(f"chunk_size must be an int or a pair (tokens, vocabulary); got {chunk_size!r}")
@@ -172,7 +194,7 @@ class RowStats(NamedTuple):
     """Per row, relative to the row maximum ``m`` of the (capped) logits seen so far."""
 
     m: Tensor
-    log_s: Tensor  # log sum e^{z - m}
+    log_s: Tensor  # log sum e^{z - m}, as log1p of the sum without one maximum's term (1)
     d_y: Tensor  # z_y - m (-inf where the target lies elsewhere)
     wd: Tensor | None  # sum_c w_c (z_c - m), for label smoothing
 
@@ -202,34 +224,44 @@ def finite_or_zero(m: Tensor) -> Tensor:
 
 def block_stats_(z: Tensor, y: Tensor, v0: int, v1: int, cw: Tensor | None, smooth: bool) -> RowStats:
     r"""Statistics of one block, which is left holding :math:`e^{z - m}` (``m`` its own row maximum; a row of
-    ``-inf`` keeps ``log_s = 0``, so that :math:`e^{d - \text{log\_s}}` is 0 and its loss ``inf``)."""
-    m = z.amax(1) if z.shape[1] else z.new_full((z.shape[0],), -_INF)
-    z.sub_(finite_or_zero(m).unsqueeze(1))
+    ``-inf`` keeps ``log_s = 0``, so that :math:`e^{d - \text{log\_s}}` is 0 and its loss ``inf``).
+
+    ``log_s`` is :math:`\operatorname{log1p}` of the sum without the maximum's own term, the engine's
+    :class:`softmaxkit._engine.Lse` form: summing the 1 in first would round a confident row's loss to 0."""
+    if z.shape[1]:
+        m, top = z.max(1, keepdim=True)
+    else:
+        m, top = z.new_full((z.shape[0], 1), -_INF), None
+    z.sub_(finite_or_zero(m))
     loc, own = local_targets(y, v0, v1)
+    m = m.squeeze(1)
     d_y = torch.where(own, z.gather(1, loc).squeeze(1), -_INF) if z.shape[1] else torch.full_like(m, -_INF)
     wd = weighted_row_sum(z, cw) if smooth else None
-    log_s = torch.log(z.exp_().sum(1))
-    return RowStats(m, torch.where(m == -_INF, 0.0, log_s), d_y, wd)
+    z.exp_()
+    if top is None:
+        return RowStats(m, torch.zeros_like(m), d_y, wd)
+    # the sum without one maximum's term, in place: that entry is set to 0 for the sum and then put back
+    kept = z.gather(1, top)
+    rest = z.scatter_(1, top, 0.0).sum(1)
+    z.scatter_(1, top, kept)
+    return RowStats(m, torch.where(m == -_INF, 0.0, torch.log1p(rest)), d_y, wd)
 
 
 def merge(a: RowStats, b: RowStats, w_a: Tensor | float, w_b: Tensor | float) -> RowStats:
     r"""Combine the statistics of two disjoint sets of columns (the online log-sum-exp).
 
-    :math:`M = \max(m_a, m_b)`, :math:`S = S_a e^{m_a - M} + S_b e^{m_b - M}`; every exponent is :math:`\le 0`
-    and a side that is all ``-inf`` adds 0 (never :math:`e^{-\infty + \infty}`). ``d_y`` (finite on the side
-    that holds the target, ``-inf`` on the other) and :math:`\sum w (z - m)` are moved to the new maximum;
-    ``w_a``, ``w_b`` are the class-weight sums of the two sides. A row that is ``-inf`` everywhere keeps
-    ``log_s = 0`` (its loss is then ``inf``, as for the full logits).
+    ``(m, log_s)`` merge as the engine's :class:`~softmaxkit._engine.Lse` (:func:`softmaxkit._engine.merge`);
+    ``d_y`` (finite on the side that holds the target, ``-inf`` on the other) and :math:`\sum w (z - m)` are
+    moved to the new maximum; ``w_a``, ``w_b`` are the class-weight sums of the two sides. A row that is
+    ``-inf`` everywhere keeps ``log_s = 0`` (its loss is then ``inf``, as for the full logits).
     """
-    m = torch.maximum(a.m, b.m)
+    m, log_s = _engine.merge(_xp, _engine.Lse(a.m, a.log_s), _engine.Lse(b.m, b.log_s))
     safe = finite_or_zero(m)
 
     def moved(x: RowStats) -> Tensor:
         return torch.where(x.m == -_INF, -_INF, x.m - safe)  # <= 0
 
     da, db = moved(a), moved(b)
-    log_s = torch.logaddexp(a.log_s + da, b.log_s + db)
-    log_s = torch.where(m == -_INF, 0.0, log_s)
     d_y = torch.maximum(a.d_y + da, b.d_y + db)  # one side holds the target, the other says -inf
     wd = None
     if a.wd is not None and b.wd is not None:

@@ -179,7 +179,7 @@ def _targets(target: Tensor, weight: Tensor | None, dim: int, z: Tensor, ignore_
     return _Targets(valid, y.unsqueeze(dim), w_y, along(w, dim, z.ndim), w.sum())
 
 
-def _reduce(row: Tensor, z_row: Tensor | None, denom: Tensor, n_rows: Tensor, reduction: str) -> Tensor:
+def reduce_rows(row: Tensor, z_row: Tensor | None, denom: Tensor, n_rows: Tensor, reduction: str) -> Tensor:
     """The reduced loss: ``mean`` divides the CE part by ``denom`` and the z-loss part by ``n_rows``, each 0
     when its denominator is 0 (nothing to average)."""
     if reduction == "none":
@@ -243,7 +243,7 @@ def ce_forward(
         z_row = opts.z_loss * value * value
         if valid is not None:
             z_row = torch.where(valid, z_row, 0.0)
-    loss = _reduce(row, z_row, denom, n_rows, opts.reduction)
+    loss = reduce_rows(row, z_row, denom, n_rows, opts.reduction)
     return loss.to(z.dtype), lse, denom, n_rows
 
 

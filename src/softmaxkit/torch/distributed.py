@@ -8,13 +8,18 @@ is summarise its slice per row, and the summaries combine exactly, as the chunks
 
 .. math:: M = \max_r m_r, \qquad S = \sum_r S_r\, e^{m_r - M}, \qquad \operatorname{lse} = M + \log S .
 
+:math:`S` is kept as :math:`1 + r` with the maximum's own term out of :math:`r`, and :math:`\log S` as
+``log1p(r)`` (the engine's :class:`softmaxkit._engine.Lse`): a rank holding :math:`M` sends its own :math:`r_k`,
+every other rank its whole :math:`S_k e^{m_k - M}`, and a count of the ranks holding :math:`M` adds the extra
+maxima back exactly (:func:`softmaxkit._engine.share`, :func:`softmaxkit._engine.pool`).
+
 Two collectives, both in the forward
 ------------------------------------
 1. ``all_reduce(MAX)`` of the row maxima :math:`m_r` gives :math:`M`.
-2. One fused ``all_reduce(SUM)`` of a single buffer that holds, per row, :math:`S_r e^{m_r - M}`, the target's
-   shifted logit :math:`z_y - M` (from the rank that holds it, 0 elsewhere), the target's class weight, and the
-   smoothing sum :math:`\sum_{c} w_c (z_c - M)` over the slice; and, once, :math:`V_r` and
-   :math:`\sum_c w_c` of the slice.
+2. One fused ``all_reduce(SUM)`` of a single buffer that holds, per row, the rank's share of :math:`r`,
+   whether it holds :math:`M`, the target's shifted logit :math:`z_y - M` (from the rank that holds it, 0
+   elsewhere), the target's class weight, and the smoothing sum :math:`\sum_{c} w_c (z_c - M)` over the
+   slice; and, once, :math:`V_r` and :math:`\sum_c w_c` of the slice.
 
 After them every rank knows the full-vocabulary row statistics and computes the identical loss. Label smoothing
 spreads :math:`\varepsilon` over the **global** vocabulary :math:`V = \sum_r V_r`, read from the same buffer
@@ -37,13 +42,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import array_api_compat.torch as _xp
 import torch
 import torch.distributed as dist
 from torch.autograd.function import once_differentiable
 
-from .. import _validate
+from .. import _engine, _validate
 from . import _blocks as blk
-from . import _core, linear
+from . import _core, _triton
 from ._core import Options
 
 __all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy"]
@@ -67,8 +73,10 @@ def _combine(st: blk.RowStats, tg: blk.Targets, group: Any) -> blk.RowStats:
     local_bad = torch.isnan(st.m) | (st.m == _INF)  # a nan or +inf here poisons the row on every rank
     own = tg.own
     local_sum = tg.local_w_sum
+    rest, tops = _engine.share(_xp, _engine.Lse(st.m, st.log_s), m)
     cols = [
-        torch.where(local_bad, math.nan, torch.exp(st.log_s + shift)),
+        torch.where(local_bad, math.nan, rest),
+        tops,
         torch.where(own, st.d_y + shift, 0.0),
         tg.w_y,
     ]
@@ -83,14 +91,13 @@ def _combine(st: blk.RowStats, tg: blk.Targets, group: Any) -> blk.RowStats:
     dist.all_reduce(pack, op=dist.ReduceOp.SUM, group=group)
     k = len(cols)
     rows = pack[: k * n].view(k, n)
-    bad = torch.logical_not(torch.isfinite(m) | (m == -_INF))
-    log_s = torch.where(m == -_INF, 0.0, torch.log(rows[0]))
-    log_s = torch.where(bad, math.nan, log_s)
+    log_s = _engine.pool(_xp, m, rows[0], rows[1]).log_norm
+    log_s = torch.where(_engine.bad_rows(_xp, m), math.nan, log_s)
     tg.size = round(float(pack[k * n]))
     tg.w_sum = pack[k * n + 1]
-    tg.w_y = rows[2]
+    tg.w_y = rows[3]
     tg.denom = tg.w_y.sum(dtype=blk.accumulator(dt, tg.w_y.device))
-    return blk.RowStats(m, log_s, rows[1], rows[3] if st.wd is not None else None)
+    return blk.RowStats(m, log_s, rows[2], rows[4] if st.wd is not None else None)
 
 
 def _restore(tg: blk.Targets, size: int, w_sum: Tensor, w_y: Tensor) -> None:
@@ -154,10 +161,10 @@ class _VocabParallelLinearCrossEntropy(torch.autograd.Function):
         start: int,
         group: Any,
     ) -> Tensor:
-        ctx.triton = linear._use_triton(hidden, lw)
+        ctx.triton = _triton.use_triton(hidden, lw)
         if ctx.triton:  # the rank's slice by the Triton kernels (CUDA), inputs in their own dtype
             tg = blk.targets(target, weight, int(lw.shape[0]), opts, torch.float32, start)
-            local = linear._triton_stats(hidden, lw, bias, tg)
+            local = _triton.row_stats(hidden, lw, bias, tg)
         else:
             prob = blk.local_problem(hidden, lw, bias, weight, target, opts, plan, start)
             tg, local = prob.tg, blk.local_stats(prob)
@@ -178,7 +185,7 @@ class _VocabParallelLinearCrossEntropy(torch.autograd.Function):
             _restore(tg, ctx.size, w_sum, w_y)
             scale = blk.upstream_scale(tg, grad, torch.float32)
             det = torch.are_deterministic_algorithms_enabled()
-            gh, gw, gb = linear._triton_grads(hidden, lw, bias, tg, st, scale, ctx.need, det, 0.0, torch.float32)
+            gh, gw, gb = _triton.grads(hidden, lw, bias, tg, st, scale, ctx.need, det, 0.0, torch.float32)
         else:
             prob = blk.local_problem(hidden, lw, bias, weight, target, ctx.opts, ctx.plan, ctx.start)
             _restore(prob.tg, ctx.size, w_sum, w_y)
@@ -384,7 +391,8 @@ def vocab_parallel_linear_cross_entropy(
         _core.check_weight(weight, local_vocab)
     start = _group_start(group, vocab_start, local_vocab)
     h2 = hidden.reshape(-1, hidden.shape[-1])
-    plan = blk.make_plan(chunk_size, h2.shape[0], local_vocab)
+    buffers = 1 if opts.softcap is None else 2  # the softcap keeps its derivative in a second block
+    plan = blk.make_plan(chunk_size, h2.shape[0], local_weight.shape[0], h2.shape[1], buffers)
     loss = _core.apply(
         _VocabParallelLinearCrossEntropy, h2, local_weight, bias, t.reshape(-1), weight, opts, plan, start, group
     )

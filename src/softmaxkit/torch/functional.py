@@ -463,7 +463,7 @@ class _CrossEntropy(torch.autograd.Function):
             z_loss=opts.z_loss, softcap=opts.softcap, scales=scales,
         )  # fmt: skip
         ctx.kernels, ctx.grad, ctx.qsum = kernels, out.grad, out.qsum
-        loss = _core._reduce(out.loss, out.z_rows, denom, n_rows, opts.reduction).to(torch.float32)
+        loss = _core.reduce_rows(out.loss, out.z_rows, denom, n_rows, opts.reduction).to(torch.float32)
         keep = (*batch, 1)
         lse = RowLse(out.m.view(keep), out.log_norm.view(keep))
         return (loss.view(batch) if opts.reduction == "none" else loss), lse, denom, n_rows

@@ -75,8 +75,6 @@ exist for this path only:
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 from typing import Any
 
 import torch
@@ -84,89 +82,12 @@ from torch.autograd.function import once_differentiable
 
 from .. import _validate
 from . import _blocks as blk
-from . import _core
+from . import _core, _triton
 from ._core import Options
 
 __all__ = ["LinearCrossEntropyLoss", "linear_cross_entropy"]
 
 Tensor = torch.Tensor
-
-
-_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-
-
-@functools.cache
-def _have_triton() -> bool:
-    return importlib.util.find_spec("triton") is not None
-
-
-def _use_triton(hidden: Tensor, lw: Tensor) -> bool:
-    """Whether the Triton kernels take this call: CUDA tensors of float16/bfloat16/float32, Triton installed.
-
-    The interpreter tests replace this predicate to run the kernels on CPU tensors (``TRITON_INTERPRET=1``).
-    """
-    return hidden.is_cuda and lw.is_cuda and hidden.dtype in _TRITON_DTYPES and _have_triton()
-
-
-def _triton_stats(hidden: Tensor, lw: Tensor, bias: Tensor | None, tg: blk.Targets) -> blk.RowStats:
-    """Row statistics of the valid rows over ``lw``'s vocabulary (maybe one rank's slice), by the kernels."""
-    from ..kernels.triton import linear as gpu_linear
-
-    o = tg.opts
-    m, log_s, d_y, wd = gpu_linear.row_stats(
-        hidden, lw, bias, tg.cw, tg.idx, tg.y, softcap=o.softcap, smooth=o.label_smoothing > 0
-    )
-    return blk.RowStats(m, log_s, d_y, wd)
-
-
-def _triton_grads(
-    hidden: Tensor,
-    lw: Tensor,
-    bias: Tensor | None,
-    tg: blk.Targets,
-    st: blk.RowStats,
-    scale: blk.Scale,
-    need: tuple[bool, bool, bool],
-    deterministic: bool,
-    threshold: float,
-    dh_dtype: torch.dtype | None = None,
-) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    r"""Gradients by the kernels, from the final row statistics and the upstream factors: ``hidden``'s in
-    ``dh_dtype`` (default its own), ``lw``'s in its own dtype, the bias' in float32.
-
-    The per-row coefficients are those of :func:`softmaxkit.torch._blocks.block_grad_`:
-    :math:`c_1 = (1-\varepsilon) w_y s`, :math:`c_2 = \varepsilon s / V` and the coefficient of :math:`p`,
-    :math:`a = c_1 + c_2 \sum w + 2 \lambda \operatorname{lse} s_z`.
-    """
-    from ..kernels.triton import linear as gpu_linear
-
-    o = tg.opts
-    eps = o.label_smoothing
-    ones = torch.ones(tg.n_valid, dtype=torch.float32, device=st.m.device)
-    s_ce, s_z = scale.ce.to(torch.float32) * ones, scale.z.to(torch.float32) * ones
-    c1 = (1.0 - eps) * tg.w_y * s_ce
-    c2 = (eps / tg.size) * s_ce
-    a = c1 + c2 * tg.w_sum
-    if o.z_loss > 0:
-        lse = st.m + st.log_s
-        a = a + (2.0 * o.z_loss) * torch.where(torch.isfinite(lse), lse, 0.0) * s_z
-    unit = torch.maximum(s_ce.abs(), s_z.abs())
-    coef = torch.stack([blk.finite_or_zero(st.m), st.log_s, a, c1, c2, unit]).to(torch.float32)
-    return gpu_linear.grads(
-        hidden,
-        lw,
-        bias,
-        tg.cw,
-        tg.idx,
-        tg.y,
-        coef,
-        n_total=int(hidden.shape[0]),
-        need=need,
-        softcap=o.softcap,
-        deterministic=deterministic,
-        threshold=threshold,
-        dtypes=(hidden.dtype if dh_dtype is None else dh_dtype, lw.dtype),
-    )
 
 
 def _outputs(grads: tuple[Tensor | None, ...], dtypes: tuple[torch.dtype | None, ...]) -> list[Tensor | None]:
@@ -187,7 +108,7 @@ class _TritonLinearCrossEntropy(torch.autograd.Function):
         threshold: float,
     ) -> Tensor:
         tg = blk.targets(target, weight, int(lw.shape[0]), opts, torch.float32, 0)
-        st = _triton_stats(hidden, lw, bias, tg)
+        st = _triton.row_stats(hidden, lw, bias, tg)
         ctx.opts, ctx.deterministic, ctx.threshold = opts, deterministic, threshold
         ctx.need = tuple(bool(n) for n in ctx.needs_input_grad[:3])
         if any(ctx.need):
@@ -201,7 +122,7 @@ class _TritonLinearCrossEntropy(torch.autograd.Function):
         tg = blk.targets(target, weight, int(lw.shape[0]), ctx.opts, torch.float32, 0)
         st = blk.RowStats(m, log_s, m, None)
         scale = blk.upstream_scale(tg, grad, torch.float32)
-        grads = _triton_grads(hidden, lw, bias, tg, st, scale, ctx.need, ctx.deterministic, ctx.threshold)
+        grads = _triton.grads(hidden, lw, bias, tg, st, scale, ctx.need, ctx.deterministic, ctx.threshold)
         outs = _outputs(grads, (hidden.dtype, lw.dtype, None if bias is None else bias.dtype))
         return outs[0], outs[1], outs[2], None, None, None, None, None
 
@@ -333,7 +254,8 @@ def linear_cross_entropy(
         As :func:`softmaxkit.torch.cross_entropy` (``weight`` holds the class weights, ``(V,)``).
     chunk_size : int or (int, int), optional
         Tokens per chunk, or (tokens, vocabulary entries) per block. By default the whole vocabulary and as
-        many tokens as keep a block at :math:`2^{24}` logits (64 MiB in float32; at least 64 tokens). A
+        many tokens as keep the step's extra memory (block and gradients) 18 times below the naive path's,
+        at most :math:`2^{24}` logits and at least 64 tokens per block (see ``_blocks.default_rows``). A
         vocabulary chunk smaller than ``V`` bounds the memory further at the cost of one more matrix product
         (the blocks are recomputed for the gradient). Not used by the Triton kernels (CUDA inputs).
     deterministic : bool, optional
@@ -399,8 +321,9 @@ def linear_cross_entropy(
     opts = _core.options(ignore_index, label_smoothing, reduction, z_loss, softcap)
     det, threshold = _gpu_options(deterministic, grad_threshold)
     h2, t1 = _check(hidden, linear_weight, target, bias, weight, opts)
-    plan = blk.make_plan(chunk_size, h2.shape[0], linear_weight.shape[0])
-    if _use_triton(h2, linear_weight):
+    buffers = 1 if opts.softcap is None else 2  # the softcap keeps its derivative in a second block
+    plan = blk.make_plan(chunk_size, h2.shape[0], linear_weight.shape[0], h2.shape[1], buffers)
+    if _triton.use_triton(h2, linear_weight):
         loss = _core.apply(_TritonLinearCrossEntropy, h2, linear_weight, bias, t1, weight, opts, det, threshold)
     else:
         loss = _core.apply(_LinearCrossEntropy, h2, linear_weight, bias, t1, weight, opts, plan)
