@@ -69,6 +69,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat
+
 from ._array import Array, namespace_of, to_last
 from .cross_entropy import cross_entropy, cross_entropy_value_and_grad
 from .family.entmax import (
@@ -299,7 +301,7 @@ def _identity_jacobian(x: Array, /, *, axis: int = -1) -> Array:
     z = to_last(xp, z, axis % z.ndim)
     c = z.shape[-1]
     dtype = z.dtype if xp.isdtype(z.dtype, "real floating") else xp.float64
-    eye = xp.eye(c, dtype=dtype)
+    eye = xp.eye(c, dtype=dtype, device=array_api_compat.device(z))
     return xp.broadcast_to(eye, (*z.shape[:-1], c, c))
 
 
