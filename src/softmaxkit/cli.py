@@ -99,7 +99,13 @@ def demo(out: Callable[[str], None] = print) -> None:
     out("T -> 0 tends to the argmax (one-hot); T -> infinity to the uniform distribution.")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``softmaxkit`` command and its subcommands (the documentation renders it)."""
+    return _parsers()[0]
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The command's parser, and its ``bench`` subparser (which reports ``--threads`` errors)."""
     parser = argparse.ArgumentParser(
         prog="softmaxkit",
         description="The softmax output layer and its losses: exact, documented, array-API generic.",
@@ -119,6 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bench", help="time the CPU kernels against torch, SciPy, JAX and NumPy; JSON + PNG"
     )
     bench.add_arguments(bench_parser)
+    return parser, bench_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``softmaxkit`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    from . import bench, compare
+
+    parser, bench_parser = _parsers()
     args = parser.parse_args(argv)
     threads = getattr(args, "threads", None) if args.command == "bench" else None
     if threads is not None:  # checked before any work: numba would raise deep inside the run

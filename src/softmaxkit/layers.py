@@ -5,20 +5,21 @@ trained by a loss that matches it. Softmax with cross-entropy is one choice amon
 project ask why it is the usual one, and the registry lets a classifier or the ``softmaxkit compare`` command
 try each alternative on the same data by its name:
 
-================  =====================================  ==========  =======  ========================================
-name              mapping                                 normalised  sparse   loss
-================  =====================================  ==========  =======  ========================================
-``softmax``       :math:`e^{z_i}/\sum_j e^{z_j}`           yes         no       cross-entropy
-``taylor``        :math:`f(z_i)/\sum_j f(z_j)`, f = 2nd    yes         no       :math:`-\log p_y`
-                  order Taylor polynomial of exp
-``spherical``     :math:`(z_i^2+\varepsilon)/\sum_j(z_j^2+\varepsilon)`  yes  no  :math:`-\log p_y`
-``sparsemax``     Euclidean projection on the simplex     yes         yes      Fenchel–Young (sparsemax loss)
-``entmax15``      1.5-entmax (exact, sort-based)          yes         yes      Fenchel–Young (1.5-entmax loss)
-``entmax_bisect`` α-entmax by bisection (α = 1.5)         yes         yes      Fenchel–Young (α-entmax loss)
-``sigmoid``       :math:`1/(1+e^{-z_i})`, one-vs-rest     no          no       binary cross-entropy per class
-``hinge``         the scores themselves                   no          no       multiclass hinge (Crammer–Singer)
-``softplus_normalize``  :math:`\mathrm{sp}(z_i)/\sum_j \mathrm{sp}(z_j)`, sp = softplus  yes  no  :math:`-\log p_y`
-================  =====================================  ==========  =======  ========================================
+======================  ======================================  ==========  =======  =================================
+name                    mapping                                 normalised  sparse   loss
+======================  ======================================  ==========  =======  =================================
+``softmax``             :math:`e^{z_i}/\sum_j e^{z_j}`          yes         no       cross-entropy
+``taylor``              :math:`f(z_i)/\sum_j f(z_j)`, f the     yes         no       :math:`-\log p_y`
+                        2nd order Taylor polynomial of exp
+``spherical``           :math:`(z_i^2+ε)/\sum_j(z_j^2+ε)`       yes         no       :math:`-\log p_y`
+``sparsemax``           Euclidean projection on the simplex     yes         yes      Fenchel–Young (sparsemax loss)
+``entmax15``            1.5-entmax (exact, sort-based)          yes         yes      Fenchel–Young (1.5-entmax loss)
+``entmax_bisect``       α-entmax by bisection (α = 1.5)         yes         yes      Fenchel–Young (α-entmax loss)
+``sigmoid``             :math:`1/(1+e^{-z_i})`, one-vs-rest     no          no       binary cross-entropy per class
+``hinge``               the scores themselves                   no          no       multiclass hinge (Crammer–Singer)
+``softplus_normalize``  :math:`s(z_i)/\sum_j s(z_j)`,           yes         no       :math:`-\log p_y`
+                        s = softplus
+======================  ======================================  ==========  =======  =================================
 
 ``softplus_normalize`` is also found under its former registry name ``normalize`` (an alias, kept so that
 ``SoftmaxClassifier(output_layer="normalize")`` and ``softmaxkit compare --layers normalize`` keep working; it is
