@@ -80,3 +80,4 @@ html_theme_options = {
 html_static_path: list[str] = []
 html_show_sourcelink = True
 mathjax_path = "mathjax/tex-chtml.js"  # served from _static/mathjax: see _ext/offline_mathjax.py
+nb_render_markdown_format = "myst"  # a cell may print a Markdown table (IPython.display.Markdown)

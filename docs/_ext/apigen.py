@@ -128,8 +128,8 @@ def documented_entries() -> dict[str, list[tuple[str, str, Any, bool]]]:
             full = f"{module.__name__}.{name}"
             key = id(obj)
             if key in seen and not isinstance(obj, (str, int, float, tuple)):
-                if module.__name__ in namespaces:
-                    entries.append((seen[key], name, obj, True))
+                if seen[key] != full:
+                    entries.append((seen[key], f"{module.__name__}.{name}", obj, True))
                 continue
             seen[key] = full
             entries.append((full, name, obj, False))
@@ -137,7 +137,13 @@ def documented_entries() -> dict[str, list[tuple[str, str, Any, bool]]]:
 
 
 def _kind(obj: Any) -> str:
-    return "class" if inspect.isclass(obj) else "func" if callable(obj) else "data"
+    """The directive that documents ``obj``."""
+    return "class" if inspect.isclass(obj) else "function" if callable(obj) else "data"
+
+
+def _role(obj: Any) -> str:
+    """The role that refers to ``obj``."""
+    return {"class": "class", "function": "func", "data": "data"}[_kind(obj)]
 
 
 def _page(modname: str, title: str, entries: list[tuple[str, str, Any, bool]]) -> str:
@@ -156,12 +162,15 @@ def _page(modname: str, title: str, entries: list[tuple[str, str, Any, bool]]) -
         # relative to the module that automodule made current (autosummary warns about the full name)
         out.extend(f"   {full.removeprefix(modname + '.')}" for full in groups[group])
         out.append("")
-    aliases = [(full, name, obj) for full, name, obj, alias in entries if alias]
+    aliases = [(full, exported, obj) for full, exported, obj, alias in entries if alias]
     if aliases:
-        out.append(_underline("Also exported here", "-"))
-        out.append(f"These names of ``{modname}.__all__`` are objects documented on another page:\n")
-        out.extend(f"* ``{modname}.{name}``: :py:{_kind(obj)}:`{full}`" for full, name, obj in aliases)
-        out.append("")
+        out.append(_underline("Also exported as", "-"))
+        out.append("These names are the same objects as entries documented above or on another page:\n")
+        for full, exported, obj in aliases:
+            module, name = exported.rsplit(".", 1)
+            out.append(f".. py:{_kind(obj)}:: {name}\n   :module: {module}\n   :no-index-entry:\n")
+            out.append(f"   ``{exported}`` is :py:{_role(obj)}:`{full}`.\n")
+    out.append(f".. currentmodule:: {modname}\n")
     return "\n".join(out)
 
 
