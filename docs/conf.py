@@ -16,13 +16,14 @@ sys.path.insert(0, str(HERE / "_ext"))
 # the library documented is the one next to this folder, not whatever is installed
 sys.path.insert(0, str(HERE.parent / "src"))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent / "src"), os.environ.get("PYTHONPATH")]))
-os.environ.setdefault("MPLBACKEND", "Agg")
+# the notebooks' kernels inherit this: figures are shown inline as PNGs, whatever MPLBACKEND the caller had set
+os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 
 import softmaxkit  # noqa: E402
 
 project = "softmaxkit"
 author = "the softmaxkit developers"
-copyright = "the softmaxkit developers"  # noqa: A001
+copyright = "the softmaxkit developers"
 release = version = softmaxkit.__version__
 
 extensions = [

@@ -23,7 +23,7 @@ import pytest
 pytest.importorskip("sphinx")
 pytest.importorskip("myst_nb")
 
-import softmaxkit  # noqa: E402
+import softmaxkit
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

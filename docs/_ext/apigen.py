@@ -106,10 +106,9 @@ def _submodules() -> list[types.ModuleType]:
 
 
 def documented_entries() -> dict[str, list[tuple[str, str, Any, bool]]]:
-    """page -> [(documented full name, name as exported, object, is_alias)]: each object is documented once over
-    all pages; a namespace that re-exports an object documented earlier lists it as an alias (a link). Used by
-    the build and by ``tests/test_docs.py``."""
-    namespaces = [modname for modname, _, _ in NAMESPACES]
+    """page -> [(documented full name, exported name, object, is_alias)]: each object is documented once over all
+    pages; a module that re-exports an object documented earlier lists it as an alias (with its full exported
+    name), a target that links to the entry."""
     seen: dict[int, str] = {}
     pages: dict[str, list[tuple[str, str, Any, bool]]] = {}
     sources: list[tuple[str, types.ModuleType]] = []
