@@ -140,11 +140,6 @@ def _kind(obj: Any) -> str:
     return "class" if inspect.isclass(obj) else "function" if callable(obj) else "data"
 
 
-def _role(obj: Any) -> str:
-    """The role that refers to ``obj``."""
-    return {"class": "class", "function": "func", "data": "data"}[_kind(obj)]
-
-
 def _page(modname: str, title: str, entries: list[tuple[str, str, Any, bool]]) -> str:
     out = [f".. This page is written by docs/_ext/apigen.py from {modname}.__all__ at each build: do not edit.\n"]
     out.append(_underline(title, "="))
@@ -155,21 +150,37 @@ def _page(modname: str, title: str, entries: list[tuple[str, str, Any, bool]]) -
             groups.setdefault(_defining_module(obj, full.rsplit(".", 1)[0]), []).append(full)
     for group in sorted(groups, key=_group_key):
         line = _first_line(group)
-        out.append(_underline(_split_title(line), "-"))
-        out.append(f"{line} (``{group}``)\n")
+        title = _split_title(line)
+        out.append(_underline(title, "-"))
+        out.append(f"{line} (``{group}``)\n" if title != line.rstrip(".") else f"From ``{group}``.\n")
         out.append(".. autosummary::\n   :toctree: .\n   :nosignatures:\n")
         # relative to the module that automodule made current (autosummary warns about the full name)
         out.extend(f"   {full.removeprefix(modname + '.')}" for full in groups[group])
         out.append("")
-    aliases = [(full, exported, obj) for full, exported, obj, alias in entries if alias]
-    if aliases:
-        out.append(_underline("Also exported as", "-"))
-        out.append("These names are the same objects as entries documented above or on another page:\n")
-        for full, exported, obj in aliases:
-            module, name = exported.rsplit(".", 1)
-            out.append(f".. py:{_kind(obj)}:: {name}\n   :module: {module}\n   :no-index-entry:\n")
-            out.append(f"   ``{exported}`` is :py:{_role(obj)}:`{full}`.\n")
-    out.append(f".. currentmodule:: {modname}\n")
+    return "\n".join(out)
+
+
+def _aliases_page(pages: dict[str, list[tuple[str, str, Any, bool]]]) -> str:
+    """Every other import path of a documented object, as a target that links to its entry."""
+    out = [".. This page is written by docs/_ext/apigen.py from the __all__ lists at each build: do not edit.\n"]
+    out.append(_underline("Other import paths", "="))
+    out.append(
+        "Public modules re-export some names: the top level re-exports the registry, the modules of "
+        "``softmaxkit.family`` are re-exported by the package, and so on. Each such path is the same object as "
+        "the entry it links to.\n"
+    )
+    aliases = sorted(
+        {(exported, full, _kind(obj)) for entries in pages.values() for full, exported, obj, a in entries if a}
+    )
+    module = None
+    for exported, full, kind in aliases:
+        owner, name = exported.rsplit(".", 1)
+        if owner != module:
+            module = owner
+            out.append(_underline(f"``{owner}``", "-"))
+        out.append(f".. py:{kind}:: {name}\n   :module: {owner}\n   :no-index-entry:\n   :no-contents-entry:\n")
+        role = {"class": "class", "function": "func", "data": "data"}[kind]
+        out.append(f"   Same object as :py:{role}:`{full}`.\n")
     return "\n".join(out)
 
 
@@ -185,6 +196,7 @@ def generate(app: Sphinx, config: Config) -> None:
     pages = documented_entries()
     for modname, page, title in NAMESPACES:
         _write(outdir / f"{page}.rst", _page(modname, title, pages[page]))
+    _write(outdir / "aliases.rst", _aliases_page(pages))
 
 
 def _skip_foreign(app: Sphinx, what: str, name: str, obj: Any, skip: bool, options: Any) -> bool | None:
