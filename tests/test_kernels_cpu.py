@@ -37,10 +37,11 @@ import test_softmax
 from conftest import TOL, tol
 from softmaxkit import _backend
 from softmaxkit.kernels import numba as kernels
+from softmaxkit.kernels.numba import _runtime
 
 numba = pytest.importorskip("numba")
-cpu = kernels.load_cpu()
-from softmaxkit.kernels.numba import _vmath  # noqa: E402  (after load_cpu, which configures numba's cache)
+cpu = _runtime.load()
+from softmaxkit.kernels.numba import _vmath  # noqa: E402  (after load(), which configures numba's cache)
 
 DTYPES = ["float32", "float64"]
 
@@ -421,17 +422,6 @@ def test_the_loss_alone_never_allocates_an_n_by_c_array(target: str) -> None:
         assert peak < x.nbytes / 16, f"cross_entropy: peak {peak} bytes for logits of {x.nbytes}"
 
 
-def test_results_do_not_depend_on_the_number_of_threads() -> None:
-    x = logits((3000, 40), "float32")
-    threads = numba.get_num_threads()
-    one = sk.softmax(x)
-    numba.set_num_threads(1)
-    try:
-        np.testing.assert_array_equal(sk.softmax(x), one)
-    finally:
-        numba.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------------------------------------ dispatch
 @contextlib.contextmanager
 def outside_any_context() -> Any:
@@ -526,13 +516,6 @@ def test_without_numba_auto_falls_back_and_numba_raises(monkeypatch: pytest.Monk
         np.testing.assert_allclose(sk.softmax(x), 1.0 / x.shape[1])
     with pytest.raises(ImportError, match="backend='numba' needs numba"):
         sk.softmax(x)
-
-
-def test_cache_falls_back_to_a_user_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert kernels._fallback_cache_dir() == tmp_path / "softmaxkit" / "numba"
-    assert kernels._writable(tmp_path / "softmaxkit" / "numba")
-    assert not kernels._writable(Path("/proc/softmaxkit-cannot-exist"))
 
 
 # ---------------------------------------------------------------------------------------------- benchmark

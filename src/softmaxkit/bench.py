@@ -189,6 +189,10 @@ def run(
 
     ``total`` (logits per shape) and ``only`` (implementation names) narrow the run, for tests.
     """
+    from .kernels import numba as kernels
+
+    if kernels.available():
+        kernels.start()  # the package's threading layer, before numba's threads are started below
     if threads is None:
         try:
             import numba

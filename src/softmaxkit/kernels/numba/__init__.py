@@ -1,38 +1,33 @@
-"""Fast paths for NumPy float32/float64 arrays, imported lazily (numba is loaded on the first kernel call).
+"""CPU kernels for NumPy float32/float64 arrays, with numba; numba is imported by the first kernel call.
 
-The generic code in :mod:`softmaxkit.softmax` and :mod:`softmaxkit.cross_entropy` is the oracle: these functions
-compute exactly its formulas and special values, faster. They take arrays that the public functions have
-already validated and prepared (compute dtype, class axis last) and never import the public API.
+The entry points the dispatcher calls, one per operation: :func:`softmax` (and log-softmax), :func:`logsumexp`,
+:func:`cross_entropy`; :func:`available` says whether they can run. The generic code in
+:mod:`softmaxkit.softmax` and :mod:`softmaxkit.cross_entropy` is the oracle: these functions compute exactly its
+formulas and special values, faster. They take arrays that the public functions have already validated and
+prepared (compute dtype, class axis last) and never import the public API.
 
-Layout: the jitted kernels need C-contiguous ``(rows, classes)`` arrays. An input whose class axis is the last
-and contiguous is used as it is (a view); any other layout (class axis not last, strided rows) is copied once
-into that form, and results are given back in the caller's layout. Read-only inputs are read in place.
+Layout: the jitted kernels (:mod:`._kernels`) need C-contiguous ``(rows, classes)`` arrays. An input whose class
+axis is the last and contiguous is used as it is (a view); any other layout (class axis not last, strided rows) is
+copied once into that form, and results are given back in the caller's layout. Read-only inputs are read in place.
 
-Threads: numba's (``numba.set_num_threads``; all cores by default), rows cut into one piece per thread; small
-work runs on the calling thread. Results do not depend on the number of threads, except the last bits of a
-``mean`` or ``sum`` of cross-entropy, whose per-piece sums are added at the end.
-
-Compiled code is cached on disk (numba's ``cache=True``) next to the package, or, when that directory is not
-writable and ``NUMBA_CACHE_DIR`` is not set, under ``$XDG_CACHE_HOME/softmaxkit/numba`` (``~/.cache``) or, failing
-that, the temporary directory. When no location is writable the kernels are compiled in every process.
+Runtime (:mod:`._runtime`): the threading layer (TBB, else workqueue made thread-safe; fork-safe either way), the
+number of threads a call uses (from its work; small work runs on the calling thread), and the private on-disk
+cache. Results do not depend on the number of threads, except the last bits of a ``mean`` or ``sum`` of
+cross-entropy, whose per-piece sums are added at the end.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import importlib
 import importlib.util
-import os
-import tempfile
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-CACHE = True
-"""Whether the kernels are cached on disk (decided when :mod:`.cpu` is first imported)."""
+from . import _runtime
+
+__all__ = ["available", "cache_dir", "cross_entropy", "logsumexp", "softmax", "start"]
 
 
 @functools.cache
@@ -41,56 +36,20 @@ def available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def _writable(path: Path) -> bool:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=path).close()
-    except OSError:
-        return False
-    return True
+def start() -> str:
+    """Import numba and the kernels now, choosing the threading layer and the cache; return the layer's name.
 
-
-def _fallback_cache_dir() -> Path | None:
-    """A user-wide cache directory we can write to, or None."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    uid = getattr(os, "getuid", lambda: "user")()
-    for candidate in (Path(base) / "softmaxkit" / "numba", Path(tempfile.gettempdir()) / f"softmaxkit-numba-{uid}"):
-        if _writable(candidate):
-            return candidate
-    return None
-
-
-@functools.cache
-def load_cpu() -> ModuleType:
-    """The numba kernels (:mod:`softmaxkit.kernels.numba._kernels`), imported and configured on first use.
-
-    Raises
-    ------
-    ImportError
-        numba is not installed.
+    The first kernel call does this itself. Call it first where other code would start numba's threads before
+    (``numba.get_num_threads()`` does): numba chooses its threading layer once, when its threads start.
     """
-    global CACHE
-    import numba
-
-    config: Any = numba.config  # its settings are set from the environment at run time, unknown to mypy
-    saved = config.CACHE_DIR
-    try:
-        if not saved and not _writable(Path(__file__).parent / "__pycache__"):
-            fallback = _fallback_cache_dir()
-            CACHE = fallback is not None
-            if fallback is not None:
-                # numba reads CACHE_DIR when a cached function is defined; only our functions see this value
-                config.CACHE_DIR = str(fallback)
-        return importlib.import_module("._kernels", __name__)
-    finally:
-        config.CACHE_DIR = saved
+    _runtime.load()
+    return _runtime.threading_layer()
 
 
-# ------------------------------------------------------------------------------------ NumPy-side glue
-def _threads() -> int:
-    import numba
-
-    return int(numba.get_num_threads())
+def cache_dir() -> str | None:
+    """The directory the kernels are cached in, None when they are compiled in memory (after :func:`start`)."""
+    folder = _runtime.cache_dir()
+    return None if folder is None else str(folder)
 
 
 def _readable(a: np.ndarray) -> np.ndarray:
@@ -113,17 +72,28 @@ def _as_rows(z: np.ndarray) -> np.ndarray:
 
 def softmax(z: np.ndarray, temperature: float, log: bool) -> np.ndarray:
     """Softmax (or log-softmax) of ``z`` along its last axis; ``z`` is float32/float64, non-empty last axis."""
+    kernels = _runtime.load()
     x = _as_rows(z)
     out = np.empty(x.shape, dtype=x.dtype)
-    load_cpu().softmax_rows(x, out, x.dtype.type(temperature), log, _threads())
+    t = x.dtype.type(temperature)
+    with _runtime.threads(x.size) as pieces:
+        if pieces > 1:
+            kernels.softmax_rows_parallel(x, out, t, log, pieces)
+        else:
+            kernels.softmax_rows(x, out, t, log)
     return out.reshape(z.shape)
 
 
 def logsumexp(z: np.ndarray) -> np.ndarray:
     """``lse`` of ``z`` along its last axis, with that axis kept (length 1), in ``z``'s dtype."""
+    kernels = _runtime.load()
     x = _as_rows(z)
     out = np.empty(x.shape[0], dtype=np.float64)
-    load_cpu().logsumexp_rows(x, out, _threads())
+    with _runtime.threads(x.size) as pieces:
+        if pieces > 1:
+            kernels.logsumexp_rows_parallel(x, out, pieces)
+        else:
+            kernels.logsumexp_rows(x, out)
     return out.astype(z.dtype, copy=False).reshape(*z.shape[:-1], 1)
 
 
@@ -145,9 +115,28 @@ def cross_entropy(
     case left to the reference: float64 logits whose ``mean`` denominator (the total weight) is subnormal, so
     that its reciprocal, which the kernel multiplies by, would overflow.
     """
-    cpu = load_cpu()
-    threads = _threads()
+    kernels = _runtime.load()
     x = _as_rows(z)
+    with _runtime.threads(x.size) as pieces:
+        return _cross_entropy(kernels, x, z.shape, target, weight, ignore_index, label_smoothing, reduction, z_loss,
+                              softcap, want_grad, pieces)  # fmt: skip
+
+
+def _cross_entropy(
+    kernels: Any,
+    x: np.ndarray,
+    shape: tuple[int, ...],
+    target: np.ndarray,
+    weight: np.ndarray | None,
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: str,
+    z_loss: float,
+    softcap: float | None,
+    want_grad: bool,
+    pieces: int,
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """:func:`cross_entropy` on ``x`` (rows of the logits, whose shape is ``shape``), with ``pieces`` threads."""
     n, k = x.shape
     dt = x.dtype
     w = np.ones(k, dtype=dt) if weight is None else _readable(np.ascontiguousarray(weight, dtype=dt))
@@ -158,8 +147,11 @@ def cross_entropy(
             ignore_index = -1
         q = np.zeros((1, 1), dtype=dt)
         kind = 1 if label_smoothing > 0 else 0
-        totals = np.zeros((threads, 3))
-        cpu.label_totals(y, w, ignore_index, threads, totals)
+        totals = np.zeros((pieces, 3))
+        if pieces > 1:
+            kernels.label_totals_parallel(y, w, ignore_index, totals)
+        else:
+            kernels.label_totals(y, w, ignore_index, totals)
         denom, n_rows = float(np.sum(totals[:, :2])), float(np.sum(totals[:, 2]))
     else:
         y = np.zeros(1, dtype=np.int64)
@@ -175,18 +167,17 @@ def cross_entropy(
         inv_ce = inv_z = 1.0
     grad = np.empty((n if want_grad else 0, k), dtype=dt)
     rows = np.empty(n if reduction == "none" else 0, dtype=np.float64)
-    sums = np.zeros((threads, 4))
+    sums = np.zeros((pieces, 4))
     cap = dt.type(1.0 if softcap is None else softcap)
-    cpu.cross_entropy_rows(
-        x, y, ignore_index, q, w, kind, label_smoothing, z_loss, cap, softcap is not None, inv_ce, inv_z,
-        grad, rows, sums, threads,
-    )  # fmt: skip
+    run = kernels.cross_entropy_rows_parallel if pieces > 1 else kernels.cross_entropy_rows
+    run(x, y, ignore_index, q, w, kind, label_smoothing, z_loss, cap, softcap is not None, inv_ce, inv_z, grad, rows,
+        sums)  # fmt: skip
     if reduction == "none":
-        loss = rows.astype(dt).reshape(z.shape[:-1])
+        loss = rows.astype(dt).reshape(shape[:-1])
     else:
         ce, zl = float(np.sum(sums[:, :2])), float(np.sum(sums[:, 2:]))
         if reduction == "mean":
             ce = ce / denom if denom > 0 else 0.0
             zl = zl / n_rows if n_rows > 0 else 0.0
         loss = np.asarray(ce + zl, dtype=dt)
-    return loss, (grad.reshape(z.shape) if want_grad else None)
+    return loss, (grad.reshape(shape) if want_grad else None)

@@ -25,8 +25,12 @@ Rows of at most :data:`._rows.NARROW` classes are too short to vectorise on thei
 transposed and processed one class at a time across the rows (:func:`._rows.narrow_tile`).
 
 The cross-entropy loss alone never writes an ``N x C`` array; with the gradient it writes the gradient only.
-Work below :data:`SERIAL` entries runs on the calling thread (no thread start); larger work is cut into one
-piece of rows per thread.
+
+Each operation has two entry points: a serial kernel, run on the calling thread, and a ``_parallel`` one that
+cuts the rows into as many pieces as it is given, one per thread (:func:`._runtime.pieces` sizes them from the
+work). A row's results do not depend on the piece it falls in, so the two agree except for the last bits of a
+cross-entropy ``mean`` or ``sum``, whose per-piece sums are added at the end. A small call compiles only the
+serial kernel.
 
 Accuracy is the reference's (Blanchard, Higham & Higham 2021): the normaliser is :math:`1 + s`, :math:`s` the
 terms other than one maximum, and :math:`\log(1 + s)` is ``log1p(s)``. The exponentials equal to 1 (the maximum's
@@ -77,9 +81,19 @@ from ._rows import (
 )
 from ._vmath import jit, vexp, vlog1p
 
-__all__ = ["SOURCES_SHA", "cross_entropy_rows", "label_totals", "logsumexp_rows", "softmax_rows"]
+__all__ = [
+    "SOURCES_SHA",
+    "cross_entropy_rows",
+    "cross_entropy_rows_parallel",
+    "label_totals",
+    "label_totals_parallel",
+    "logsumexp_rows",
+    "logsumexp_rows_parallel",
+    "softmax_rows",
+    "softmax_rows_parallel",
+]
 
-SOURCES_SHA = "9d2b65c68cee1dfb"
+SOURCES_SHA = "ea886bf04416e957"
 """First 16 hex digits of the SHA-256 of ``_rows.py`` and ``_vmath.py`` together (tests/test_kernels_cpu.py).
 
 numba's on-disk cache keys a kernel on the source of its own file only: a kernel cached before an edit of those
@@ -87,14 +101,6 @@ files would be reused unchanged. A test fails until this stamp is updated, which
 invalidates the kernels' cache.
 """
 
-SERIAL = 32768
-"""Work (rows x classes) below which a kernel runs on the calling thread."""
-
-
-@jit()
-def _chunks(n: int, k: int, threads: int) -> int:
-    """Pieces the rows are cut into: one per thread, or one in all when the work is small."""
-    return 1 if n * k < SERIAL else max(1, min(n, threads))
 
 
 # ------------------------------------------------------------------------------------ softmax and lse
@@ -153,16 +159,18 @@ def _softmax_chunk(x: Any, out: Any, t: Any, log: bool, r0: int, r1: int) -> Non
                     times_(ob, x.dtype.type(inv))
 
 
-@jit(cache=True, parallel=True)
-def softmax_rows(x: Any, out: Any, t: Any, log: bool, threads: int) -> None:
+@jit(cache=True)
+def softmax_rows(x: Any, out: Any, t: Any, log: bool) -> None:
     """``out[i] = softmax(x[i] / t)``, or its log, for every row (special values as the reference)."""
-    n, k = x.shape
-    nch = _chunks(n, k, threads)
-    if nch == 1:
-        _softmax_chunk(x, out, t, log, 0, n)
-        return
-    for ch in prange(nch):
-        _softmax_chunk(x, out, t, log, ch * n // nch, (ch + 1) * n // nch)
+    _softmax_chunk(x, out, t, log, 0, x.shape[0])
+
+
+@jit(cache=True, parallel=True)
+def softmax_rows_parallel(x: Any, out: Any, t: Any, log: bool, pieces: int) -> None:
+    """:func:`softmax_rows` with the rows cut into ``pieces`` pieces, one per thread."""
+    n = x.shape[0]
+    for ch in prange(pieces):
+        _softmax_chunk(x, out, t, log, ch * n // pieces, (ch + 1) * n // pieces)
 
 
 @jit()
@@ -189,16 +197,18 @@ def _logsumexp_chunk(x: Any, out: Any, r0: int, r1: int) -> None:
         out[i] = np.float64(m) + vlog1p(rest)
 
 
-@jit(cache=True, parallel=True)
-def logsumexp_rows(x: Any, out: Any, threads: int) -> None:
+@jit(cache=True)
+def logsumexp_rows(x: Any, out: Any) -> None:
     """``out[i] = m + log1p(rest)`` in float64: the reference's ``lse`` of every row."""
-    n, k = x.shape
-    nch = _chunks(n, k, threads)
-    if nch == 1:
-        _logsumexp_chunk(x, out, 0, n)
-        return
-    for ch in prange(nch):
-        _logsumexp_chunk(x, out, ch * n // nch, (ch + 1) * n // nch)
+    _logsumexp_chunk(x, out, 0, x.shape[0])
+
+
+@jit(cache=True, parallel=True)
+def logsumexp_rows_parallel(x: Any, out: Any, pieces: int) -> None:
+    """:func:`logsumexp_rows` with the rows cut into ``pieces`` pieces, one per thread."""
+    n = x.shape[0]
+    for ch in prange(pieces):
+        _logsumexp_chunk(x, out, ch * n // pieces, (ch + 1) * n // pieces)
 
 
 # ------------------------------------------------------------------------------------------ cross-entropy
@@ -267,19 +277,21 @@ def _label_chunk(y: Any, w: Any, ignore: int, r0: int, r1: int, out: Any) -> Non
     out[0], out[1], out[2] = s, comp, count
 
 
-@jit(cache=True, parallel=True)
-def label_totals(y: Any, w: Any, ignore: int, threads: int, out: Any) -> None:
-    """Per piece of rows: the total weight of the rows not ignored and their number, ``(sum, comp, n)``.
+@jit(cache=True)
+def label_totals(y: Any, w: Any, ignore: int, out: Any) -> None:
+    """The total weight of the rows not ignored and their number, ``out[0] = (sum, comp, n)``.
 
     The ``mean`` denominators of class-index cross-entropy, added with Neumaier's compensation.
     """
-    n = y.size
-    nch = _chunks(n, 64, threads)
-    if nch == 1:
-        _label_chunk(y, w, ignore, 0, n, out[0])
-        return
-    for ch in prange(nch):
-        _label_chunk(y, w, ignore, ch * n // nch, (ch + 1) * n // nch, out[ch])
+    _label_chunk(y, w, ignore, 0, y.size, out[0])
+
+
+@jit(cache=True, parallel=True)
+def label_totals_parallel(y: Any, w: Any, ignore: int, out: Any) -> None:
+    """:func:`label_totals` per piece of rows, ``out[piece]``, one piece per row of ``out``."""
+    n, pieces = y.size, out.shape[0]
+    for ch in prange(pieces):
+        _label_chunk(y, w, ignore, ch * n // pieces, (ch + 1) * n // pieces, out[ch])
 
 
 @jit()
@@ -492,7 +504,7 @@ def _cross_entropy_chunk(
                 scale_by(gb, cb)
 
 
-@jit(cache=True, parallel=True)
+@jit(cache=True)
 def cross_entropy_rows(
     x: Any,
     y: Any,
@@ -509,7 +521,6 @@ def cross_entropy_rows(
     grad: Any,
     rows: Any,
     sums: Any,
-    threads: int,
 ) -> None:
     """Cross-entropy of every row, and its gradient if ``grad`` has rows.
 
@@ -517,16 +528,35 @@ def cross_entropy_rows(
     the same with label smoothing ``eps``, or probabilities ``q`` (the logits' shape; a dummy otherwise, as
     ``y`` is then). ``w``: class weights (ones when there are none). ``cap``/``capped``: the softcap.
     ``inv_ce``/``inv_z``: reciprocals of the gradient's divisors (see :func:`_ce_finish`). Results: ``rows[i]``
-    the row's loss when ``rows`` has rows (``reduction="none"``), and per chunk the compensated sums of the
-    cross-entropy and z-loss terms, ``sums[chunk] = (ce, ce_comp, z, z_comp)``.
+    the row's loss when ``rows`` has rows (``reduction="none"``), and the compensated sums of the cross-entropy
+    and z-loss terms, ``sums[0] = (ce, ce_comp, z, z_comp)``.
     """
-    n, k = x.shape
-    nch = _chunks(n, k, threads)
-    if nch == 1:
-        _cross_entropy_chunk(x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, 0, n, sums[0])
-        return
-    for ch in prange(nch):
-        r0, r1 = ch * n // nch, (ch + 1) * n // nch
+    n = x.shape[0]
+    _cross_entropy_chunk(x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, 0, n, sums[0])
+
+
+@jit(cache=True, parallel=True)
+def cross_entropy_rows_parallel(
+    x: Any,
+    y: Any,
+    ignore: int,
+    q: Any,
+    w: Any,
+    kind: int,
+    eps: float,
+    lam: float,
+    cap: Any,
+    capped: bool,
+    inv_ce: float,
+    inv_z: float,
+    grad: Any,
+    rows: Any,
+    sums: Any,
+) -> None:
+    """:func:`cross_entropy_rows` per piece of rows, one piece per row of ``sums`` (its sums in ``sums[piece]``)."""
+    n, pieces = x.shape[0], sums.shape[0]
+    for ch in prange(pieces):
+        r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
         _cross_entropy_chunk(
             x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, r0, r1, sums[ch]
         )

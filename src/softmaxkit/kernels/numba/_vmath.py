@@ -52,7 +52,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from . import CACHE
+from ._runtime import caching
 
 __all__ = ["exp_array", "exp_portable_array", "expm1_array", "jit", "log1p_array", "maxnum", "vexp", "vexpm1", "vlog1p"]
 
@@ -66,7 +66,7 @@ def jit(cache: bool = False, **options: Any) -> Callable[[F], F]:
     its own file, so a helper cached on its own could outlive an edit of a file it calls into, whereas a helper
     without a cache is compiled afresh into whichever kernel is compiled.
     """
-    return cast(Callable[[F], F], numba.njit(cache=cache and CACHE, nogil=True, error_model="numpy", **options))
+    return cast(Callable[[F], F], numba.njit(cache=cache and caching(), nogil=True, error_model="numpy", **options))
 
 
 def _intrinsic(func: Callable[..., Any]) -> Callable[..., Any]:

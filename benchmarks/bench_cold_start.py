@@ -1,0 +1,66 @@
+"""First-call times of the numba kernels on an empty cache, and on the cache that call filled.
+
+Each measurement is a fresh Python process with its own empty cache directory (``SOFTMAXKIT_CACHE_DIR``): the
+time of the first ``softmax`` of 64 x 1000 float32 logits (issue 14's target: 3 s), of the first
+``cross_entropy_value_and_grad`` (target: 5 s), and of a first call large enough to use threads, each after
+``import softmaxkit``; then the same process again on the cache it left. Writes ``bench_cold_start.json``::
+
+    python benchmarks/bench_cold_start.py [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _harness import add_arguments, write_results
+
+CALLS = {
+    "softmax_64x1000": "sk.softmax(np.ones((64, 1000), np.float32))",
+    "cross_entropy_64x1000": "sk.cross_entropy_value_and_grad(np.ones((64, 1000), np.float32), np.zeros(64, int))",
+    "softmax_1024x1024_threads": "sk.softmax(np.ones((1024, 1024), np.float32))",
+}
+CODE = """
+import time, json
+import numpy as np, softmaxkit as sk
+start = time.perf_counter()
+with sk.backend("numba"):
+    {call}
+print(json.dumps(time.perf_counter() - start))
+"""
+
+
+def first_call(call: str, cache: Path) -> float:
+    env = {**os.environ, "SOFTMAXKIT_CACHE_DIR": str(cache)}
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-c", CODE.format(call=call)], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
+    seconds: float = json.loads(done.stdout.strip().splitlines()[-1])
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add_arguments(parser, repeat=None, threads=False)
+    args = parser.parse_args()
+    rows: dict[str, Any] = {}
+    for name, call in CALLS.items():
+        with tempfile.TemporaryDirectory() as folder:
+            cold = first_call(call, Path(folder) / "cache")
+            warm = first_call(call, Path(folder) / "cache")
+        rows[name] = {"empty_cache_s": cold, "warm_cache_s": warm}
+        print(f"{name:>28}: {cold:6.2f} s on an empty cache, {warm:5.2f} s on a warm one")
+    write_results("bench_cold_start", {"first_call": rows}, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
