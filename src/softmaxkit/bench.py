@@ -1,7 +1,7 @@
 """``softmaxkit bench``: the CPU kernels against their peers, in one run, on one machine.
 
 For softmax, log-softmax and cross-entropy forward + backward, on rows of C = 10, 1000, 32768 and 131072 classes
-with N·C ≈ 2^26 logits (2^22 with ``--quick``), and a single row of 1000 (latency), it times
+with N·C ≈ 2^26 logits (2^21 with ``--quick``), and a single row of 1000 (latency), it times
 
 * softmaxkit on the numba kernels and on the reference (generic array-API) code,
 * ``scipy.special.softmax`` / ``log_softmax``,
@@ -52,18 +52,20 @@ def _best(call: Callable[[], Any], repeat: int, budget: float) -> float:
     return best
 
 
-def copy_bandwidth(n: int, threads: int, repeat: int = 5) -> tuple[float, float]:
+def copy_bandwidth(n: int, threads: int, repeat: int = 5, threaded: bool = True) -> tuple[float, float]:
     """Source bytes per second of copying ``n`` float32: into an existing array, and into a new one.
 
     Into an existing array is the memory's bandwidth: the fastest of a single-thread ``np.copyto`` and a copy
     on ``threads`` threads. Into a new array (the fastest of ``x.copy()`` and the threaded copy into
     ``np.empty_like(x)``) adds what every operation returning a new array pays: the operating system zeroes each
-    fresh page before the first write.
+    fresh page before the first write. ``threaded=False`` (``--quick``) times the single-thread copies only.
     """
     src = np.random.default_rng(0).standard_normal(n).astype(np.float32)
     dst = np.empty_like(src)
     best = _best(lambda: np.copyto(dst, src), repeat, 5.0)
     fresh = _best(src.copy, repeat, 5.0)
+    if not threaded:  # the threaded copy is compiled in every run (seconds): not for --quick
+        return src.nbytes / best, src.nbytes / fresh
     try:
         import numba
 
@@ -203,10 +205,10 @@ def run(
     if "jax" not in sys.modules:  # XLA reads its thread count once, when it starts
         os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={threads}")
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    total = total or (2**22 if quick else 2**26)
-    repeat, budget = (3, 2.0) if quick else (7, 10.0)
+    total = total or (2**21 if quick else 2**26)
+    repeat, budget = (3, 0.5) if quick else (7, 10.0)
     impls = {k: v for k, v in implementations(threads).items() if only is None or k in only}
-    copy, copy_new = copy_bandwidth(total, threads)
+    copy, copy_new = copy_bandwidth(total, threads, threaded=not quick)
     out(
         f"threads {threads}; copy bandwidth {copy / 1e9:.1f} GB/s into an existing array, {copy_new / 1e9:.1f} GB/s "
         f"into a new one (source bytes per second); {len(impls)} implementations: {', '.join(impls)}"
@@ -325,7 +327,7 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="2^22 logits per shape and fewer runs (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="2^21 logits per shape and fewer runs (under a minute)")
     parser.add_argument("--threads", type=int, default=None, help="threads for numba, torch and JAX (numba's)")
     parser.add_argument("--out", type=Path, default=Path("."), help="folder for bench_cpu.json and bench_cpu.png")
 
