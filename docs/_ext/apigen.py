@@ -170,11 +170,15 @@ def _aliases_page(pages: dict[str, list[tuple[str, str, Any, bool]]]) -> str:
         "the entry it links to.\n"
     )
     aliases = sorted(
-        {(exported, full, _kind(obj)) for entries in pages.values() for full, exported, obj, a in entries if a}
+        {
+            (*exported.rsplit(".", 1), full, _kind(obj))
+            for entries in pages.values()
+            for full, exported, obj, a in entries
+            if a
+        }
     )
     module = None
-    for exported, full, kind in aliases:
-        owner, name = exported.rsplit(".", 1)
+    for owner, name, full, kind in aliases:
         if owner != module:
             module = owner
             out.append(_underline(f"``{owner}``", "-"))
