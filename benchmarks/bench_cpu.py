@@ -17,6 +17,7 @@ import argparse
 
 from _harness import add_arguments, describe, machine_info, set_threads, write_results
 from softmaxkit import bench
+from softmaxkit.kernels import numba as kernels
 
 
 def main() -> int:
@@ -24,6 +25,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer logits per shape and fewer runs")
     add_arguments(parser, repeat=None)
     args = parser.parse_args()
+    if kernels.available():
+        kernels.start()  # the package's threading layer, before set_threads starts numba's threads
     threads = set_threads(args.threads)
     machine = machine_info(threads)
     print(describe(machine))
