@@ -162,6 +162,7 @@ class _Targets(NamedTuple):
     """Class-index targets, prepared once."""
 
     valid: Tensor  # rows not ignored (bool, batch shape)
+    wild: Tensor  # rows not ignored whose class index is outside [0, C): nan rows, never read outside the row
     y: Tensor  # the class index, 0 at ignored rows, class dimension kept (for gather / scatter)
     w_y: Tensor  # the weight of the target class, 0 at ignored rows
     w: Tensor | None  # the class weights, shaped along dim
@@ -170,13 +171,16 @@ class _Targets(NamedTuple):
 
 def _targets(target: Tensor, weight: Tensor | None, dim: int, z: Tensor, ignore_index: int) -> _Targets:
     valid = target != ignore_index
-    y = torch.where(valid, target, 0).long()
+    # Unchecked labels (check_target=False, or traced by torch.compile / vmap): an index outside [0, C) reads
+    # class 0 and its row becomes nan, without a host synchronisation and without a read outside the row.
+    wild = valid & ((target < 0) | (target >= z.shape[dim]))
+    y = torch.where(valid & ~wild, target, 0).long()
     if weight is None:
         w_y = valid.to(z.dtype)
-        return _Targets(valid, y.unsqueeze(dim), w_y, None, float(z.shape[dim]))
+        return _Targets(valid, wild, y.unsqueeze(dim), w_y, None, float(z.shape[dim]))
     w = weight.to(z.dtype)
     w_y = torch.where(valid, w[y], 0.0)
-    return _Targets(valid, y.unsqueeze(dim), w_y, along(w, dim, z.ndim), w.sum())
+    return _Targets(valid, wild, y.unsqueeze(dim), w_y, along(w, dim, z.ndim), w.sum())
 
 
 def reduce_rows(row: Tensor, z_row: Tensor | None, denom: Tensor, n_rows: Tensor, reduction: str) -> Tensor:
@@ -218,12 +222,12 @@ def ce_forward(
         q = t * (1.0 - eps) + eps / n_classes if eps > 0 else t
         qw = q if weight is None else q * along(weight.to(z.dtype), dim, z.ndim)
         row = torch.where(qw == 0, 0.0, qw * (log_norm - d)).sum(dim)
-        valid = None
+        valid, wild = None, None
         n_rows = torch.tensor(float(row.numel()), dtype=acc, device=z.device)
         denom = n_rows
     else:
         tg = _targets(target, weight, dim, z, opts.ignore_index)
-        valid = tg.valid
+        valid, wild = tg.valid, tg.wild
         coef = (1.0 - eps) * tg.w_y
         d_y = d.gather(dim, tg.y).squeeze(dim)
         ln = log_norm.squeeze(dim)
@@ -236,6 +240,8 @@ def ce_forward(
     bad = bad_rows(lse.m).squeeze(dim)
     if valid is not None:
         bad = bad & valid
+    if wild is not None:
+        bad = bad | wild
     row = torch.where(bad, _NAN, row)
     z_row = None
     if opts.z_loss > 0:
@@ -348,9 +354,9 @@ def ce_backward(
     if dcap is not None:
         g = g * dcap
     bad = bad_rows(lse.m)
-    if valid_k is not None:
+    if tg is not None and valid_k is not None:
         g = torch.where(valid_k, g, 0.0)
-        bad = bad & valid_k
+        bad = (bad & valid_k) | tg.wild.unsqueeze(dim)
     g = torch.where(bad, _NAN, g)
     return g, target_grad
 
@@ -369,8 +375,9 @@ def check_labels(target: Tensor, n_classes: int, ignore_index: int, dim_name: st
     )
 
 
-def check_weight(weight: Tensor, n_classes: int) -> None:
-    """Class weights: 1-d, one per class, ``>= 0`` and not nan."""
+def check_weight(weight: Tensor, n_classes: int, values: bool = True) -> None:
+    """Class weights: 1-d, one per class, ``>= 0`` and not nan (the last only with ``values``: it reads the
+    weights on the host)."""
     if weight.ndim != 1 or weight.shape[0] != n_classes:
         raise ValueError(
             f"weight must be a 1-d tensor with one entry per class ({n_classes}); got shape {tuple(weight.shape)}"
@@ -378,6 +385,6 @@ def check_weight(weight: Tensor, n_classes: int) -> None:
     if not weight.is_floating_point():
         raise TypeError(f"weight must be a floating tensor; got dtype {weight.dtype}")
     bad = torch.logical_not(weight >= 0)
-    if bool(bad.any()):
+    if values and bool(bad.any()):
         pos = int(torch.nonzero(bad)[0, 0])
         raise ValueError(f"weight must be >= 0 and not nan; got {float(weight[pos])} for class {pos}")

@@ -31,6 +31,7 @@ cross-entropy, ``mean``, all ignored        0, gradient 0                       
 cross-entropy, ``mean``, zero total weight  0, gradient 0                       nan
 negative / nan class ``weight``             ``ValueError``                      accepted
 class index out of range                    ``ValueError`` naming the value     ``IndexError`` / assert
+... unchecked (compile, vmap, no check)     ``nan`` for its row                 ``IndexError`` / assert
 ``ignore_index`` with probability targets   ``ValueError`` unless -100          ignored
 ==========================================  ==================================  ==========================
 
@@ -38,6 +39,15 @@ Shared with torch: a ``nan`` in a row makes that row ``nan``; a ``+inf`` makes s
 cross-entropy ``nan`` for the row, logsumexp ``+inf``; a target logit of ``-inf`` gives an infinite loss with the
 finite gradient :math:`p - q`; ignored rows get a zero gradient (also when they hold ``nan``: they are never
 read). float16 and bfloat16 are computed in float32 and returned in their own dtype.
+
+Transforms
+----------
+The Functions are written in the ``setup_context`` style with ``generate_vmap_rule = True`` and a ``jvp``, so
+``torch.func.grad``, ``vmap`` (per-sample gradients), ``jacrev``, ``jacfwd``, ``hessian`` and
+``torch.autograd.forward_ad`` work and give torch's own values. ``torch.compile(fullgraph=True)`` traces all
+four without a graph break; inside a compiled graph the checks that read values on the host are skipped (see
+:func:`cross_entropy`'s ``check_target``), and forward-mode AD is not available there (Dynamo traces no custom
+``jvp``).
 
 Triton kernels on CUDA
 ----------------------
@@ -137,26 +147,78 @@ def _grad_rows(grad: Tensor, n_cols: int) -> Tensor:
     return g if g is not None else grad.contiguous().view(-1, n_cols)
 
 
+def _in_transform(x: Tensor) -> bool:
+    """Whether ``x`` is a tensor of a :mod:`torch.func` transform (vmap's batched tensors and their kin): such a
+    tensor takes the torch code (a kernel launch needs the plain tensor) and allows no data-dependent check."""
+    return bool(torch._C._functorch.is_functorch_wrapped_tensor(x))
+
+
+def _traced(*xs: Tensor) -> bool:
+    """Whether this call is traced (``torch.compile``, or a :mod:`torch.func` transform of one of ``xs``): then
+    no check may read a tensor's values on the host."""
+    return bool(torch.compiler.is_compiling()) or any(_in_transform(x) for x in xs)
+
+
+def _kernel_rows(x: Tensor, dim: int) -> tuple[ModuleType, Tensor] | None:
+    """The Triton module and ``x`` as ``(rows, C)`` when a kernel takes this call, else None (the torch code)."""
+    kernels = _gpu(x)
+    if kernels is None or _in_transform(x):
+        return None
+    rows = _rows(x, dim)
+    return None if rows is None else (kernels, rows)
+
+
+def _save(ctx: Any, *tensors: Tensor | None) -> None:
+    """Keep ``tensors`` for backward and for the forward-mode ``jvp`` alike."""
+    ctx.save_for_backward(*tensors)
+    ctx.save_for_forward(*tensors)
+
+
+Function = type[torch.autograd.Function]
+
+
+def _pick(function: tuple[Function, Function]) -> Any:
+    """``function[0]``; under ``torch.compile``, ``function[1]``: the same Function without its ``jvp``, which
+    Dynamo cannot trace (torch 2.13: "Unsupported custom jvp"; no forward-mode AD inside a compiled graph)."""
+    return function[1 if torch.compiler.is_compiling() else 0]
+
+
+def _apply(function: tuple[Function, Function], *args: Any) -> Tensor:
+    out: Tensor = _pick(function).apply(*args)
+    return out
+
+
+def _traceable(function: Function) -> tuple[Function, Function]:
+    """``function`` and its jvp-free twin for :func:`_apply` (the same name, so the same ``grad_fn`` name)."""
+    twin = type(function.__name__, (function,), {"jvp": staticmethod(torch.autograd.Function.jvp)})
+    return function, twin
+
+
 # --------------------------------------------------------------------------------------------- softmax
+# The Functions below are written in the ``setup_context`` style with ``generate_vmap_rule = True``: forward,
+# backward and jvp are plain torch code that vmap can batch, so that ``torch.func.grad``, ``vmap`` (per-sample
+# gradients), ``jacrev``, ``jacfwd`` and ``torch.autograd.forward_ad`` compose with them.
 class _Softmax(torch.autograd.Function):
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, x: Tensor, dim: int) -> Tensor:
-        kernels = _gpu(x)
-        rows = None if kernels is None else _rows(x, dim)
-        ctx.kernels = None if rows is None else kernels
-        if kernels is not None and rows is not None:
-            out: Tensor = kernels.softmax(rows).view(x.shape)
-            ctx.dim = dim
-            ctx.save_for_backward(out)
+    def forward(x: Tensor, dim: int) -> Tensor:
+        k = _kernel_rows(x, dim)
+        if k is not None:
+            out: Tensor = k[0].softmax(k[1]).view(x.shape)
             return out
         work = _core.compute_dtype(x.dtype, "input")
         p = torch.softmax(x, dim, dtype=work)
         if x.shape[dim] > 0:  # a fully masked row has no distribution: zeros, not nan
             p = torch.where(x.amax(dim, keepdim=True) == -_INF, 0.0, p)
-        out = p.to(_core.result_dtype(x.dtype, "input"))
-        ctx.dim = dim
-        ctx.save_for_backward(out)
-        return out
+        return p.to(_core.result_dtype(x.dtype, "input"))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, int], output: Tensor) -> None:
+        x, dim = inputs
+        k = _kernel_rows(x, dim)
+        ctx.dim, ctx.kernels = dim, None if k is None else k[0]
+        _save(ctx, output)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
@@ -170,26 +232,38 @@ class _Softmax(torch.autograd.Function):
         dx = p * (g - (g * p).sum(ctx.dim, keepdim=True))
         return dx.to(out.dtype), None
 
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor, _dim: None) -> Tensor:
+        (out,) = ctx.saved_tensors
+        p = _core.to_compute(out)
+        t = torch.where(p == 0, 0.0, tangent.to(p.dtype))  # masked entries are the constant 0
+        return (p * (t - (t * p).sum(ctx.dim, keepdim=True))).to(out.dtype)
+
+
+_SOFTMAX = _traceable(_Softmax)
+
 
 class _LogSoftmax(torch.autograd.Function):
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, x: Tensor, dim: int) -> Tensor:
-        kernels = _gpu(x)
-        rows = None if kernels is None else _rows(x, dim)
-        ctx.kernels = None if rows is None else kernels
-        if kernels is not None and rows is not None:
-            out: Tensor = kernels.softmax(rows, log=True).view(x.shape)
-            ctx.dim = dim
-            ctx.save_for_backward(out)
+    def forward(x: Tensor, dim: int) -> Tensor:
+        k = _kernel_rows(x, dim)
+        if k is not None:
+            out: Tensor = k[0].softmax(k[1], log=True).view(x.shape)
             return out
         z = _core.to_compute(x, "input")
         if z.shape[dim] > 0:
             lse, d = _core.row_lse(z, dim)
             z = torch.where(_core.bad_rows(lse.m), math.nan, d - lse.log_norm)
-        out = z.to(_core.result_dtype(x.dtype, "input"))
-        ctx.dim = dim
-        ctx.save_for_backward(out)
-        return out
+        return z.to(_core.result_dtype(x.dtype, "input"))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, int], output: Tensor) -> None:
+        x, dim = inputs
+        k = _kernel_rows(x, dim)
+        ctx.dim, ctx.kernels = dim, None if k is None else k[0]
+        _save(ctx, output)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
@@ -204,17 +278,26 @@ class _LogSoftmax(torch.autograd.Function):
         dx = torch.where(active, g - torch.exp(y) * g.sum(ctx.dim, keepdim=True), 0.0)
         return dx.to(out.dtype), None
 
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor, _dim: None) -> Tensor:
+        (out,) = ctx.saved_tensors
+        y = _core.to_compute(out)
+        active = y != -_INF  # masked entries are the constant -inf: their tangent is 0 and never read
+        t = torch.where(active, tangent.to(y.dtype), 0.0)
+        return torch.where(active, t - (torch.exp(y) * t).sum(ctx.dim, keepdim=True), 0.0).to(out.dtype)
+
+
+_LOGSOFTMAX = _traceable(_LogSoftmax)
+
 
 class _LogSumExp(torch.autograd.Function):
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, x: Tensor, dim: int, keepdim: bool) -> Tensor:
-        kernels = _gpu(x)
-        rows = None if kernels is None else _rows(x, dim)
-        ctx.kernels = None if rows is None else kernels
-        if kernels is not None and rows is not None:
-            value: Tensor = kernels.logsumexp(rows).view(*x.shape[:-1], 1).to(_core.result_dtype(x.dtype, "input"))
-            ctx.dim = dim
-            ctx.save_for_backward(x, value)
+    def forward(x: Tensor, dim: int, keepdim: bool) -> Tensor:
+        k = _kernel_rows(x, dim)
+        if k is not None:
+            value: Tensor = k[0].logsumexp(k[1]).view(*x.shape[:-1], 1).to(_core.result_dtype(x.dtype, "input"))
             return value if keepdim else value.squeeze(dim)
         z = _core.to_compute(x, "input")
         if z.shape[dim] == 0:
@@ -223,9 +306,22 @@ class _LogSumExp(torch.autograd.Function):
             lse, _ = _core.row_lse(z, dim)
             value = _core.lse_value(lse)
         out = value.to(_core.result_dtype(x.dtype, "input"))
-        ctx.dim = dim
-        ctx.save_for_backward(x, out)
         return out if keepdim else out.squeeze(dim)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, int, bool], output: Tensor) -> None:
+        x, dim, keepdim = inputs
+        k = _kernel_rows(x, dim)
+        ctx.dim, ctx.keepdim, ctx.kernels = dim, keepdim, None if k is None else k[0]
+        _save(ctx, x, output)
+
+    @staticmethod
+    def _softmax(ctx: Any, x: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
+        """The softmax of ``x`` in the compute dtype (0 for rows whose log-sum-exp is ``-inf``) and that mask."""
+        z = _core.to_compute(x, "input")
+        value = out if ctx.keepdim else out.unsqueeze(ctx.dim)
+        masked = value == -_INF  # every entry -inf (or the axis is empty): gradient 0, not exp(-inf + inf)
+        return torch.softmax(torch.where(masked, 0.0, z), ctx.dim), masked
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
@@ -234,13 +330,22 @@ class _LogSumExp(torch.autograd.Function):
         if rows is not None:
             dx: Tensor = ctx.kernels.logsumexp_backward(rows, grad.reshape(-1))
             return dx.view(x.shape), None, None
-        z = _core.to_compute(x, "input")
-        g = grad.to(z.dtype)
-        if g.ndim < z.ndim:
+        p, masked = _LogSumExp._softmax(ctx, x, out)
+        g = grad.to(p.dtype)
+        if not ctx.keepdim:
             g = g.unsqueeze(ctx.dim)
-        masked = out == -_INF  # every entry -inf (or the axis is empty): gradient 0, not exp(-inf + inf)
-        p = torch.softmax(torch.where(masked, 0.0, z), ctx.dim)
         return torch.where(masked, 0.0, g * p).to(x.dtype), None, None
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor, _dim: None, _keepdim: None) -> Tensor:
+        x, out = ctx.saved_tensors
+        p, masked = _LogSumExp._softmax(ctx, x, out)
+        t = torch.where(p == 0, 0.0, tangent.to(p.dtype))
+        dv = torch.where(masked, 0.0, (p * t).sum(ctx.dim, keepdim=True))
+        return (dv if ctx.keepdim else dv.squeeze(ctx.dim)).to(out.dtype)
+
+
+_LOGSUMEXP = _traceable(_LogSumExp)
 
 
 def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
@@ -295,8 +400,8 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: 
     if dtype is not None:
         x = x.to(dtype)
     if x.ndim == 0:
-        return _core.apply(_Softmax, x.unsqueeze(0), 0).squeeze(0)
-    return _core.apply(_Softmax, x, d)
+        return _apply(_SOFTMAX, x.unsqueeze(0), 0).squeeze(0)
+    return _apply(_SOFTMAX, x, d)
 
 
 def log_softmax(
@@ -351,8 +456,8 @@ def log_softmax(
     if dtype is not None:
         x = x.to(dtype)
     if x.ndim == 0:
-        return _core.apply(_LogSoftmax, x.unsqueeze(0), 0).squeeze(0)
-    return _core.apply(_LogSoftmax, x, d)
+        return _apply(_LOGSOFTMAX, x.unsqueeze(0), 0).squeeze(0)
+    return _apply(_LOGSOFTMAX, x, d)
 
 
 def logsumexp(input: Tensor, dim: int | tuple[int, ...] | list[int], keepdim: bool = False) -> Tensor:
@@ -405,13 +510,13 @@ def logsumexp(input: Tensor, dim: int | tuple[int, ...] | list[int], keepdim: bo
     if len(set(norm)) != len(norm):
         raise ValueError(f"dim holds a repeated dimension: {dim!r}")
     if x.ndim == 0:
-        out = _core.apply(_LogSumExp, x.unsqueeze(0), 0, False)
+        out = _apply(_LOGSUMEXP, x.unsqueeze(0), 0, False)
         return out.reshape(())
     if len(norm) == 1:
-        return _core.apply(_LogSumExp, x, norm[0], keepdim)
+        return _apply(_LOGSUMEXP, x, norm[0], keepdim)
     rest = [i for i in range(x.ndim) if i not in norm]
     flat = x.permute(*rest, *norm).reshape(*[x.shape[i] for i in rest], -1)
-    out = _core.apply(_LogSumExp, flat, flat.ndim - 1, False)
+    out = _apply(_LOGSUMEXP, flat, flat.ndim - 1, False)
     if keepdim:
         out = out.reshape([1 if i in norm else x.shape[i] for i in range(x.ndim)])
     return out
@@ -419,30 +524,58 @@ def logsumexp(input: Tensor, dim: int | tuple[int, ...] | list[int], keepdim: bo
 
 # --------------------------------------------------------------------------------------- cross-entropy
 class _CrossEntropy(torch.autograd.Function):
+    """Outputs ``(loss, m, log_norm, denom, n_rows, fused, qsum)``; all but the loss are not differentiable:
+    the saved row statistics, and on the Triton path the gradient written by the forward and its ``qsum``
+    (empty tensors elsewhere)."""
+
+    generate_vmap_rule = True
+
     @staticmethod
     def forward(
-        ctx: Any, logits: Tensor, target: Tensor, weight: Tensor | None, dim: int, opts: Options, fuse: bool
-    ) -> Tensor:
-        kernels = _gpu(logits)
-        rows = None if kernels is None else _rows(logits, dim)
-        ctx.kernels, ctx.grad, ctx.qsum = None, None, None
-        if kernels is not None and rows is not None:
-            ctx.batch = logits.shape[:-1]
-            loss, lse, denom, n_rows = _CrossEntropy._kernel_forward(ctx, kernels, rows, target, weight, opts, fuse)
+        logits: Tensor, target: Tensor, weight: Tensor | None, dim: int, opts: Options, fuse: bool
+    ) -> tuple[Tensor, ...]:
+        k = _kernel_rows(logits, dim)
+        # distinct empty tensors: one tensor returned as two outputs confuses torch.compile's wiring of saved tensors
+        fused, qsum = logits.new_empty(0), logits.new_empty(0)
+        if k is not None:
+            loss, lse, denom, n_rows, out = _CrossEntropy._kernel_forward(
+                k[0], k[1], logits, target, weight, opts, fuse
+            )
+            fused = fused if out.grad is None else out.grad
+            qsum = qsum if out.qsum is None else out.qsum
         else:
             z = _core.to_compute(logits)
             loss, lse, denom, n_rows = _core.ce_forward(z, target, weight, dim, opts)
+        loss = loss.to(_core.result_dtype(logits.dtype))
+        if n_rows is denom:  # probability targets: one count, handed out as two distinct outputs
+            n_rows = denom.clone()
+        return loss, lse.m, lse.log_norm, denom, n_rows, fused, qsum
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        logits, target, weight, dim, opts, _ = inputs
+        _, m, log_norm, denom, n_rows, fused, qsum = output
+        ctx.mark_non_differentiable(m, log_norm, denom, n_rows, fused, qsum)
+        k = _kernel_rows(logits, dim)
+        ctx.kernels = None if k is None else k[0]
+        ctx.grad = fused if ctx.kernels is not None and fused.numel() else None
+        ctx.qsum = qsum if ctx.kernels is not None and qsum.numel() else None
         ctx.dim, ctx.opts = dim, opts
-        ctx.save_for_backward(logits, target, weight, lse.m, lse.log_norm, denom, n_rows)
-        return loss.to(_core.result_dtype(logits.dtype))
+        _save(ctx, logits, target, weight, m, log_norm, denom, n_rows)
 
     @staticmethod
     def _kernel_forward(
-        ctx: Any, kernels: ModuleType, rows: Tensor, target: Tensor, weight: Tensor | None, opts: Options, fuse: bool
-    ) -> tuple[Tensor, RowLse, Tensor, Tensor]:
+        kernels: ModuleType,
+        rows: Tensor,
+        logits: Tensor,
+        target: Tensor,
+        weight: Tensor | None,
+        opts: Options,
+        fuse: bool,
+    ) -> tuple[Tensor, RowLse, Tensor, Tensor, Any]:
         """The Triton forward: per-row losses from the kernel, reduced here in float64 as the reference does."""
         n, k = rows.shape
-        batch = ctx.batch
+        batch = logits.shape[:-1]
         probs = target.is_floating_point()
         if probs:
             t = _rows(target, target.ndim - 1)
@@ -462,14 +595,13 @@ class _CrossEntropy(torch.autograd.Function):
             rows, t, weight, ignore_index=opts.ignore_index, label_smoothing=opts.label_smoothing,
             z_loss=opts.z_loss, softcap=opts.softcap, scales=scales,
         )  # fmt: skip
-        ctx.kernels, ctx.grad, ctx.qsum = kernels, out.grad, out.qsum
         loss = _core.reduce_rows(out.loss, out.z_rows, denom, n_rows, opts.reduction).to(torch.float32)
         keep = (*batch, 1)
         lse = RowLse(out.m.view(keep), out.log_norm.view(keep))
-        return (loss.view(batch) if opts.reduction == "none" else loss), lse, denom, n_rows
+        return (loss.view(batch) if opts.reduction == "none" else loss), lse, denom, n_rows, out
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None, None]:
+    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, Tensor | None, None, None, None, None]:
         logits, target, weight, m, log_norm, denom, n_rows = ctx.saved_tensors
         want_t = bool(ctx.needs_input_grad[1])
         dz: Tensor | None
@@ -488,6 +620,27 @@ class _CrossEntropy(torch.autograd.Function):
             None,
             None,
         )
+
+    @staticmethod
+    def jvp(ctx: Any, t_logits: Tensor | None, t_target: Tensor | None, *_: Any) -> tuple[Tensor | None, ...]:
+        """The loss is a sum of per-row terms, so its tangent is :math:`\\sum \\nabla\\ell \\cdot t` with the
+        gradient of the backward for an upstream gradient of ones, summed per row for ``reduction="none"``."""
+        logits, target, weight, m, log_norm, denom, n_rows = ctx.saved_tensors
+        opts: Options = ctx.opts
+        z = _core.to_compute(logits)
+        want_t = t_target is not None and target.is_floating_point()
+        ones = torch.ones_like(z.sum(ctx.dim)) if opts.reduction == "none" else z.new_ones(())
+        dz, dt = _core.ce_backward(z, target, weight, ctx.dim, opts, RowLse(m, log_norm), denom, n_rows, ones, want_t)
+        per_entry = torch.zeros_like(z)
+        if t_logits is not None:  # 0 where the loss does not read the entry (ignored rows), whatever the tangent
+            per_entry = per_entry + torch.where(dz == 0, 0.0, dz * t_logits.to(z.dtype))
+        if dt is not None and t_target is not None:
+            per_entry = per_entry + torch.where(dt == 0, 0.0, dt * t_target.to(z.dtype))
+        if opts.reduction == "none":
+            dloss = per_entry.sum(ctx.dim)
+        else:
+            dloss = per_entry.sum(dtype=_core.accumulator(per_entry))
+        return dloss.to(_core.result_dtype(logits.dtype)), None, None, None, None, None, None
 
     @staticmethod
     def _kernel_backward(
@@ -531,6 +684,9 @@ class _CrossEntropy(torch.autograd.Function):
         )  # fmt: skip
         dz: Tensor = out.grad.view(logits.shape)
         return dz
+
+
+_CROSSENTROPY = _traceable(_CrossEntropy)
 
 
 def _check_target(x: Tensor, target: Any, dim: int, opts: Options, check_values: bool = True) -> Tensor:
@@ -619,10 +775,12 @@ def cross_entropy(
         :math:`c > 0` (Gemma 2): logits become :math:`c \tanh(z/c)`; ``-inf`` stays ``-inf``.
     check_target : bool
         Check the values of ``target`` before computing (class indices in ``[0, C)`` or ``ignore_index``;
-        probabilities finite and ``>= 0``), raising ``ValueError`` naming the first bad one. The check costs
-        one device-to-host transfer (a synchronisation on CUDA) per call. ``False`` skips it for trusted
-        targets: on the Triton path a class index out of range then gives a ``nan`` loss and gradient for its
-        row (the kernel never reads outside the row); on the torch path, torch's own indexing error.
+        probabilities finite and ``>= 0``; class weights ``>= 0``), raising ``ValueError`` naming the first bad
+        one. The check costs one device-to-host transfer (a synchronisation on CUDA) per call. ``False`` skips
+        it for trusted targets. The check is also skipped, whatever this says, where it would break a graph or
+        a transform: inside ``torch.compile`` and for a target batched by ``torch.func.vmap``. Unchecked, a
+        class index out of range gives a ``nan`` loss and gradient for its row (so a ``nan`` ``mean``/``sum``),
+        on every path, and nothing is ever read outside the row.
 
     Returns
     -------
@@ -649,6 +807,9 @@ def cross_entropy(
     row with ``nan`` / ``+inf``             ``nan`` for that row
     ignored row holding ``nan``             0 (zeros): ignored rows are never read
     float16 / bfloat16                      computed in float32, returned as is
+    under ``torch.autocast``                float16 / bfloat16 logits cast to float32 first,
+                                            float32 returned, as torch does
+    unchecked class index out of range      ``nan`` for that row (see ``check_target``)
     ======================================  ==============================================
 
     Examples
@@ -671,12 +832,16 @@ def cross_entropy(
     if x.ndim == 0:
         raise ValueError("input must have the class dimension: shape (C,), (N, C) or (N, C, d1, ...); got a 0-d tensor")
     _core.compute_dtype(x.dtype, "input")
+    if x.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(x.device.type):
+        x = x.float()  # torch's autocast runs cross-entropy in float32 and returns float32: so do we
     dim = 1 if x.ndim >= 2 else 0
-    t = _check_target(x, target, dim, opts, bool(check_target))
+    t = _check_target(x, target, dim, opts, bool(check_target) and not _traced(_tensor(target, "target")))
     if weight is not None:
-        _core.check_weight(_tensor(weight, "weight"), x.shape[dim])
+        w = _tensor(weight, "weight")
+        _core.check_weight(w, x.shape[dim], values=not _traced(w))
     if x.shape[dim] == 0:  # no classes: every label was ignored (checked above)
         zero = x.sum(dim) * 0.0
         return zero if opts.reduction == "none" else zero.sum()
     fuse = torch.is_grad_enabled() and x.requires_grad and not (t.is_floating_point() and t.requires_grad)
-    return _core.apply(_CrossEntropy, x, t, weight, dim, opts, fuse)
+    loss: Tensor = _pick(_CROSSENTROPY).apply(x, t, weight, dim, opts, fuse)[0]
+    return loss
