@@ -125,9 +125,14 @@ def _choose_cache_dir() -> Path | None:
                 stacklevel=2,
             )
             return None
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    uid = os.getuid() if hasattr(os, "getuid") else os.getlogin()
-    for candidate in (base / "softmaxkit" / "numba", Path(tempfile.gettempdir()) / f"softmaxkit-numba-{uid}"):
+    candidates = []
+    with contextlib.suppress(RuntimeError):  # no home directory
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        if base.is_absolute():
+            candidates.append(base / "softmaxkit" / "numba")
+    uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    candidates.append(Path(tempfile.gettempdir()) / f"softmaxkit-numba-{uid}")
+    for candidate in candidates:
         if _usable(candidate, create=True) is None:
             return candidate
     return None
