@@ -287,3 +287,75 @@ def test_autocast_module_returns_float32_as_torch():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert skt.CrossEntropyLoss()(logits, y).dtype == torch.nn.CrossEntropyLoss()(logits, y).dtype == torch.float32
     assert skt.CrossEntropyLoss()(logits, y).dtype == torch.bfloat16  # outside autocast: the input's dtype
+
+
+LINEAR_OPTIONS = [
+    {},
+    {"bias": "b"},
+    {"weight": "w", "label_smoothing": 0.1},
+    {"z_loss": 1e-2, "softcap": 3.0},
+    {"reduction": "none", "z_loss": 0.1, "bias": "b"},
+    {"reduction": "sum", "chunk_size": 3},
+]
+
+
+@pytest.mark.parametrize("kw", LINEAR_OPTIONS, ids=repr)
+def test_linear_cross_entropy_compiles_with_fullgraph_and_equals_eager(kw):
+    """The traced path (token chunks under activation checkpointing) gives the eager path's loss and gradients."""
+    g = torch.Generator().manual_seed(6)
+    h = torch.randn(10, 6, generator=g, dtype=torch.float64)
+    lw = torch.randn(7, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 7, (10,), generator=g)
+    y[2] = -100
+    extra = {
+        "b": torch.randn(7, generator=g, dtype=torch.float64),
+        "w": torch.linspace(0.5, 2.0, 7, dtype=torch.float64),
+    }
+    o = {k: extra[v] if k in ("bias", "weight") else v for k, v in kw.items()}
+
+    def f(a: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return skt.linear_cross_entropy(a, w, t, **o)
+
+    results = []
+    for fn in (f, _compiled(f)):
+        a, w = h.clone().requires_grad_(True), lw.clone().requires_grad_(True)
+        loss = fn(a, w, y)
+        loss.sum().backward()
+        results.append((loss.detach(), a.grad, w.grad))
+    for got, want in zip(*results, strict=True):
+        _close(got, want)
+
+
+def test_linear_cross_entropy_compiled_out_of_range_label_is_nan_for_its_row():
+    g = torch.Generator().manual_seed(7)
+    h = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    lw = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 9, 3, -100, 4])
+    loss = _compiled(lambda a, w, t: skt.linear_cross_entropy(a, w, t, reduction="none"))(h, lw, y)
+    assert torch.isnan(loss[2])
+    keep = [0, 1, 3, 4, 5]
+    _close(loss[keep], skt.linear_cross_entropy(h[keep], lw, y[keep], reduction="none"))
+    with pytest.raises(ValueError, match="class index 9"):  # eager still checks
+        skt.linear_cross_entropy(h, lw, y)
+
+
+def test_compiled_module_step_has_no_graph_break():
+    """A small MLP train step with our CrossEntropyLoss compiles as one graph (fullgraph) and equals eager."""
+    torch.manual_seed(8)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 5)).double()
+    loss_fn = skt.CrossEntropyLoss(label_smoothing=0.05)
+    x = torch.randn(12, 6, dtype=torch.float64)
+    y = torch.randint(0, 5, (12,))
+
+    def step(a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return loss_fn(model(a), t)
+
+    explanation = torch._dynamo.explain(step)(x, y)
+    assert explanation.graph_break_count == 0
+    assert explanation.graph_count == 1
+    want = step(x, y)
+    (g_want,) = torch.autograd.grad(want, model[0].weight)
+    got = _compiled(step)(x, y)
+    (g_got,) = torch.autograd.grad(got, model[0].weight)
+    _close(got, want)
+    _close(g_got, g_want)

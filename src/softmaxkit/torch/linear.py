@@ -79,11 +79,13 @@ from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
+from torch.utils.checkpoint import checkpoint
 
 from .. import _validate
 from . import _blocks as blk
 from . import _core, _triton
 from ._core import Options
+from .functional import cross_entropy, logsumexp
 
 __all__ = ["LinearCrossEntropyLoss", "linear_cross_entropy"]
 
@@ -175,6 +177,49 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return outs[0], outs[1], outs[2], None, None, None, None
 
 
+def _chunk(
+    h: Tensor, lw: Tensor, bias: Tensor | None, y: Tensor, weight: Tensor | None, opts: Options
+) -> tuple[Tensor, Tensor | None]:
+    """One token chunk of the traced path: per-row CE (no z-loss) and, with a z-loss, per-row lse^2 (0 where
+    ignored), from the chunk's logits ``h @ lw.T + bias``."""
+    z = h @ lw.T if bias is None else torch.addmm(bias, h, lw.T)
+    ce = cross_entropy(
+        z, y, weight, ignore_index=opts.ignore_index, reduction="none", label_smoothing=opts.label_smoothing,
+        softcap=opts.softcap, check_target=False,
+    )  # fmt: skip
+    if opts.z_loss == 0:
+        return ce, None
+    value = logsumexp(_core.cap(z, opts.softcap)[0], 1)
+    return ce, torch.where(y != opts.ignore_index, value * value, 0.0)
+
+
+def _traced_loss(
+    h2: Tensor, lw: Tensor, bias: Tensor | None, t1: Tensor, weight: Tensor | None, opts: Options, rows: int
+) -> Tensor:
+    """The path ``torch.compile`` traces (the eager one drops ignored rows and sizes its work from the data,
+    which a graph cannot): chunks of ``rows`` tokens, each chunk's logits formed by one product and passed to
+    :func:`softmaxkit.torch.cross_entropy` under activation checkpointing, so that backward holds one chunk of
+    logits at a time (recomputed) instead of the :math:`N \times V` logits. Same values and options; ignored
+    rows are multiplied (and a ``nan`` in one stays out of the loss, not out of the product's cost)."""
+    work = _core.compute_dtype(h2.dtype, "hidden")
+    h, w = h2.to(work), lw.to(work)
+    b = None if bias is None else bias.to(work)
+    parts = [
+        checkpoint(_chunk, h[c0 : c0 + rows], w, b, t1[c0 : c0 + rows], weight, opts, use_reentrant=False)
+        for c0 in range(0, h.shape[0], rows)
+    ]
+    row = torch.cat([p[0] for p in parts]) if parts else h.new_zeros(0)
+    z_row = (
+        None if opts.z_loss == 0 or not parts else opts.z_loss * torch.cat([p[1] for p in parts if p[1] is not None])
+    )
+    valid = (t1 != opts.ignore_index).to(work)
+    in_range = valid * ((t1 >= 0) & (t1 < lw.shape[0])).to(work)  # w[y] below reads only indices in [0, V)
+    w_y = valid if weight is None else in_range * weight.to(work)[t1.clamp(0, max(lw.shape[0] - 1, 0))]
+    acc = _core.accumulator(row)
+    loss = _core.reduce_rows(row, z_row, w_y.sum(dtype=acc), valid.sum(dtype=acc), opts.reduction)
+    return loss.to(h2.dtype)
+
+
 def _check(hidden: Any, lw: Any, target: Any, bias: Any, weight: Any, opts: Options) -> tuple[Tensor, Tensor]:
     for name, value in (("hidden", hidden), ("linear_weight", lw), ("target", target)):
         if not isinstance(value, torch.Tensor):
@@ -201,8 +246,9 @@ def _check(hidden: Any, lw: Any, target: Any, bias: Any, weight: Any, opts: Opti
     if weight is not None:
         if not isinstance(weight, torch.Tensor):
             raise TypeError(f"weight must be a torch.Tensor; got {type(weight).__name__}")
-        _core.check_weight(weight, vocab)
-    _core.check_labels(target, vocab, opts.ignore_index, "the vocabulary (linear_weight.shape[0])")
+        _core.check_weight(weight, vocab, values=not torch.compiler.is_compiling())
+    if not torch.compiler.is_compiling():  # traced: an out-of-range label is a nan row (a host sync breaks graphs)
+        _core.check_labels(target, vocab, opts.ignore_index, "the vocabulary (linear_weight.shape[0])")
     return hidden.reshape(-1, hidden.shape[-1]), target.reshape(-1)
 
 
@@ -291,6 +337,12 @@ def linear_cross_entropy(
     no input requiring them) only the loss is computed. ``reduction="none"`` recomputes the blocks in backward,
     weighting each row by its own upstream gradient.
 
+    Under ``torch.compile`` (``fullgraph=True`` works) the traced path runs instead: token chunks of the same
+    size, each chunk's logits passed to :func:`softmaxkit.torch.cross_entropy` under activation checkpointing
+    (the same values and gradients; ignored rows are multiplied too, ``chunk_size``'s vocabulary part and the
+    Triton kernels are not used), and the checks that read values on the host are skipped: a class index
+    out of range gives ``nan`` for its row.
+
     Special values
     --------------
     ======================================  ==============================================
@@ -301,6 +353,7 @@ def linear_cross_entropy(
     ignored rows                            never multiplied: 0 (zeros), even holding nan
     ``nan`` in a hidden row                 ``nan`` for that row (and in the weight gradient)
     ``-inf`` bias entry                     that entry has probability 0 (gradient 0)
+    label out of range, ``torch.compile``   ``nan`` for that row (eager: ``ValueError``)
     float16 / bfloat16                      computed and accumulated in float32
     ======================================  ==============================================
 
@@ -323,7 +376,9 @@ def linear_cross_entropy(
     h2, t1 = _check(hidden, linear_weight, target, bias, weight, opts)
     buffers = 1 if opts.softcap is None else 2  # the softcap keeps its derivative in a second block
     plan = blk.make_plan(chunk_size, h2.shape[0], linear_weight.shape[0], h2.shape[1], buffers)
-    if _triton.use_triton(h2, linear_weight):
+    if torch.compiler.is_compiling():
+        loss = _traced_loss(h2, linear_weight, bias, t1, weight, opts, plan.rows)
+    elif _triton.use_triton(h2, linear_weight):
         loss = _core.apply(_TritonLinearCrossEntropy, h2, linear_weight, bias, t1, weight, opts, det, threshold)
     else:
         loss = _core.apply(_LinearCrossEntropy, h2, linear_weight, bias, t1, weight, opts, plan)
