@@ -109,7 +109,7 @@ def documented_entries() -> dict[str, list[tuple[str, str, Any, bool]]]:
     """page -> [(documented full name, exported name, object, is_alias)]: each object is documented once over all
     pages; a module that re-exports an object documented earlier lists it as an alias (with its full exported
     name), a target that links to the entry."""
-    seen: dict[int, str] = {}
+    seen: dict[tuple[int, str], str] = {}
     pages: dict[str, list[tuple[str, str, Any, bool]]] = {}
     sources: list[tuple[str, types.ModuleType]] = []
     # an object is documented in the most specific namespace that exports it (``softmaxkit.layers.OUTPUT_LAYERS``,
@@ -125,8 +125,10 @@ def documented_entries() -> dict[str, list[tuple[str, str, Any, bool]]]:
             if isinstance(obj, types.ModuleType):
                 continue  # a subpackage in __all__: it has its own page
             full = f"{module.__name__}.{name}"
-            key = id(obj)
-            if key in seen and not isinstance(obj, (str, int, float, tuple)):
+            # a constant (a number, a tuple of names) is the same entry only under the same name: equal small
+            # values may be one object in CPython
+            key = (id(obj), name if isinstance(obj, (str, int, float, tuple)) else "")
+            if key in seen:
                 if seen[key] != full:
                     entries.append((seen[key], f"{module.__name__}.{name}", obj, True))
                 continue
