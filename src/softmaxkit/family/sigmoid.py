@@ -89,9 +89,9 @@ def sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array
 
     The first form is used for :math:`x \ge 0` and the second for :math:`x < 0`, so that ``exp`` never
     overflows and :math:`\sigma(-745)` is the subnormal :math:`e^{-745}`, not 0 by cancellation.
-    Its derivative is :math:`\sigma(x)(1 - \sigma(x))` (:func:`~softmaxkit.family.sigmoid_jvp`). Unlike softmax the outputs are
-    not normalised: each lies in :math:`[0, 1]` and a row need not sum to one (module notes; de Brébisson &
-    Vincent 2016).
+    Its derivative is :math:`\sigma(x)(1 - \sigma(x))` (:func:`~softmaxkit.family.sigmoid_jvp`). Unlike
+    softmax the outputs are not normalised: each lies in :math:`[0, 1]` and a row need not sum to one (module
+    notes; de Brébisson & Vincent 2016).
 
     Parameters
     ----------
