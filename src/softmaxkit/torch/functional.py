@@ -76,7 +76,7 @@ from typing import Any
 
 import torch
 
-from .. import _validate
+from .. import _backend, _validate
 from . import _core
 from ._core import Options, RowLse
 
@@ -168,6 +168,30 @@ def _kernel_rows(x: Tensor, dim: int) -> tuple[ModuleType, Tensor] | None:
     return None if rows is None else (kernels, rows)
 
 
+def _cpu_kernels(x: Tensor, dim: int) -> ModuleType | None:
+    """:mod:`softmaxkit.kernels.numba` when the dispatcher sends this CPU tensor there (float32/float64, class
+    dimension last and not empty, not traced; ``backend`` and its size threshold as for NumPy arrays), else None.
+
+    The kernels read the tensor through a NumPy view of its memory (no copy when its rows are contiguous) and
+    their results become tensors without a copy (``torch.from_numpy``)."""
+    if (
+        x.device.type != "cpu"
+        or x.dtype not in (torch.float32, torch.float64)
+        or x.layout != torch.strided
+        or x.ndim == 0
+        or dim != x.ndim - 1
+        or x.shape[-1] == 0
+        or _traced(x)
+        or _gpu(x) is not None  # the Triton kernels' tensor (the tests run them on CPU in the interpreter)
+    ):
+        return None
+    if not _backend.use_kernel(x.detach().numpy(), _backend.resolve()):
+        return None
+    from ..kernels import numba as kernels
+
+    return kernels
+
+
 def _save(ctx: Any, *tensors: Tensor | None) -> None:
     """Keep ``tensors`` for backward and for the forward-mode ``jvp`` alike."""
     ctx.save_for_backward(*tensors)
@@ -207,6 +231,9 @@ class _Softmax(torch.autograd.Function):
         if k is not None:
             out: Tensor = k[0].softmax(k[1]).view(x.shape)
             return out
+        cpu = _cpu_kernels(x, dim)
+        if cpu is not None:
+            return torch.from_numpy(cpu.softmax(x.detach().numpy(), 1.0, False))
         work = _core.compute_dtype(x.dtype, "input")
         p = torch.softmax(x, dim, dtype=work)
         if x.shape[dim] > 0:  # a fully masked row has no distribution: zeros, not nan
@@ -252,6 +279,9 @@ class _LogSoftmax(torch.autograd.Function):
         if k is not None:
             out: Tensor = k[0].softmax(k[1], log=True).view(x.shape)
             return out
+        cpu = _cpu_kernels(x, dim)
+        if cpu is not None:
+            return torch.from_numpy(cpu.softmax(x.detach().numpy(), 1.0, True))
         z = _core.to_compute(x, "input")
         if z.shape[dim] > 0:
             lse, d = _core.row_lse(z, dim)
@@ -532,8 +562,12 @@ class _CrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        logits: Tensor, target: Tensor, weight: Tensor | None, dim: int, opts: Options, fuse: bool
+        logits: Tensor, target: Tensor, weight: Tensor | None, dim: int, opts: Options, fuse: bool, cpu: bool
     ) -> tuple[Tensor, ...]:
+        if cpu:
+            out = _CrossEntropy._cpu_forward(logits, target, weight, opts, fuse)
+            if out is not None:
+                return out
         k = _kernel_rows(logits, dim)
         # distinct empty tensors: one tensor returned as two outputs confuses torch.compile's wiring of saved tensors
         fused, qsum = logits.new_empty(0), logits.new_empty(0)
@@ -552,10 +586,41 @@ class _CrossEntropy(torch.autograd.Function):
         return loss, lse.m, lse.log_norm, denom, n_rows, fused, qsum
 
     @staticmethod
+    def _cpu_forward(
+        logits: Tensor, target: Tensor, weight: Tensor | None, opts: Options, fuse: bool
+    ) -> tuple[Tensor, ...] | None:
+        """The numba kernels on NumPy views: the loss, and with ``fuse`` the gradient from the same pass (for
+        ``none``, each row's own). No row statistics (empty ``m``, ``log_norm``): a backward without that
+        gradient recomputes them. None for the one case the kernels leave to the reference."""
+        from ..kernels import numba as kernels
+
+        t = target.detach().to(logits.dtype) if target.is_floating_point() else target
+        w = None if weight is None else weight.detach().to(logits.dtype).numpy()
+        res = kernels.cross_entropy(
+            logits.detach().numpy(), t.numpy(), w, opts.ignore_index, opts.label_smoothing, opts.reduction,
+            opts.z_loss, opts.softcap, fuse,
+        )  # fmt: skip
+        if res is None:
+            return None
+        loss, grad = res
+        acc = _core.accumulator(logits)
+        if target.is_floating_point():
+            denom = torch.tensor(float(target.numel() // max(target.shape[-1], 1)), dtype=acc)
+            n_rows = denom.clone()
+        else:
+            valid = target != opts.ignore_index
+            w_y = valid.to(acc) if weight is None else torch.where(valid, weight.to(acc)[target.where(valid, 0)], 0.0)
+            denom, n_rows = w_y.sum(), valid.sum(dtype=acc)
+        none = logits.new_empty(0)
+        fused = none.clone() if grad is None else torch.from_numpy(grad)
+        return torch.from_numpy(loss), none, none.clone(), denom, n_rows, fused, none.clone()
+
+    @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        logits, target, weight, dim, opts, _ = inputs
+        logits, target, weight, dim, opts, _, cpu = inputs
         _, m, log_norm, denom, n_rows, fused, qsum = output
         ctx.mark_non_differentiable(m, log_norm, denom, n_rows, fused, qsum)
+        ctx.cpu_grad = fused if cpu and fused.numel() else None
         k = _kernel_rows(logits, dim)
         ctx.kernels = None if k is None else k[0]
         ctx.grad = fused if ctx.kernels is not None and fused.numel() else None
@@ -601,20 +666,27 @@ class _CrossEntropy(torch.autograd.Function):
         return (loss.view(batch) if opts.reduction == "none" else loss), lse, denom, n_rows, out
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, Tensor | None, None, None, None, None]:
+    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, Tensor | None, None, None, None, None, None]:
         logits, target, weight, m, log_norm, denom, n_rows = ctx.saved_tensors
         want_t = bool(ctx.needs_input_grad[1])
         dz: Tensor | None
+        if ctx.cpu_grad is not None and not torch.is_grad_enabled() and not want_t:
+            dz, ctx.cpu_grad = ctx.cpu_grad, None  # handed over (a second backward recomputes)
+            if ctx.opts.reduction == "none":
+                return dz.mul_(grad.to(dz.dtype).unsqueeze(-1)), None, None, None, None, None, None
+            return (dz if bool(grad == 1) else dz.mul_(grad.to(dz.dtype))), None, None, None, None, None, None
         if ctx.kernels is not None and not torch.is_grad_enabled() and not want_t:
             dz = _CrossEntropy._kernel_backward(ctx, logits, target, weight, m, log_norm, denom, n_rows, grad)
-            return dz, None, None, None, None, None
+            return dz, None, None, None, None, None, None
         z = _core.to_compute(logits)
-        # A double backward differentiates this function: then the lse is recomputed by differentiable ops.
-        lse = None if torch.is_grad_enabled() else RowLse(m, log_norm)
+        # A double backward differentiates this function: then the lse is recomputed by differentiable ops (and
+        # so it is where the forward kept none: the CPU kernels' path).
+        lse = None if torch.is_grad_enabled() or m.numel() == 0 else RowLse(m, log_norm)
         dz, dt = _core.ce_backward(z, target, weight, ctx.dim, ctx.opts, lse, denom, n_rows, grad, want_t)
         return (
             dz.to(logits.dtype) if ctx.needs_input_grad[0] else None,
             None if dt is None else dt.to(target.dtype),
+            None,
             None,
             None,
             None,
@@ -630,7 +702,8 @@ class _CrossEntropy(torch.autograd.Function):
         z = _core.to_compute(logits)
         want_t = t_target is not None and target.is_floating_point()
         ones = torch.ones_like(z.sum(ctx.dim)) if opts.reduction == "none" else z.new_ones(())
-        dz, dt = _core.ce_backward(z, target, weight, ctx.dim, opts, RowLse(m, log_norm), denom, n_rows, ones, want_t)
+        lse = None if m.numel() == 0 else RowLse(m, log_norm)  # none kept by the CPU kernels' path: recomputed
+        dz, dt = _core.ce_backward(z, target, weight, ctx.dim, opts, lse, denom, n_rows, ones, want_t)
         per_entry = torch.zeros_like(z)
         if t_logits is not None:  # 0 where the loss does not read the entry (ignored rows), whatever the tangent
             per_entry = per_entry + torch.where(dz == 0, 0.0, dz * t_logits.to(z.dtype))
@@ -842,6 +915,10 @@ def cross_entropy(
     if x.shape[dim] == 0:  # no classes: every label was ignored (checked above)
         zero = x.sum(dim) * 0.0
         return zero if opts.reduction == "none" else zero.sum()
-    fuse = torch.is_grad_enabled() and x.requires_grad and not (t.is_floating_point() and t.requires_grad)
-    loss: Tensor = _pick(_CROSSENTROPY).apply(x, t, weight, dim, opts, fuse)[0]
+    target_grad = t.is_floating_point() and t.requires_grad
+    fuse = torch.is_grad_enabled() and x.requires_grad and not target_grad
+    # the CPU kernels index the row with the label unchecked: only labels checked here may go there
+    checked = t.is_floating_point() or (bool(check_target) and not _traced(t))
+    cpu = checked and not target_grad and _cpu_kernels(x, dim) is not None
+    loss: Tensor = _pick(_CROSSENTROPY).apply(x, t, weight, dim, opts, fuse, cpu)[0]
     return loss
