@@ -28,11 +28,14 @@ from . import _validate
 from ._array import Array, DType, Namespace, cast, from_last, namespace_of, to_compute, to_last
 
 __all__ = [
+    "Entries",
     "Lse",
     "Rows",
     "Stats",
     "bad_rows",
+    "cotangent",
     "dsigmoid",
+    "entries",
     "finish",
     "lse_of_shifted",
     "merge",
@@ -50,6 +53,25 @@ _INF = float("inf")
 
 
 # ------------------------------------------------------------------------------------------ row prologue
+class Entries(NamedTuple):
+    """A mapping's input, checked, in its compute dtype and its own layout."""
+
+    xp: Namespace
+    z: Array  # compute dtype, the caller's layout
+    mask: Array | None  # ``where`` broadcast to z's shape (caller's layout), or None
+    axis: int  # the caller's axis, normalised (0 for a 0-d input, where it is allowed)
+    out_dtype: DType  # dtype to return
+
+
+def entries(x: Any, axis: Any, where: Any, name: str = "x", *, scalar: bool = False) -> Entries:
+    """Check ``x``, ``axis`` and ``where`` and cast ``x`` to its compute dtype (the shared prologue of every
+    mapping). With ``scalar`` a 0-d ``x`` is accepted (an elementwise map, whose ``axis`` is then not read)."""
+    xp, x = namespace_of(x)
+    ax = 0 if scalar and x.ndim == 0 else _validate.axis(axis, x.ndim)
+    z, out_dtype = to_compute(xp, x, name)
+    return Entries(xp, z, _validate.mask(xp, x, where), ax, out_dtype)
+
+
 class Rows(NamedTuple):
     """Logits prepared for a reduction along the last axis."""
 
@@ -60,24 +82,24 @@ class Rows(NamedTuple):
 
 
 def rows(x: Any, axis: Any, where: Any, name: str = "x") -> Rows:
-    """Check ``x``, ``axis`` and ``where``; cast to the compute dtype, move ``axis`` last, mask with ``-inf``."""
-    xp, x = namespace_of(x)
-    ax = _validate.axis(axis, x.ndim)
-    z, out_dtype = to_compute(xp, x, name)
-    mask = _validate.mask(xp, x, where)
+    """:func:`entries` with ``axis`` moved last and masked entries set to ``-inf``."""
+    xp, z, mask, ax, out_dtype = entries(x, axis, where, name)
     z = to_last(xp, z, ax)
     if mask is not None:
         z = xp.where(to_last(xp, mask, ax), z, -_INF)
     return Rows(xp, z, ax, out_dtype)
 
 
-def tangent(r: Rows, v: Any, name: str, x: Any) -> Array:
-    """A tangent or cotangent ``v`` of ``x``'s shape, laid out as :func:`rows` laid out ``x``."""
-    xp = r.xp
+def cotangent(xp: Namespace, x: Any, v: Any, name: str, dtype: DType) -> Array:
+    """A tangent or cotangent ``v`` of ``x``'s shape, in ``dtype`` (``x``'s layout)."""
     _, xx = namespace_of(x)
     vv = _validate.same_shape(xp, xx, v, name)
-    work, _ = to_compute(xp, vv, name)
-    return to_last(xp, cast(xp, work, r.z.dtype), r.axis)
+    return cast(xp, to_compute(xp, vv, name)[0], dtype)
+
+
+def tangent(r: Rows, v: Any, name: str, x: Any) -> Array:
+    """A tangent or cotangent ``v`` of ``x``'s shape, laid out as :func:`rows` laid out ``x``."""
+    return to_last(r.xp, cotangent(r.xp, x, v, name, r.z.dtype), r.axis)
 
 
 def finish(xp: Namespace, r: Array, axis: int, dtype: DType) -> Array:

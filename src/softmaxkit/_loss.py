@@ -82,33 +82,11 @@ def prepare(
     batch = tuple(z.shape[:-1])
     dev = array_api_compat.device(z)
 
-    tgt = like(xp, x, target)
-    if tgt.dtype == xp.bool or not xp.isdtype(tgt.dtype, "integral"):
-        raise TypeError(f"target must hold integer class indices; got dtype {tgt.dtype}")
-    if tuple(tgt.shape) != batch:
-        raise ValueError(
-            f"target (class indices) must have the logits' shape without axis {ax}, {batch}; got shape "
-            f"{tuple(tgt.shape)} (logits shape {tuple(x.shape)})"
-        )
+    expected = f"the logits' shape without axis {ax}, {batch}"
+    tgt = _validate.index_target(xp, like(xp, x, target), batch, expected, f"logits shape {tuple(x.shape)}")
     valid = tgt != ignore
-    pos = _validate.first_true(xp, xp.logical_and(valid, xp.logical_or(tgt < 0, tgt >= n_classes)))
-    if pos is not None:
-        raise ValueError(
-            f"target holds class index {_validate.item(xp, tgt, pos)} at position {pos}, outside "
-            f"[0, {n_classes}) for logits with {n_classes} classes along axis {ax} (ignore_index={ignore})"
-        )
-
-    w = None
-    if weight is not None:
-        w = like(xp, x, weight)
-        if w.ndim != 1 or w.shape[0] != n_classes:
-            raise ValueError(
-                f"weight must be a 1-d array with one entry per class ({n_classes}); got shape {tuple(w.shape)}"
-            )
-        w = cast(xp, to_compute(xp, w, "weight")[0], z.dtype)
-        pos = _validate.first_true(xp, xp.logical_not(w >= 0))
-        if pos is not None:
-            raise ValueError(f"weight must be >= 0 and not nan; got {_validate.item(xp, w, pos)} for class {pos[0]}")
+    _validate.labels(xp, tgt, n_classes, ignore, f"axis {ax}")
+    w = None if weight is None else _validate.class_weight(xp, x, weight, n_classes, z.dtype)
 
     y = xp.where(valid, tgt, xp.zeros_like(tgt))
     onehot = xp.arange(n_classes, device=dev) == xp.expand_dims(y, axis=-1)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._array import Array, Namespace, is_traced, like
+from ._array import Array, DType, Namespace, cast, is_traced, like, to_compute
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -66,6 +67,10 @@ def reduction(value: Any) -> str:
     return str(value)
 
 
+_reduction = reduction  # for the functions whose argument of that name hides the check
+
+
+
 def integer(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int; got {value!r}")
@@ -110,3 +115,83 @@ def item(xp: Namespace, x: Array, position: tuple[int, ...]) -> Any:
     """The Python value of ``x`` at ``position``."""
     value = x[position] if position else x
     return float(value) if xp.isdtype(x.dtype, "real floating") else int(value)
+
+
+# ------------------------------------------------------------------------------- class targets and weights
+@dataclass(frozen=True)
+class CrossEntropyOptions:
+    """The scalar options of a cross-entropy, validated (see :func:`cross_entropy_options`); hashable."""
+
+    ignore_index: int = -100
+    label_smoothing: float = 0.0
+    reduction: str = "mean"
+    z_loss: float = 0.0
+    softcap: float | None = None
+
+
+def cross_entropy_options(
+    ignore_index: Any = -100,
+    label_smoothing: Any = 0.0,
+    reduction: Any = "mean",
+    z_loss: Any = 0.0,
+    softcap: Any = None,
+) -> CrossEntropyOptions:
+    """Check the scalar options of a cross-entropy; errors name the argument and its value."""
+    return CrossEntropyOptions(
+        integer(ignore_index, "ignore_index"),
+        unit_interval(label_smoothing, "label_smoothing"),
+        _reduction(reduction),
+        non_negative(z_loss, "z_loss"),
+        None if softcap is None else positive(softcap, "softcap"),
+    )
+
+
+def index_target(xp: Namespace, target: Array, batch: tuple[int, ...], expected: str, context: str = "") -> Array:
+    """Class indices: an integer (not boolean) array of shape ``batch``. ``expected`` names that shape for the
+    message ("the logits' shape without axis 1, (4,)"), ``context`` adds the data's shape after the one got."""
+    if target.dtype == xp.bool or not xp.isdtype(target.dtype, "integral"):
+        raise TypeError(f"target must hold integer class indices; got dtype {target.dtype}")
+    if tuple(target.shape) != tuple(batch):
+        note = f" ({context})" if context else ""
+        raise ValueError(f"target (class indices) must have {expected}; got shape {tuple(target.shape)}{note}")
+    return target
+
+
+def labels(xp: Namespace, target: Array, n_classes: int, ignore_index: int, along: str) -> None:
+    """Every class index in ``[0, n_classes)`` or ``ignore_index``; the first one that is not is named with its
+    position. ``along`` names the class axis for the message ("axis 1", "the vocabulary", ...). Skipped for JAX
+    tracers (values unknown)."""
+    bad = xp.logical_and(target != ignore_index, xp.logical_or(target < 0, target >= n_classes))
+    pos = first_true(xp, bad)
+    if pos is not None:
+        raise ValueError(
+            f"target holds class index {item(xp, target, pos)} at position {pos}, outside [0, {n_classes}) for "
+            f"logits with {n_classes} classes along {along} (ignore_index={ignore_index})"
+        )
+
+
+def class_weight(
+    xp: Namespace, ref: Array, weight: Any, n_classes: int, dtype: DType, name: str = "weight", *, values: bool = True
+) -> Array:
+    """Per-class weights: shape ``(n_classes,)``, real, ``>= 0`` and not nan (values only when known, and only
+    with ``values``: reading them syncs a device with the host); returned in ``dtype`` on ``ref``'s device."""
+    w = like(xp, ref, weight)
+    if w.ndim != 1 or w.shape[0] != n_classes:
+        raise ValueError(
+            f"{name} must be a 1-d array with one entry per class ({n_classes}); got shape {tuple(w.shape)}"
+        )
+    w = cast(xp, to_compute(xp, w, name)[0], dtype)
+    pos = first_true(xp, xp.logical_not(w >= 0)) if values else None
+    if pos is not None:
+        raise ValueError(f"{name} must be >= 0 and not nan; got {item(xp, w, pos)} for class {pos[0]}")
+    return w
+
+
+def probabilities(xp: Namespace, t: Array, layout: str = "") -> None:
+    """Probability targets: finite and ``>= 0`` (values only when known); ``layout`` is added to the position
+    in the message when the array checked is laid out differently from the caller's."""
+    pos = first_true(xp, xp.logical_not(xp.logical_and(t >= 0, t < math.inf)))
+    if pos is not None:
+        raise ValueError(
+            f"target probabilities must be finite and >= 0; got {item(xp, t, pos)} at position {pos}{layout}"
+        )

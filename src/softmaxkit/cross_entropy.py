@@ -87,18 +87,6 @@ _SPECIAL_VALUES = """
 """
 
 
-def _check_options(
-    ignore_index: Any, label_smoothing: Any, reduction: Any, z_loss: Any, softcap: Any
-) -> tuple[int, float, str, float, float | None]:
-    return (
-        _validate.integer(ignore_index, "ignore_index"),
-        _validate.unit_interval(label_smoothing, "label_smoothing"),
-        _validate.reduction(reduction),
-        _validate.non_negative(z_loss, "z_loss"),
-        None if softcap is None else _validate.positive(softcap, "softcap"),
-    )
-
-
 def _cross_entropy(
     logits: Any,
     target: Any,
@@ -113,7 +101,8 @@ def _cross_entropy(
     want_grad: bool,
     backend: Any,
 ) -> tuple[Array, Array | None]:
-    ignore, eps, red, lam, cap = _check_options(ignore_index, label_smoothing, reduction, z_loss, softcap)
+    o = _validate.cross_entropy_options(ignore_index, label_smoothing, reduction, z_loss, softcap)
+    ignore, eps, red, lam, cap = o.ignore_index, o.label_smoothing, o.reduction, o.z_loss, o.softcap
     mode = _backend.resolve(backend)
     xp, x = namespace_of(logits)
     ax = _validate.axis(axis, x.ndim)
@@ -128,51 +117,25 @@ def _cross_entropy(
     if tgt.dtype == xp.bool or not (xp.isdtype(tgt.dtype, "integral") or xp.isdtype(tgt.dtype, "real floating")):
         raise TypeError(f"target must hold integer class indices or floating probabilities; got dtype {tgt.dtype}")
     by_index = xp.isdtype(tgt.dtype, "integral")
-    if by_index and tuple(tgt.shape) != batch:
-        raise ValueError(
-            f"target (class indices) must have the logits' shape without axis {ax}, {batch}; got shape "
-            f"{tuple(tgt.shape)} (logits shape {tuple(x.shape)})"
+    if by_index:
+        _validate.index_target(
+            xp, tgt, batch, f"the logits' shape without axis {ax}, {batch}", f"logits shape {tuple(x.shape)}"
         )
-    if not by_index and tuple(tgt.shape) != tuple(x.shape):
+        valid = tgt != ignore
+    elif tuple(tgt.shape) != tuple(x.shape):
         raise ValueError(
             f"target (probabilities) must have the logits' shape {tuple(x.shape)}; got shape {tuple(tgt.shape)}"
         )
-
-    w = None
-    if weight is not None:
-        w = like(xp, x, weight)
-        if w.ndim != 1 or w.shape[0] != n_classes:
-            raise ValueError(
-                f"weight must be a 1-d array with one entry per class ({n_classes}); got shape {tuple(w.shape)}"
-            )
-        w, _ = to_compute(xp, w, "weight")
-        w = cast(xp, w, z.dtype)
-        pos = _validate.first_true(xp, xp.logical_not(w >= 0))
-        if pos is not None:
-            raise ValueError(f"weight must be >= 0 and not nan; got {_validate.item(xp, w, pos)} for class {pos[0]}")
-
+    w = None if weight is None else _validate.class_weight(xp, x, weight, n_classes, z.dtype)
     if by_index:
-        valid = tgt != ignore
-        bad_label = xp.logical_and(valid, xp.logical_or(tgt < 0, tgt >= n_classes))
-        pos = _validate.first_true(xp, bad_label)
-        if pos is not None:
-            raise ValueError(
-                f"target holds class index {_validate.item(xp, tgt, pos)} at position {pos}, outside "
-                f"[0, {n_classes}) for logits with {n_classes} classes along axis {ax} "
-                f"(ignore_index={ignore})"
-            )
+        _validate.labels(xp, tgt, n_classes, ignore, f"axis {ax}")
     else:
         if ignore != -100:
             raise ValueError(
                 f"ignore_index={ignore} has no meaning for probability targets (as in torch); leave it at -100"
             )
         t = to_last(xp, cast(xp, to_compute(xp, tgt, "target")[0], z.dtype), ax)
-        pos = _validate.first_true(xp, xp.logical_not(xp.logical_and(t >= 0, t < _INF)))
-        if pos is not None:
-            raise ValueError(
-                f"target probabilities must be finite and >= 0; got {_validate.item(xp, t, pos)} at position "
-                f"{pos} (in the target's own layout, class axis last)"
-            )
+        _validate.probabilities(xp, t, " (in the target's own layout, class axis last)")
 
     if n_classes > 0 and _backend.use_kernel(logits, mode):  # everything is validated: the kernels' turn
         from .kernels import numba as kernels

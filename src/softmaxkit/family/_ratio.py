@@ -53,8 +53,8 @@ from typing import Any, NamedTuple, TypeVar
 
 import array_api_compat
 
-from .. import _doc, _validate
-from .._array import Array, DType, Namespace, cast, from_last, namespace_of, to_compute, to_last
+from .. import _doc, _engine
+from .._array import Array, DType, Namespace, cast, from_last, to_last
 from .._loss import finish, prepare
 
 _NAN = float("nan")
@@ -105,10 +105,7 @@ class Rows(NamedTuple):
 
 
 def rows(x: Any, axis: Any, where: Any) -> Rows:
-    xp, x = namespace_of(x)
-    ax = _validate.axis(axis, x.ndim)
-    z, out_dtype = to_compute(xp, x, "x")
-    mask = _validate.mask(xp, x, where)
+    xp, z, mask, ax, out_dtype = _engine.entries(x, axis, where)
     z = to_last(xp, z, ax)
     active = xp.ones(z.shape, dtype=xp.bool, device=array_api_compat.device(z))
     if mask is not None:
@@ -118,11 +115,8 @@ def rows(x: Any, axis: Any, where: Any) -> Rows:
 
 def tangent(r: Rows, x: Any, v: Any, name: str) -> Array:
     """A tangent / cotangent with ``x``'s shape, in the compute dtype and layout, 0 at masked entries."""
-    xp = r.xp
-    _, xx = namespace_of(x)
-    vv = _validate.same_shape(xp, xx, v, name)
-    work = to_last(xp, cast(xp, to_compute(xp, vv, name)[0], r.z.dtype), r.axis)
-    return xp.where(r.active, work, 0.0)
+    work = to_last(r.xp, _engine.cotangent(r.xp, x, v, name, r.z.dtype), r.axis)
+    return r.xp.where(r.active, work, 0.0)
 
 
 class Parts(NamedTuple):

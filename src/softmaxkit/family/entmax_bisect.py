@@ -182,7 +182,7 @@ def entmax_bisect_jvp(
     .. math:: J v = s \odot v - s\, \frac{\langle s, v\rangle}{\sum_j s_j}
 
     in :math:`O(K)` per row (Peters et al. 2019, Prop. 2); at :math:`\alpha = 1` it is
-    :func:`softmaxkit.softmax_jvp`.
+    :func:`softmaxkit.softmax.softmax_jvp`.
 
     Parameters
     ----------

@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 
 import array_api_compat
 
-from .. import _doc, _validate
-from .._array import Array, DType, Namespace, cast, from_last, namespace_of, quiet, to_compute, to_last
+from .. import _doc, _engine, _validate
+from .._array import Array, DType, Namespace, cast, from_last, quiet, to_last
 
 __all__ = [
     "normalize",
@@ -44,10 +44,7 @@ class _Scores(NamedTuple):
 
 
 def _scores(x: Any, axis: Any, where: Any) -> _Scores:
-    xp, x = namespace_of(x)
-    ax = _validate.axis(axis, x.ndim)
-    z, out_dtype = to_compute(xp, x, "x")
-    keep = _validate.mask(xp, x, where)
+    xp, z, keep, ax, out_dtype = _engine.entries(x, axis, where)
     negative = z < 0 if keep is None else xp.logical_and(z < 0, keep)
     pos = _validate.first_true(xp, negative)
     if pos is not None:
@@ -141,8 +138,7 @@ def normalize(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Arr
 def _normalize_product(x: Any, v: Any, name: str, axis: Any, where: Any, vjp: bool) -> Array:
     s = _scores(x, axis, where)
     xp = s.xp
-    vv = _validate.same_shape(xp, namespace_of(x)[1], v, name)
-    vz = to_last(xp, cast(xp, to_compute(xp, vv, name)[0], s.z.dtype), s.axis)
+    vz = to_last(xp, _engine.cotangent(xp, x, v, name, s.z.dtype), s.axis)
     if s.z.shape[-1] == 0:
         return _masked_out(s, s.z)
     if s.keep is not None:

@@ -31,8 +31,8 @@ from typing import Any
 
 import array_api_compat
 
-from .. import _doc, _engine, _loss, _validate
-from .._array import Array, DType, Namespace, cast, namespace_of, quiet, to_compute, to_last
+from .. import _doc, _engine, _loss
+from .._array import Array, cast, quiet, to_last
 
 __all__ = [
     "log_sigmoid",
@@ -49,24 +49,6 @@ _NAN = float("nan")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _entries(x: Any, axis: Any, where: Any) -> tuple[Namespace, Array, Array | None, DType]:
-    """``(xp, z, keep, out_dtype)``: ``x`` in its compute dtype, in its own layout, and the ``where`` mask.
-
-    The map is elementwise, so ``axis`` only has to be valid (it is not checked for a 0-d ``x``).
-    """
-    xp, x = namespace_of(x)
-    if x.ndim > 0:
-        _validate.axis(axis, x.ndim)
-    z, out_dtype = to_compute(xp, x, "x")
-    return xp, z, _validate.mask(xp, x, where), out_dtype
-
-
-def _tangent(xp: Namespace, x: Any, z: Array, v: Any, name: str) -> Array:
-    _, xx = namespace_of(x)
-    vv = _validate.same_shape(xp, xx, v, name)
-    return cast(xp, to_compute(xp, vv, name)[0], z.dtype)
-
-
 _MAPPING_TABLE = """
     ==============================  ====================================
     entry                           result
@@ -126,7 +108,7 @@ def sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array
     >>> print(sigmoid(np.array([5.0, 5.0])))  # both classes likely: one-vs-rest does not compete
     [0.99330715 0.99330715]
     """
-    xp, z, keep, out_dtype = _entries(x, axis, where)
+    xp, z, keep, _, out_dtype = _engine.entries(x, axis, where, scalar=True)
     p = _engine.sigmoid(xp, z)
     if keep is not None:
         p = xp.where(keep, p, 0.0)
@@ -165,7 +147,7 @@ def log_sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> A
     >>> print(log_sigmoid(np.array([-800.0, 0.0, 40.0])))
     [-8.00000000e+02 -6.93147181e-01 -4.24835426e-18]
     """
-    xp, z, keep, out_dtype = _entries(x, axis, where)
+    xp, z, keep, _, out_dtype = _engine.entries(x, axis, where, scalar=True)
     out = xp.minimum(z, 0.0) - xp.log1p(xp.exp(-xp.abs(z)))
     if keep is not None:
         out = xp.where(keep, out, -_INF)
@@ -174,8 +156,8 @@ def log_sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> A
 
 # ------------------------------------------------------------------------------------------------ derivatives
 def _diagonal_product(x: Any, v: Any, name: str, axis: Any, where: Any) -> Array:
-    xp, z, keep, out_dtype = _entries(x, axis, where)
-    vz = _tangent(xp, x, z, v, name)
+    xp, z, keep, _, out_dtype = _engine.entries(x, axis, where, scalar=True)
+    vz = _engine.cotangent(xp, x, v, name, z.dtype)
     d = _engine.dsigmoid(xp, z)
     off = d == 0 if keep is None else xp.logical_or(d == 0, xp.logical_not(keep))
     return cast(xp, xp.where(off, 0.0, d * vz), out_dtype)
@@ -270,7 +252,7 @@ def sigmoid_jacobian(x: Array, /, *, axis: int = -1, where: Array | None = None)
     r"""The Jacobian of :func:`sigmoid` along ``axis``, per row: :math:`\operatorname{diag}(\sigma(x)\sigma(-x))`.
 
     :math:`J_{ij} = \delta_{ij}\,\sigma(x_i)(1 - \sigma(x_i))`: every off-diagonal entry is 0, because
-    one-vs-rest classes do not compete (compare :func:`softmaxkit.softmax_jacobian`, whose off-diagonal
+    one-vs-rest classes do not compete (compare :func:`softmaxkit.softmax.softmax_jacobian`, whose off-diagonal
     :math:`-p_i p_j` moves probability between classes).
 
     Parameters
@@ -310,9 +292,7 @@ def sigmoid_jacobian(x: Array, /, *, axis: int = -1, where: Array | None = None)
     [[0.25   0.    ]
      [0.     0.1875]]
     """
-    xp, x = namespace_of(x)
-    ax = _validate.axis(axis, x.ndim)
-    _, z, keep, out_dtype = _entries(x, ax, where)
+    xp, z, keep, ax, out_dtype = _engine.entries(x, axis, where)
     d = _engine.dsigmoid(xp, z)
     if keep is not None:
         d = xp.where(keep, d, 0.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,43 +25,6 @@ class _Options(NamedTuple):
     red: str
     lam: float
     cap: float | None
-
-
-def check_options(
-    ignore_index: Any, label_smoothing: Any, reduction: Any, z_loss: Any, softcap: Any
-) -> tuple[int, float, str, float, float | None]:
-    """The options, validated by :mod:`softmaxkit._validate` (always, also under ``jax.jit``)."""
-    return (
-        _validate.integer(ignore_index, "ignore_index"),
-        _validate.unit_interval(label_smoothing, "label_smoothing"),
-        _validate.reduction(reduction),
-        _validate.non_negative(z_loss, "z_loss"),
-        None if softcap is None else _validate.positive(softcap, "softcap"),
-    )
-
-
-def check_labels(target: Array, ignore: int, n_classes: int, axis_name: str) -> None:
-    """Class indices in ``[0, C)`` or ``ignore_index`` (only when the values are known, not under jit)."""
-    bad = jnp.logical_and(target != ignore, jnp.logical_or(target < 0, target >= n_classes))
-    pos = _validate.first_true(jnp, bad)
-    if pos is not None:
-        raise ValueError(
-            f"target holds class index {_validate.item(jnp, target, pos)} at position {pos}, outside "
-            f"[0, {n_classes}) for {n_classes} classes along {axis_name} (ignore_index={ignore})"
-        )
-
-
-def check_class_weight(weight: Any, n_classes: int, dtype: Any, name: str) -> Array:
-    """Per-class weights: shape ``(C,)``, ``>= 0`` and not nan (values only when known), in ``dtype``."""
-    w = jnp.asarray(weight)
-    if w.ndim != 1 or w.shape[0] != n_classes:
-        raise ValueError(f"{name} must be a 1-d array with one entry per class ({n_classes}); got shape {w.shape}")
-    compute_dtype(jnp, w.dtype, name)  # rejects bool / complex
-    w = w.astype(dtype)
-    pos = _validate.first_true(jnp, jnp.logical_not(w >= 0))
-    if pos is not None:
-        raise ValueError(f"{name} must be >= 0 and not nan; got {_validate.item(jnp, w, pos)} for class {pos[0]}")
-    return w
 
 
 def _smoothed(opt: _Options, t: Array) -> Array:
@@ -209,7 +172,8 @@ def cross_entropy(
     >>> print([round(float(v), 3) for v in g[0]])
     [-0.158, 0.042, 0.002, 0.114]
     """
-    ignore, eps, red, lam, cap = check_options(ignore_index, label_smoothing, reduction, z_loss, softcap)
+    o = _validate.cross_entropy_options(ignore_index, label_smoothing, reduction, z_loss, softcap)
+    ignore, eps, red, lam, cap = o.ignore_index, o.label_smoothing, o.reduction, o.z_loss, o.softcap
     x = jnp.asarray(logits)
     ax = _validate.axis(axis, x.ndim)
     work, out = compute_dtype(jnp, x.dtype, "logits"), result_dtype(jnp, x.dtype, "logits")
@@ -220,12 +184,10 @@ def cross_entropy(
     if not (by_index or jnp.issubdtype(t.dtype, jnp.floating)):
         raise TypeError(f"target must hold integer class indices or floating probabilities; got dtype {t.dtype}")
     if by_index:
-        if t.shape != batch:
-            raise ValueError(
-                f"target (class indices) must have the logits' shape without axis {ax}, {batch}; got shape "
-                f"{t.shape} (logits shape {x.shape})"
-            )
-        check_labels(t, ignore, n_classes, f"axis {ax}")
+        _validate.index_target(
+            jnp, t, batch, f"the logits' shape without axis {ax}, {batch}", f"logits shape {tuple(x.shape)}"
+        )
+        _validate.labels(jnp, t, n_classes, ignore, f"axis {ax}")
         t = t.reshape(-1)
     else:
         if t.shape != x.shape:
@@ -235,14 +197,9 @@ def cross_entropy(
                 f"ignore_index={ignore} has no meaning for probability targets (as in torch); leave it at -100"
             )
         t = jnp.moveaxis(t.astype(work), ax, -1)
-        pos = _validate.first_true(jnp, jnp.logical_not(jnp.logical_and(t >= 0, t < _INF)))
-        if pos is not None:
-            raise ValueError(
-                f"target probabilities must be finite and >= 0; got {_validate.item(jnp, t, pos)} at position "
-                f"{pos} (class axis last)"
-            )
+        _validate.probabilities(jnp, t, " (class axis last)")
         t = t.reshape(-1, n_classes)
-    w = None if weight is None else check_class_weight(weight, n_classes, work, "weight")
+    w = None if weight is None else _validate.class_weight(jnp, z, jnp.asarray(weight), n_classes, work)
     n_rows = math.prod(batch)
     if n_rows == 0 or n_classes == 0:  # nothing to average (every row was ignored, checked above)
         return jnp.zeros(batch if red == "none" else (), out)

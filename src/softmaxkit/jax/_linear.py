@@ -13,7 +13,6 @@ from jax import lax
 from .. import _validate
 from .._array import Array, accumulator, compute_dtype, result_dtype
 from . import _online as on
-from ._cross_entropy import check_class_weight, check_labels, check_options
 
 _INF = float("inf")
 
@@ -291,7 +290,8 @@ def linear_cross_entropy(
     >>> print(g_w.shape)
     (3, 2)
     """
-    ignore, eps, red, lam, cap = check_options(ignore_index, label_smoothing, reduction, z_loss, softcap)
+    o = _validate.cross_entropy_options(ignore_index, label_smoothing, reduction, z_loss, softcap)
+    ignore, eps, red, lam, cap = o.ignore_index, o.label_smoothing, o.reduction, o.z_loss, o.softcap
     h, mat = jnp.asarray(hidden), jnp.asarray(linear_weight)
     b = None if bias is None else jnp.asarray(bias)
     if h.ndim < 1 or mat.ndim != 2 or mat.shape[1] != h.shape[-1]:
@@ -315,8 +315,8 @@ def linear_cross_entropy(
         )
     if y.shape != batch:
         raise ValueError(f"target must have hidden's shape without its last axis, {batch}; got shape {y.shape}")
-    check_labels(y, ignore, vocab, "linear_weight's rows")
-    cw = None if weight is None else check_class_weight(weight, vocab, work, "weight")
+    _validate.labels(jnp, y, vocab, ignore, "linear_weight's rows")
+    cw = None if weight is None else _validate.class_weight(jnp, h, jnp.asarray(weight), vocab, work)
     n = math.prod(batch)
     if n == 0 or vocab == 0:  # nothing to average (every row was ignored, checked above)
         return jnp.zeros(batch if red == "none" else (), out)

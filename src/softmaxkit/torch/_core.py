@@ -23,12 +23,12 @@ compute in :func:`compute_dtype` (float32 for float16/bfloat16 inputs).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import array_api_compat.torch as _xp
 import torch
 
-from .. import _validate
+from .. import _array, _validate
 
 Tensor = torch.Tensor
 
@@ -43,32 +43,10 @@ class RowLse(NamedTuple):
     log_norm: Tensor  # log1p(sum of e^{z - m} over every entry but one maximum), in [0, log C]
 
 
-@dataclass(frozen=True)
-class Options:
-    """The scalar options of cross-entropy, validated (see :func:`options`)."""
+Options = _validate.CrossEntropyOptions
+"""The scalar options of cross-entropy, validated (see :func:`options`)."""
 
-    ignore_index: int = -100
-    label_smoothing: float = 0.0
-    reduction: str = "mean"
-    z_loss: float = 0.0
-    softcap: float | None = None
-
-
-def options(
-    ignore_index: object = -100,
-    label_smoothing: object = 0.0,
-    reduction: object = "mean",
-    z_loss: object = 0.0,
-    softcap: object = None,
-) -> Options:
-    """Validate the scalar options; errors name the argument and its value."""
-    return Options(
-        _validate.integer(ignore_index, "ignore_index"),
-        _validate.unit_interval(label_smoothing, "label_smoothing"),
-        _validate.reduction(reduction),
-        _validate.non_negative(z_loss, "z_loss"),
-        None if softcap is None else _validate.positive(softcap, "softcap"),
-    )
+options = _validate.cross_entropy_options
 
 
 def apply(function: Any, *args: Any) -> Tensor:
@@ -79,21 +57,16 @@ def apply(function: Any, *args: Any) -> Tensor:
 
 # ------------------------------------------------------------------------------------------------- dtypes
 def compute_dtype(dtype: torch.dtype, name: str = "logits") -> torch.dtype:
-    """float32 for float16/bfloat16, the dtype itself for float32/float64, torch's default for integers."""
-    if dtype in (torch.float16, torch.bfloat16):
-        return torch.float32
-    if dtype in (torch.float32, torch.float64):
-        return dtype
-    if dtype == torch.bool or dtype.is_complex:
-        raise TypeError(f"{name} must hold real numbers (floating or integer); got dtype {dtype}")
-    if dtype.is_floating_point:  # float8 and friends
-        return torch.float32
-    return torch.get_default_dtype()
+    """float32 for float16/bfloat16 (and float8), the dtype itself for float32/float64, torch's default for
+    integers: :func:`softmaxkit._array.compute_dtype`, the package's one dtype policy."""
+    out: torch.dtype = _array.compute_dtype(_xp, dtype, name)
+    return out
 
 
 def result_dtype(dtype: torch.dtype, name: str = "logits") -> torch.dtype:
     """The dtype handed back for an input of ``dtype``: its own if floating, else the computed one."""
-    return dtype if dtype.is_floating_point else compute_dtype(dtype, name)
+    out: torch.dtype = _array.result_dtype(_xp, dtype, name)
+    return out
 
 
 def to_compute(x: Tensor, name: str = "logits") -> Tensor:
@@ -102,9 +75,8 @@ def to_compute(x: Tensor, name: str = "logits") -> Tensor:
 
 def accumulator(x: Tensor) -> torch.dtype:
     """float64 for adding up many float32 terms, where the device has it (not MPS)."""
-    if x.dtype == torch.float32 and x.device.type != "mps":
-        return torch.float64
-    return x.dtype
+    out: torch.dtype = _array.accumulator(_xp, x.dtype, x)
+    return out
 
 
 # --------------------------------------------------------------------------------------- row statistics
@@ -363,28 +335,12 @@ def ce_backward(
 
 def check_labels(target: Tensor, n_classes: int, ignore_index: int, dim_name: str = "the class dimension") -> None:
     """Raise ``ValueError`` naming the first class index outside ``[0, C)`` (not ``ignore_index``)."""
-    bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
-    if target.numel() == 0 or not bool(bad.any()):
-        return
-    flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
-    pos = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(target.shape)))
-    value = int(target.reshape(-1)[flat])
-    raise ValueError(
-        f"target holds class index {value} at position {pos}, outside [0, {n_classes}) for logits with "
-        f"{n_classes} classes along {dim_name} (ignore_index={ignore_index})"
-    )
+    _validate.labels(_xp, target, n_classes, ignore_index, dim_name)
 
 
 def check_weight(weight: Tensor, n_classes: int, values: bool = True) -> None:
-    """Class weights: 1-d, one per class, ``>= 0`` and not nan (the last only with ``values``: it reads the
-    weights on the host)."""
-    if weight.ndim != 1 or weight.shape[0] != n_classes:
-        raise ValueError(
-            f"weight must be a 1-d tensor with one entry per class ({n_classes}); got shape {tuple(weight.shape)}"
-        )
+    """Class weights: 1-d, one per class, floating (as torch asks), ``>= 0`` and not nan (the last only with
+    ``values``: it reads the weights on the host)."""
+    _validate.class_weight(_xp, weight, weight, n_classes, weight.dtype, values=values)
     if not weight.is_floating_point():
         raise TypeError(f"weight must be a floating tensor; got dtype {weight.dtype}")
-    bad = torch.logical_not(weight >= 0)
-    if values and bool(bad.any()):
-        pos = int(torch.nonzero(bad)[0, 0])
-        raise ValueError(f"weight must be >= 0 and not nan; got {float(weight[pos])} for class {pos}")

@@ -74,6 +74,7 @@ import warnings
 from types import ModuleType
 from typing import Any
 
+import array_api_compat.torch as _xp
 import torch
 
 from .. import _backend, _validate
@@ -776,19 +777,12 @@ def _check_target(x: Tensor, target: Any, dim: int, opts: Options, check_values:
             raise ValueError(
                 f"ignore_index={opts.ignore_index} has no meaning for probability targets; leave it at -100"
             )
-        bad = torch.logical_not((t >= 0) & (t < _INF))
-        if check_values and t.numel() and bool(bad.any()):
-            flat = int(torch.nonzero(bad.reshape(-1))[0, 0])
-            pos = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), tuple(t.shape)))
-            raise ValueError(
-                f"target probabilities must be finite and >= 0; got {float(t.reshape(-1)[flat])} at position {pos}"
-            )
+        if check_values:
+            _validate.probabilities(_xp, t)
         return t
-    if tuple(t.shape) != batch:
-        raise ValueError(
-            f"target (class indices) must have the input's shape without dimension {dim}, {batch}; got shape "
-            f"{tuple(t.shape)} (input shape {tuple(x.shape)})"
-        )
+    _validate.index_target(
+        _xp, t, batch, f"the input's shape without dimension {dim}, {batch}", f"input shape {tuple(x.shape)}"
+    )
     if check_values:
         _core.check_labels(t, x.shape[dim], opts.ignore_index, f"dimension {dim}")
     return t
