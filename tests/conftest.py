@@ -1,6 +1,6 @@
-"""Shared fixtures: the backend (``xp``) fixture and the dtype -> tolerance table.
+"""Shared fixtures and helpers: the array-library fixture ``xp``, the dtype -> tolerance table, seeded generators.
 
-Every reference test that takes the ``backend`` fixture runs on NumPy, array-api-strict, PyTorch (CPU) and JAX
+Every reference test that takes the ``xp`` fixture runs on NumPy, array-api-strict, PyTorch (CPU) and JAX
 (CPU, with 64-bit enabled so that float64 is tested too), and once more on NumPy with the numba kernels forced
 (``numpy-numba``: every NumPy float32/float64 input of any size goes to softmaxkit.kernels).
 """
@@ -8,6 +8,7 @@ Every reference test that takes the ``backend`` fixture runs on NumPy, array-api
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,9 +63,24 @@ def eps(dtype: Any) -> float:
     return EPS[dtype_name(dtype)]
 
 
-# ----------------------------------------------------------------------------------------------- backends
+# ------------------------------------------------------------------------------------------ shared helpers
+def seeded_rng(*key: object) -> np.random.Generator:
+    """A generator seeded by the key, the same in every process (``hash`` of a str is salted)."""
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+FD_STEP = 1e-6
+"""Step of the float64 central differences that check analytic derivatives."""
+
+
+def fd_atol(scale: float) -> float:
+    """Absolute accuracy of a float64 central difference of a function of magnitude ``scale``: rounding / h + h^2."""
+    return 16 * (EPS["float64"] * (1.0 + scale) / FD_STEP + FD_STEP**2)
+
+
+# ----------------------------------------------------------------------------------------- array libraries
 @dataclass(frozen=True)
-class Backend:
+class ArrayLibrary:
     """One array library: how to make its arrays from NumPy and read them back."""
 
     name: str
@@ -89,33 +105,39 @@ def _torch_asarray(a: np.ndarray, dtype: Any) -> Any:
 
 
 _COMMON = ("float64", "float32", "float16", "int64", "int32", "bool")
+_NUMPY_DTYPES = {k: np.dtype(k) for k in _COMMON}
 
-BACKENDS = {
-    "numpy": Backend("numpy", np, lambda a, d: np.asarray(a, dtype=d), {k: np.dtype(k) for k in _COMMON}),
-    "array_api_strict": Backend(
+
+def _numpy_asarray(a: np.ndarray, dtype: Any) -> Any:
+    return np.asarray(a, dtype=dtype)
+
+
+LIBRARIES = {
+    "numpy": ArrayLibrary("numpy", np, _numpy_asarray, _NUMPY_DTYPES),
+    "array_api_strict": ArrayLibrary(
         "array_api_strict",
         array_api_strict,
         lambda a, d: array_api_strict.asarray(a, dtype=d),
         {k: getattr(array_api_strict, k) for k in _COMMON if k != "float16"},
     ),
-    "torch": Backend(
+    "torch": ArrayLibrary(
         "torch",
         torch,
         _torch_asarray,
         {**{k: getattr(torch, k) for k in _COMMON}, "bfloat16": torch.bfloat16},
     ),
-    "jax": Backend(
+    "jax": ArrayLibrary(
         "jax",
         jnp,
         lambda a, d: jnp.asarray(a, dtype=d),
         {**{k: getattr(jnp, k) for k in _COMMON}, "bfloat16": jnp.bfloat16},
     ),
-    # NumPy arrays, with the numba kernels forced for the whole test (see the ``backend`` fixture)
-    "numpy-numba": Backend("numpy-numba", np, lambda a, d: np.asarray(a, dtype=d), {k: np.dtype(k) for k in _COMMON}),
+    # NumPy arrays, with the numba kernels forced for the whole test (see the ``xp`` fixture)
+    "numpy-numba": ArrayLibrary("numpy-numba", np, _numpy_asarray, _NUMPY_DTYPES),
 }
 
-KERNEL_BACKENDS = {"numpy-numba": "numba"}
-"""Backend entries that run under ``softmaxkit.backend(...)``: the name of the softmaxkit backend they force."""
+FORCED_BACKENDS = {"numpy-numba": "numba"}
+"""Library entries that run under ``softmaxkit.backend(...)``: the name of the softmaxkit backend they force."""
 
 
 def to_numpy(a: Any) -> np.ndarray:
@@ -132,16 +154,16 @@ def to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)  # NumPy, array-api-strict (which implements __array__ / dlpack)
 
 
-@pytest.fixture(params=list(BACKENDS), ids=list(BACKENDS))
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+@pytest.fixture(params=list(LIBRARIES), ids=list(LIBRARIES))
+def xp(request: pytest.FixtureRequest) -> Iterator[ArrayLibrary]:
     name = str(request.param)
-    if name in KERNEL_BACKENDS:
+    if name in FORCED_BACKENDS:
         import softmaxkit
 
-        with softmaxkit.backend(KERNEL_BACKENDS[name]):
-            yield BACKENDS[name]
+        with softmaxkit.backend(FORCED_BACKENDS[name]):
+            yield LIBRARIES[name]
     else:
-        yield BACKENDS[name]
+        yield LIBRARIES[name]
 
 
 @pytest.fixture(params=["float64", "float32"])

@@ -18,7 +18,6 @@ subnormals, partial ``-inf`` masks, fully masked rows, rows spanning the underfl
 from __future__ import annotations
 
 import functools
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 import oracle
-from conftest import BACKENDS, EPS, to_numpy
+from conftest import EPS, LIBRARIES, seeded_rng, to_numpy
 from softmaxkit import cross_entropy, cross_entropy_value_and_grad, log_softmax, logsumexp, softmax
 
 # ------------------------------------------------------------------------------------------- dtype facts
@@ -52,9 +51,6 @@ def rounded(a: Any, dtype: str) -> np.ndarray:
     t = torch.asarray(np.asarray(a, dtype=np.float64)).to(_TORCH_DTYPE[dtype])
     return t.to(torch.float64).numpy()
 
-
-def _rng(*key: str) -> np.random.Generator:
-    return np.random.default_rng(zlib.crc32("/".join(key).encode()))
 
 
 # ---------------------------------------------------------------------------------------- the input suite
@@ -81,7 +77,7 @@ ADVERSARIAL = [c for c in CASES if c != "random"]
 
 def _pooled_row(dtype: str) -> np.ndarray:
     """A row of 10^6 entries drawn from ~50 distinct values, so the oracle sums count * exp(v) exactly."""
-    rng = _rng("pool", dtype)
+    rng = seeded_rng("pool", dtype)
     pool = np.unique(rounded(rng.normal(0.0, 4.0, 50), dtype))
     row = np.repeat(pool, rng.multinomial(LONG - pool.size, np.full(pool.size, 1 / pool.size)) + 1)
     return rng.permutation(row)[None, :]
@@ -90,7 +86,7 @@ def _pooled_row(dtype: str) -> np.ndarray:
 @functools.cache
 def suite(dtype: str) -> dict[str, np.ndarray]:
     """The adversarial inputs for ``dtype``: name -> 2-d float64 array of exact ``dtype`` values."""
-    rng = _rng("suite", dtype)
+    rng = seeded_rng("suite", dtype)
     big, tiny, inf = BIG[dtype], TINY[dtype], np.inf
     sub = tiny * EPS[dtype]  # smallest subnormal
     k = 9
@@ -225,7 +221,7 @@ def family_error(func: str, x: np.ndarray, ours: Any, exact: oracle.Family, dtyp
 @pytest.mark.parametrize("func", list(FAMILY))
 def test_softmax_family_within_bound(func: str, lib: str, dtype: str, case: str) -> None:
     x = suite(dtype)[case]
-    ours = to_numpy(FAMILY[func](BACKENDS[lib](x, dtype)))
+    ours = to_numpy(FAMILY[func](LIBRARIES[lib](x, dtype)))
     assert ours.shape == (x.shape[:-1] if func == "logsumexp" else x.shape)
     exact = family(dtype, case)
     r = family_error(func, x, ours, exact, dtype)
@@ -266,7 +262,7 @@ def test_log_softmax_shift_by_1e7(dtype: str) -> None:
 
 # ------------------------------------------------------------------------------------ logsumexp with b=
 def _scaled_inputs(dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    rng = _rng("scaled", dtype)
+    rng = seeded_rng("scaled", dtype)
     x = rng.normal(0.0, 5.0, (24, 12))
     b = rng.integers(-2, 3, x.shape).astype(np.float64)
     b[0] = np.abs(b[0]) + 1  # all positive
@@ -288,7 +284,7 @@ def test_logsumexp_with_b_and_sign(lib: str, dtype: str) -> None:
     sign, which is the plain bound). The sign is only determined where ``4 eps kappa < 1``.
     """
     x, b = _scaled_inputs(dtype)
-    be = BACKENDS[lib]
+    be = LIBRARIES[lib]
     lse, sign = logsumexp(be(x, dtype), b=be(b, dtype), return_sign=True)
     lse, sign = to_numpy(lse), to_numpy(sign)
     exact = oracle.logsumexp_scaled(x, b)
@@ -333,7 +329,7 @@ def _targets(x: np.ndarray, probs: bool, dtype: str, rng: np.random.Generator) -
 
 @functools.cache
 def targets(dtype: str, case: str, probs: bool) -> np.ndarray:
-    return _targets(suite(dtype)[case], probs, dtype, _rng("targets", dtype, case))
+    return _targets(suite(dtype)[case], probs, dtype, seeded_rng("targets", dtype, case))
 
 
 def _ce_target(dtype: str, case: str, option: str) -> np.ndarray:
@@ -346,7 +342,7 @@ def ce_oracle(dtype: str, case: str, option: str) -> oracle.CrossEntropy:
 
 
 def _ce_args(lib: str, dtype: str, case: str, option: str) -> tuple[Any, Any]:
-    be = BACKENDS[lib]
+    be = LIBRARIES[lib]
     t = _ce_target(dtype, case, option)
     return be(suite(dtype)[case], dtype), be(t, None if t.dtype.kind == "i" else dtype)
 
@@ -481,22 +477,22 @@ def moderate(dtype: str) -> np.ndarray:
     return np.stack([_fit(row, 16) for case in cases for row in suite(dtype)[case][:8]])
 
 
-def test_every_backend_within_bound(backend: Any, float_dtype: str) -> None:
+def test_every_backend_within_bound(xp: Any, float_dtype: str) -> None:
     """The same bounds on every array library, float64 and float32, on a moderate adversarial batch."""
     x = moderate(float_dtype)
-    arr = backend(x, float_dtype)
+    arr = xp(x, float_dtype)
     exact = oracle.softmax_family(x)
     for func in FAMILY:
         ours = to_numpy(FAMILY[func](arr))
         r = family_error(func, x, ours, exact, float_dtype)
         value = getattr(exact, "lse" if func == "logsumexp" else func)
-        assert np.max(r) <= 1.0, f"{backend}/{func}: " + describe(r, x, ours, value)
+        assert np.max(r) <= 1.0, f"{xp}/{func}: " + describe(r, x, ours, value)
     # cross-entropy with class indices and smoothing; fully masked rows are ignored and must give exactly 0
-    target = _targets(x, False, float_dtype, _rng("moderate", float_dtype))
+    target = _targets(x, False, float_dtype, seeded_rng("moderate", float_dtype))
     kept = target != -100
     assert 0 < kept.sum() < len(x)
-    rows = to_numpy(cross_entropy(arr, backend(target), reduction="none", label_smoothing=0.1))
+    rows = to_numpy(cross_entropy(arr, xp(target), reduction="none", label_smoothing=0.1))
     np.testing.assert_array_equal(rows[~kept], 0.0)
     ex = oracle.cross_entropy(x[kept], target[kept], label_smoothing=0.1).loss
     r = normalised(rows[kept], ex, log_bound(ex, float_dtype), float_dtype)
-    assert np.max(r) <= 1.0, f"{backend}/cross_entropy: " + describe(r, x[kept], rows[kept], ex)
+    assert np.max(r) <= 1.0, f"{xp}/cross_entropy: " + describe(r, x[kept], rows[kept], ex)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import BACKENDS, EPS, Backend, to_numpy, tol
+from conftest import FD_STEP, LIBRARIES, ArrayLibrary, fd_atol, seeded_rng, to_numpy, tol
 from softmaxkit import (
     cross_entropy,
     cross_entropy_value_and_grad,
@@ -48,12 +47,7 @@ F64 = tol("float64")
 # Central differences (f(x + h) - f(x - h)) / 2h in float64: rounding error ~ EPS * |f| / h, truncation error
 # ~ h^2 |f'''| / 6 (|f'''| is O(1) for these smooth maps at T >= 0.7 and softcap >= 2). With h = 1e-6 the
 # rounding term dominates (2e-10 per unit of |f|); the factor 16 covers the rounding of f itself (a few ulp).
-FD_STEP = 1e-6
 
-
-def fd_atol(scale: float) -> float:
-    """Absolute accuracy of a central difference of a function of magnitude ``scale``."""
-    return 16 * (EPS["float64"] * (1.0 + scale) / FD_STEP + FD_STEP**2)
 
 
 # The bfloat16 true-class gradient at p = 0.999 is ~ -1e-3; rounding p to bfloat16 before subtracting 1 would
@@ -62,10 +56,6 @@ LOW_PRECISION_GRAD_RTOL = 0.1
 
 
 # ------------------------------------------------------------------------------------------------- helpers
-def _rng(*key: object) -> np.random.Generator:
-    """A generator seeded by the key, the same in every process (``hash`` of a str is salted)."""
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
-
 
 def _shape_id(shape: Shape) -> str:
     return "x".join(map(str, shape))
@@ -144,8 +134,8 @@ SHAPE_AXES = [
 TEMPERATURES = [pytest.param(1.0, id="T1"), pytest.param(0.7, id="T0.7")]
 
 
-def call_ours(op: Op, backend: Backend, x: np.ndarray, v: np.ndarray, **kw: Any) -> np.ndarray:
-    args = (backend(x),) if op.mode == "jacobian" else (backend(x), backend(v))
+def call_ours(op: Op, xp: ArrayLibrary, x: np.ndarray, v: np.ndarray, **kw: Any) -> np.ndarray:
+    args = (xp(x),) if op.mode == "jacobian" else (xp(x), xp(v))
     return to_numpy(op.ours(*args, **kw))
 
 
@@ -212,7 +202,7 @@ def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 @functools.cache
 def smooth_problem(shape: Shape, axis: int, temperature: float) -> tuple[np.ndarray, ...]:
     """Logits x and a tangent / cotangent v."""
-    rng = _rng("smooth", shape, axis, temperature)
+    rng = seeded_rng("smooth", shape, axis, temperature)
     return _frozen(2.0 * rng.standard_normal(shape), rng.standard_normal(shape))
 
 
@@ -232,10 +222,10 @@ def _jacobian_shape(shape: Shape, axis: int) -> Shape:
 @pytest.mark.parametrize(("shape", "axis"), SHAPE_AXES)
 @pytest.mark.parametrize("op", OP_PARAMS)
 def test_derivative_matches_torch_and_jax_autodiff(
-    backend: Backend, op: Op, shape: Shape, axis: int, temperature: float
+    xp: ArrayLibrary, op: Op, shape: Shape, axis: int, temperature: float
 ) -> None:
     x, v = smooth_problem(shape, axis, temperature)
-    ours = call_ours(op, backend, x, v, axis=axis, temperature=temperature)
+    ours = call_ours(op, xp, x, v, axis=axis, temperature=temperature)
     assert ours.shape == (_jacobian_shape(shape, axis) if op.mode == "jacobian" else shape)
     for lib in ("torch", "jax"):
         ref = smooth_reference(op, lib, shape, axis, temperature)
@@ -253,7 +243,7 @@ def test_derivative_matches_finite_differences(op: Op, shape: Shape, axis: int, 
         return np.asarray(mapping(a, axis=axis, temperature=temperature))
 
     jac = fd_jacobian(f, x, axis)  # batch + (K, K), J[..., i, j] = d f_i / d x_j
-    ours = call_ours(op, BACKENDS["numpy"], x, v, axis=axis, temperature=temperature)
+    ours = call_ours(op, LIBRARIES["numpy"], x, v, axis=axis, temperature=temperature)
     atol = fd_atol(float(np.max(np.abs(f(x)))))
     if op.mode == "jacobian":
         expected = jac
@@ -283,7 +273,7 @@ def masked_problem(pattern: str, kind: str, axis: int) -> tuple[np.ndarray, ...]
     Masked logits are ``-inf`` for ``neg_inf``; for ``where`` they hold a large finite value that would
     dominate the row if the mask were not honoured.
     """
-    rng = _rng("mask", pattern, kind, axis)
+    rng = seeded_rng("mask", pattern, kind, axis)
     keep = from_last(KEEP[pattern], axis)
     x = 2.0 * rng.standard_normal(keep.shape)
     v = rng.standard_normal(keep.shape)
@@ -301,10 +291,10 @@ def masked_reference(op: Op, lib: str, pattern: str, kind: str, axis: int) -> np
     return autodiff(op, lib, np.where(keep, x, -np.inf), v, axis, 1.0)
 
 
-def call_masked(op: Op, backend: Backend, pattern: str, kind: str, axis: int) -> np.ndarray:
+def call_masked(op: Op, xp: ArrayLibrary, pattern: str, kind: str, axis: int) -> np.ndarray:
     x, v, keep = masked_problem(pattern, kind, axis)
-    where = {"where": backend(keep)} if kind == "where" else {}
-    return call_ours(op, backend, x, v, axis=axis, **where)
+    where = {"where": xp(keep)} if kind == "where" else {}
+    return call_ours(op, xp, x, v, axis=axis, **where)
 
 
 def assert_zero_where_masked(op: Op, ours: np.ndarray, keep: np.ndarray, axis: int) -> np.ndarray:
@@ -321,8 +311,8 @@ def assert_zero_where_masked(op: Op, ours: np.ndarray, keep: np.ndarray, axis: i
 @pytest.mark.parametrize("axis", MASK_AXES)
 @pytest.mark.parametrize("kind", MASK_KINDS)
 @pytest.mark.parametrize("op", OP_PARAMS)
-def test_masked_entries_get_exactly_zero_derivative(backend: Backend, op: Op, kind: str, axis: int) -> None:
-    ours = call_masked(op, backend, "partial", kind, axis)
+def test_masked_entries_get_exactly_zero_derivative(xp: ArrayLibrary, op: Op, kind: str, axis: int) -> None:
+    ours = call_masked(op, xp, "partial", kind, axis)
     compare = assert_zero_where_masked(op, ours, masked_problem("partial", kind, axis)[2], axis)
     for lib in ("torch", "jax"):
         ref = masked_reference(op, lib, "partial", kind, axis)
@@ -332,8 +322,8 @@ def test_masked_entries_get_exactly_zero_derivative(backend: Backend, op: Op, ki
 @pytest.mark.parametrize("axis", MASK_AXES)
 @pytest.mark.parametrize("kind", MASK_KINDS)
 @pytest.mark.parametrize("op", OP_PARAMS)
-def test_all_masked_row_gets_exactly_zero_derivative(backend: Backend, op: Op, kind: str, axis: int) -> None:
-    ours = call_masked(op, backend, "full", kind, axis)
+def test_all_masked_row_gets_exactly_zero_derivative(xp: ArrayLibrary, op: Op, kind: str, axis: int) -> None:
+    ours = call_masked(op, xp, "full", kind, axis)
     compare = assert_zero_where_masked(op, ours, masked_problem("full", kind, axis)[2], axis)
     if op.mode != "jacobian":  # batch first, as the Jacobian is
         ours, compare = to_last(ours, axis), to_last(compare, axis)
@@ -441,7 +431,7 @@ class CEData:
 @functools.cache
 def ce_data(layout: str, target_kind: str, ignore: bool) -> CEData:
     shape, axis = LAYOUTS[layout]
-    rng = _rng("ce", layout, target_kind, ignore)
+    rng = seeded_rng("ce", layout, target_kind, ignore)
     logits = 2.0 * rng.standard_normal(shape)
     weight = rng.uniform(0.5, 2.0, N_CLASSES)
     weight[3] = 0.0  # a class with zero weight
@@ -550,45 +540,45 @@ def jax_ce_grad(case: CECase) -> np.ndarray:
     return from_last(np.asarray(g), case.axis)
 
 
-def ours_ce(backend: Backend, case: CECase) -> tuple[Any, Any, dict[str, Any]]:
+def ours_ce(xp: ArrayLibrary, case: CECase) -> tuple[Any, Any, dict[str, Any]]:
     data = data_of(case)
-    kw = case.kwargs(backend(data.weight))
-    loss, grad = cross_entropy_value_and_grad(backend(data.logits), backend(data.target), **kw)
+    kw = case.kwargs(xp(data.weight))
+    loss, grad = cross_entropy_value_and_grad(xp(data.logits), xp(data.target), **kw)
     return loss, grad, kw
 
 
-def check_against_torch(backend: Backend, case: CECase) -> None:
+def check_against_torch(xp: ArrayLibrary, case: CECase) -> None:
     data = data_of(case)
-    loss, grad, kw = ours_ce(backend, case)
+    loss, grad, kw = ours_ce(xp, case)
     ref_loss, ref_grad = torch_ce(case)
     assert tuple(grad.shape) == data.logits.shape
     np.testing.assert_allclose(to_numpy(grad), ref_grad, **F64)
     np.testing.assert_allclose(to_numpy(loss), ref_loss, **F64)
     # the value comes from the same code path as cross_entropy: bit for bit equal
-    again = cross_entropy(backend(data.logits), backend(data.target), **kw)
+    again = cross_entropy(xp(data.logits), xp(data.target), **kw)
     np.testing.assert_array_equal(to_numpy(loss), to_numpy(again))
 
 
 @pytest.mark.parametrize("case", CE_CASES)
 def test_ce_gradient_matches_torch_autograd(case: CECase) -> None:
-    check_against_torch(BACKENDS["numpy"], case)
+    check_against_torch(LIBRARIES["numpy"], case)
 
 
 @pytest.mark.parametrize("case", BACKEND_CE_CASES)
-def test_ce_gradient_matches_torch_autograd_on_every_backend(backend: Backend, case: CECase) -> None:
-    check_against_torch(backend, case)
+def test_ce_gradient_matches_torch_autograd_on_every_backend(xp: ArrayLibrary, case: CECase) -> None:
+    check_against_torch(xp, case)
 
 
 @pytest.mark.parametrize("case", CE_CASES)
 def test_ce_gradient_matches_jax_grad(case: CECase) -> None:
-    _, grad, _ = ours_ce(BACKENDS["numpy"], case)
+    _, grad, _ = ours_ce(LIBRARIES["numpy"], case)
     np.testing.assert_allclose(grad, jax_ce_grad(case), **F64)
 
 
 @pytest.mark.parametrize("case", CE_CASES)
 def test_ce_gradient_matches_finite_differences(case: CECase) -> None:
     data = data_of(case)
-    loss, grad, kw = ours_ce(BACKENDS["numpy"], case)
+    loss, grad, kw = ours_ce(LIBRARIES["numpy"], case)
 
     def total(z: np.ndarray) -> float:
         return float(np.sum(cross_entropy(z, data.target, **kw)))
@@ -606,15 +596,15 @@ OPTION_SETS = [
 ]
 
 
-def _options(backend: Backend, options: dict[str, Any]) -> dict[str, Any]:
-    return {k: backend(np.asarray(v)) if k == "weight" else v for k, v in options.items()}
+def _options(xp: ArrayLibrary, options: dict[str, Any]) -> dict[str, Any]:
+    return {k: xp(np.asarray(v)) if k == "weight" else v for k, v in options.items()}
 
 
 @pytest.mark.parametrize("options", OPTION_SETS)
-def test_all_labels_ignored_mean_is_zero(backend: Backend, options: dict[str, Any]) -> None:
-    logits = _rng("all-ignored").standard_normal((4, 4))
+def test_all_labels_ignored_mean_is_zero(xp: ArrayLibrary, options: dict[str, Any]) -> None:
+    logits = seeded_rng("all-ignored").standard_normal((4, 4))
     loss, grad = cross_entropy_value_and_grad(
-        backend(logits), backend(np.full(4, -100)), reduction="mean", **_options(backend, options)
+        xp(logits), xp(np.full(4, -100)), reduction="mean", **_options(xp, options)
     )
     assert to_numpy(loss) == 0  # torch: nan (0 / 0)
     assert np.all(to_numpy(grad) == 0), to_numpy(grad)
@@ -623,27 +613,27 @@ def test_all_labels_ignored_mean_is_zero(backend: Backend, options: dict[str, An
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("options", OPTION_SETS)
 def test_ignored_rows_with_nan_logits_get_zero_gradient(
-    backend: Backend, options: dict[str, Any], reduction: str
+    xp: ArrayLibrary, options: dict[str, Any], reduction: str
 ) -> None:
-    logits = _rng("nan-ignored").standard_normal((4, 4))
+    logits = seeded_rng("nan-ignored").standard_normal((4, 4))
     logits[1] = np.nan
     logits[3, 2] = np.nan
     target = np.array([0, -100, 2, -100])
     loss, grad = cross_entropy_value_and_grad(
-        backend(logits), backend(target), reduction=reduction, **_options(backend, options)
+        xp(logits), xp(target), reduction=reduction, **_options(xp, options)
     )
     g = to_numpy(grad)
     assert np.all(np.isfinite(to_numpy(loss))), to_numpy(loss)
     assert np.all(g[[1, 3]] == 0), g[[1, 3]]
     # the other rows are those of the problem without the ignored rows (same mean denominators)
     _, clean = cross_entropy_value_and_grad(
-        logits[[0, 2]], target[[0, 2]], reduction=reduction, **_options(BACKENDS["numpy"], options)
+        logits[[0, 2]], target[[0, 2]], reduction=reduction, **_options(LIBRARIES["numpy"], options)
     )
     np.testing.assert_allclose(g[[0, 2]], clean, **F64)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_target_at_neg_inf_logit_gives_inf_loss_and_finite_gradient(backend: Backend, reduction: str) -> None:
+def test_target_at_neg_inf_logit_gives_inf_loss_and_finite_gradient(xp: ArrayLibrary, reduction: str) -> None:
     inf = np.inf
     logits = np.array(
         [
@@ -654,7 +644,7 @@ def test_target_at_neg_inf_logit_gives_inf_loss_and_finite_gradient(backend: Bac
         ]
     )
     target = np.array([1, 2, 0, 0])  # rows 0 and 3 put their target on a -inf logit
-    loss, grad = cross_entropy_value_and_grad(backend(logits), backend(target), reduction=reduction)
+    loss, grad = cross_entropy_value_and_grad(xp(logits), xp(target), reduction=reduction)
     lv = to_numpy(loss)
     if reduction == "none":
         np.testing.assert_array_equal(np.isinf(lv), [True, False, False, True])
@@ -663,7 +653,7 @@ def test_target_at_neg_inf_logit_gives_inf_loss_and_finite_gradient(backend: Bac
         assert lv == inf
     g = to_numpy(grad)
     assert np.all(np.isfinite(g)), g
-    p_minus_y = to_numpy(softmax(backend(logits))) - np.eye(4)[target]
+    p_minus_y = to_numpy(softmax(xp(logits))) - np.eye(4)[target]
     np.testing.assert_allclose(g, p_minus_y / (4 if reduction == "mean" else 1), **F64)
 
 
@@ -681,7 +671,7 @@ LOW_OPTION_SETS = [
 
 def _low(backend_name: str, dtype: str, a: np.ndarray) -> tuple[Any, np.ndarray]:
     """``a`` in the low-precision dtype, and the same (rounded) values in float64 NumPy."""
-    arr = BACKENDS[backend_name](a, dtype)
+    arr = LIBRARIES[backend_name](a, dtype)
     return arr, to_numpy(arr).astype(np.float64)
 
 
@@ -690,13 +680,13 @@ def _low(backend_name: str, dtype: str, a: np.ndarray) -> tuple[Any, np.ndarray]
 def test_low_precision_gradient_in_input_dtype_and_close_to_float64(
     backend_name: str, dtype: str, options: dict[str, Any]
 ) -> None:
-    b = BACKENDS[backend_name]
-    logits, logits64 = _low(backend_name, dtype, 2.0 * _rng("low").standard_normal((4, 4)))
+    b = LIBRARIES[backend_name]
+    logits, logits64 = _low(backend_name, dtype, 2.0 * seeded_rng("low").standard_normal((4, 4)))
     target = np.array([0, 1, 2, 3])
     loss, grad = cross_entropy_value_and_grad(logits, b(target), **_options(b, options))
     assert grad.dtype == b.dtypes[dtype]
     assert loss.dtype == b.dtypes[dtype]
-    loss64, grad64 = cross_entropy_value_and_grad(logits64, target, **_options(BACKENDS["numpy"], options))
+    loss64, grad64 = cross_entropy_value_and_grad(logits64, target, **_options(LIBRARIES["numpy"], options))
     np.testing.assert_allclose(to_numpy(grad), grad64, **tol(dtype))
     np.testing.assert_allclose(to_numpy(loss), loss64, **tol(dtype))
 
@@ -711,7 +701,7 @@ def test_low_precision_true_class_gradient_at_p_0999(
     row = np.array([math.log(0.999)] + [math.log(0.001 / (c - 1))] * (c - 1)) + shift
     target = np.arange(c)  # row i holds p = 0.999 at class i
     logits, logits64 = _low(backend_name, dtype, np.stack([np.roll(row, i) for i in target]))
-    b = BACKENDS[backend_name]
+    b = LIBRARIES[backend_name]
     _, grad = cross_entropy_value_and_grad(logits, b(target), reduction=reduction)
     assert grad.dtype == b.dtypes[dtype]
     _, grad64 = cross_entropy_value_and_grad(logits64, target, reduction=reduction)

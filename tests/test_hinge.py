@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import zlib
 from typing import Any
 
 import jax
@@ -23,12 +22,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conftest import BACKENDS, EPS, Backend, to_numpy, tol
+from conftest import EPS, FD_STEP, LIBRARIES, ArrayLibrary, seeded_rng, to_numpy, tol
 from softmaxkit.family.hinge import KINDS, multiclass_hinge_loss, multiclass_hinge_loss_value_and_grad
 
 INF, NAN = math.inf, math.nan
 F64 = tol("float64")
-FD_STEP = 1e-6
 N_CLASSES = 5
 IGNORE = 1
 Shape = tuple[int, ...]
@@ -39,9 +37,6 @@ LAYOUTS: dict[str, tuple[Shape, int]] = {
     "NCd1d2": ((2, N_CLASSES, 3, 2), 1),
 }
 
-
-def _rng(*key: object) -> np.random.Generator:
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
 def violations(z: np.ndarray, y: np.ndarray, margin: float) -> np.ndarray:
@@ -62,7 +57,7 @@ def numpy_rows(z: np.ndarray, y: np.ndarray, kind: str, margin: float) -> np.nda
 def data(layout: str, ignore: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits away from every kink (no violation within 1e-3 of 0, no tied competitors), targets, weights."""
     shape, axis = LAYOUTS[layout]
-    rng = _rng("hinge", layout, ignore)
+    rng = seeded_rng("hinge", layout, ignore)
     batch = tuple(s for i, s in enumerate(shape) if i != axis % len(shape))
     y = np.asarray(rng.integers(0, N_CLASSES, batch))
     while True:
@@ -155,15 +150,15 @@ def test_matches_numpy_and_torch_autograd(layout: str, kind: str, weighted: bool
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_backend_in_float32(backend: Backend, kind: str) -> None:
+def test_every_backend_in_float32(xp: ArrayLibrary, kind: str) -> None:
     """float32 here; float64 runs on every backend in test_special_values, and with every option on NumPy."""
     dtype = "float32"
     z, y, w = data("NCd1d2", True)
     z32 = np.asarray(z, dtype=dtype)
-    kw = kwargs("NCd1d2", kind, True, True, "none", backend(w, dtype))
-    value, grad = multiclass_hinge_loss_value_and_grad(backend(z32, dtype), backend(y), **kw)
-    assert type(value) is type(grad) is type(backend(z32, dtype))
-    assert value.dtype == grad.dtype == backend(z32, dtype).dtype
+    kw = kwargs("NCd1d2", kind, True, True, "none", xp(w, dtype))
+    value, grad = multiclass_hinge_loss_value_and_grad(xp(z32, dtype), xp(y), **kw)
+    assert type(value) is type(grad) is type(xp(z32, dtype))
+    assert value.dtype == grad.dtype == xp(z32, dtype).dtype
     # the float32 logits' exact values, in float64: the data stays away from kinks by far more than float32 ulps
     ref_kw = kwargs("NCd1d2", kind, True, True, "none", w.astype(dtype).astype(np.float64))
     ref_value, ref_grad = multiclass_hinge_loss_value_and_grad(z32.astype(np.float64), y, **ref_kw)
@@ -247,7 +242,7 @@ def test_crammer_singer_takes_the_first_of_tied_competitors() -> None:
 
 # ---------------------------------------------------------------------------------------- special values
 @pytest.mark.parametrize("kind", KINDS)
-def test_special_values(backend: Backend, kind: str) -> None:
+def test_special_values(xp: ArrayLibrary, kind: str) -> None:
     z = np.array(
         [
             [0.0, -INF, 0.5],  # a masked competitor is never the violator
@@ -261,7 +256,7 @@ def test_special_values(backend: Backend, kind: str) -> None:
         ]
     )
     y = np.array([0, 0, 0, 0, 0, 0, 0, -100])
-    loss, grad = multiclass_hinge_loss_value_and_grad(backend(z), backend(y), kind=kind, reduction="none")
+    loss, grad = multiclass_hinge_loss_value_and_grad(xp(z), xp(y), kind=kind, reduction="none")
     loss, grad = to_numpy(loss), to_numpy(grad)
     np.testing.assert_array_equal(loss[[0, 1, 2, 3, 4, 7]], [1.5, INF, 0.0, INF, 0.0, 0.0])
     np.testing.assert_array_equal(grad[0], [-1.0, 0.0, 1.0])
@@ -289,7 +284,7 @@ def test_single_class_all_ignored_and_empty() -> None:
 
 @pytest.mark.parametrize(("lib", "dtype"), [("torch", "bfloat16"), ("numpy", "float16")])
 def test_half_precision(lib: str, dtype: str) -> None:
-    b = BACKENDS[lib]
+    b = LIBRARIES[lib]
     z, y, _ = data("NC", False)
     zh = b(4 * z, dtype)
     for kind in KINDS:

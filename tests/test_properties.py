@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import softmaxkit as sk
-from conftest import BACKENDS, EPS, TOL, to_numpy
+from conftest import EPS, LIBRARIES, TOL, to_numpy
+from softmaxkit.softmax import log_softmax_jvp, log_softmax_vjp, softmax_jacobian, softmax_jvp, softmax_vjp
 
 DTYPES = ["float64", "float32"]
 K = 4  # the constant of the module notes' accuracy bounds, K·ε·(...)
@@ -29,7 +30,7 @@ BOUND = 2.0**10  # |logit| <= 1024: far past exp's overflow (709.8 in float64, 8
 # difference of two logits stay finite: 2**508 in float64, 2**60 in float32.
 WIDE = {d: 2.0 ** (np.finfo(d).maxexp // 2 - 4) for d in DTYPES}
 SHAPES = st.tuples(st.integers(1, 6), st.integers(1, 40))
-OTHER_BACKENDS = [name for name in BACKENDS if name != "numpy"]
+OTHER_BACKENDS = [name for name in LIBRARIES if name != "numpy"]
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -375,11 +376,11 @@ def test_finite_inputs_give_finite_outputs(dtype, data):
         "softmax": sk.softmax(x, temperature=temperature),
         "log_softmax": sk.log_softmax(x, temperature=temperature),
         "logsumexp": sk.logsumexp(x),
-        "softmax_vjp": sk.softmax_vjp(x, v, temperature=temperature),
-        "softmax_jvp": sk.softmax_jvp(x, v, temperature=temperature),
-        "log_softmax_vjp": sk.log_softmax_vjp(x, v, temperature=temperature),
-        "log_softmax_jvp": sk.log_softmax_jvp(x, v, temperature=temperature),
-        "softmax_jacobian": sk.softmax_jacobian(x, temperature=temperature),
+        "softmax_vjp": softmax_vjp(x, v, temperature=temperature),
+        "softmax_jvp": softmax_jvp(x, v, temperature=temperature),
+        "log_softmax_vjp": log_softmax_vjp(x, v, temperature=temperature),
+        "log_softmax_jvp": log_softmax_jvp(x, v, temperature=temperature),
+        "softmax_jacobian": softmax_jacobian(x, temperature=temperature),
     }
     y = data.draw(hnp.arrays(np.int64, rows, elements=st.integers(0, n - 1)))
     q = data.draw(hnp.arrays(np.dtype(dtype), x.shape, elements=floats(dtype, 0.0, 1.0)))
@@ -432,11 +433,11 @@ def test_masked_entries_have_probability_and_derivatives_exactly_zero(dtype, how
     masked = ~keep
     assert np.all(sk.softmax(x, **kw)[masked] == 0)
     assert np.all(sk.log_softmax(x, **kw)[masked] == -np.inf)
-    for f, t in ((sk.softmax_vjp, g), (sk.softmax_jvp, v), (sk.log_softmax_vjp, g), (sk.log_softmax_jvp, v)):
+    for f, t in ((softmax_vjp, g), (softmax_jvp, v), (log_softmax_vjp, g), (log_softmax_jvp, v)):
         out = f(x, t, **kw)
         assert np.all(out[masked] == 0), (f.__name__, out)
         assert np.all(np.isfinite(out)), (f.__name__, out)
-    jac = sk.softmax_jacobian(x, **kw)
+    jac = softmax_jacobian(x, **kw)
     for r, i in np.argwhere(masked):
         assert np.all(jac[r, i, :] == 0), (r, i, jac[r])
         assert np.all(jac[r, :, i] == 0), (r, i, jac[r])
@@ -472,7 +473,7 @@ def test_jvp_vjp_and_jacobian_agree(dtype, data):
     nk_eps = K * n * EPS[dtype]
     p = sk.softmax(x).astype(np.float64)
     v64, g64 = v.astype(np.float64), g.astype(np.float64)
-    jac = sk.softmax_jacobian(x)
+    jac = softmax_jacobian(x)
     assert jac.shape == (*x.shape, n)
     np.testing.assert_array_equal(jac, np.swapaxes(jac, -1, -2))  # p_i p_j == p_j p_i exactly
     jac64 = jac.astype(np.float64)
@@ -485,7 +486,7 @@ def test_jvp_vjp_and_jacobian_agree(dtype, data):
     def size(a: np.ndarray) -> np.ndarray:
         return p * (np.abs(a) + np.sum(p * np.abs(a), axis=-1, keepdims=True))
 
-    jvp, vjp = sk.softmax_jvp(x, v).astype(np.float64), sk.softmax_vjp(x, g).astype(np.float64)
+    jvp, vjp = softmax_jvp(x, v).astype(np.float64), softmax_vjp(x, g).astype(np.float64)
     assert_close(jvp, np.einsum("rij,rj->ri", jac64, v64), dtype, err=nk_eps * size(v64))
     assert_close(vjp, np.einsum("ri,rij->rj", g64, jac64), dtype, err=nk_eps * size(g64))
     assert_close(np.sum(jvp, axis=-1), np.zeros(x.shape[0]), dtype, err=nk_eps * np.sum(size(v64), axis=-1))
@@ -493,7 +494,7 @@ def test_jvp_vjp_and_jacobian_agree(dtype, data):
     assert_close(np.sum(g64 * jvp, axis=-1), np.sum(vjp * v64, axis=-1), dtype, err=inner)
 
     # log-softmax: J = I − 1 pᵀ, terms of size |v_i| + <p, |v|>.
-    ljvp, lvjp = sk.log_softmax_jvp(x, v).astype(np.float64), sk.log_softmax_vjp(x, g).astype(np.float64)
+    ljvp, lvjp = log_softmax_jvp(x, v).astype(np.float64), log_softmax_vjp(x, g).astype(np.float64)
     lsize_v = np.abs(v64) + np.sum(p * np.abs(v64), axis=-1, keepdims=True)
     lsize_g = np.abs(g64) + p * np.sum(np.abs(g64), axis=-1, keepdims=True)
     linner = nk_eps * (np.sum(np.abs(g64) * lsize_v, axis=-1) + np.sum(np.abs(v64) * lsize_g, axis=-1))
@@ -520,11 +521,11 @@ def test_derivatives_match_torch_autodiff(data):
 
     xt, vt, gt = (torch.asarray(a) for a in (x, v, g))
     got = {
-        "softmax_jvp": (sk.softmax_jvp(x, v, temperature=t), torch.func.jvp(sm, (xt,), (vt,))[1]),
-        "softmax_vjp": (sk.softmax_vjp(x, g, temperature=t), torch.func.vjp(sm, xt)[1](gt)[0]),
-        "log_softmax_jvp": (sk.log_softmax_jvp(x, v, temperature=t), torch.func.jvp(lsm, (xt,), (vt,))[1]),
-        "log_softmax_vjp": (sk.log_softmax_vjp(x, g, temperature=t), torch.func.vjp(lsm, xt)[1](gt)[0]),
-        "softmax_jacobian": (sk.softmax_jacobian(x, temperature=t), torch.func.vmap(torch.func.jacrev(sm))(xt)),
+        "softmax_jvp": (softmax_jvp(x, v, temperature=t), torch.func.jvp(sm, (xt,), (vt,))[1]),
+        "softmax_vjp": (softmax_vjp(x, g, temperature=t), torch.func.vjp(sm, xt)[1](gt)[0]),
+        "log_softmax_jvp": (log_softmax_jvp(x, v, temperature=t), torch.func.jvp(lsm, (xt,), (vt,))[1]),
+        "log_softmax_vjp": (log_softmax_vjp(x, g, temperature=t), torch.func.vjp(lsm, xt)[1](gt)[0]),
+        "softmax_jacobian": (softmax_jacobian(x, temperature=t), torch.func.vmap(torch.func.jacrev(sm))(xt)),
     }
     # torch rounds x / T, we round (x − m) / T: p differs by the relative error of the temperature test,
     # and each derivative by that much of its p-weighted terms.
@@ -556,7 +557,7 @@ BACKEND_SHAPES = st.sampled_from([(1, 1), (2, 3), (6, 40)])
 @settings(max_examples=25, deadline=None)
 @given(data=st.data())
 def test_every_backend_gives_numpys_values(name, data):
-    be = BACKENDS[name]
+    be = LIBRARIES[name]
     x = data.draw(arrays("float64", BACKEND_SHAPES))
     rows, n = x.shape
     v = data.draw(arrays("float64", x.shape))
@@ -579,11 +580,11 @@ def test_every_backend_gives_numpys_values(name, data):
         ("softmax where", *both(sk.softmax, x, where=keep), 1.0),
         ("log_softmax where", *both(sk.log_softmax, x, where=keep), 1.0),
         ("logsumexp where", *both(sk.logsumexp, x, where=keep), 1.0),
-        ("softmax_vjp", *both(sk.softmax_vjp, x, v, temperature=t), d_scale),
-        ("softmax_jvp", *both(sk.softmax_jvp, x, v, temperature=t), d_scale),
-        ("log_softmax_vjp", *both(sk.log_softmax_vjp, x, v, temperature=t), d_scale),
-        ("log_softmax_jvp", *both(sk.log_softmax_jvp, x, v, temperature=t), d_scale),
-        ("softmax_jacobian", *both(sk.softmax_jacobian, x, temperature=t), 1 / t),
+        ("softmax_vjp", *both(softmax_vjp, x, v, temperature=t), d_scale),
+        ("softmax_jvp", *both(softmax_jvp, x, v, temperature=t), d_scale),
+        ("log_softmax_vjp", *both(log_softmax_vjp, x, v, temperature=t), d_scale),
+        ("log_softmax_jvp", *both(log_softmax_jvp, x, v, temperature=t), d_scale),
+        ("softmax_jacobian", *both(softmax_jacobian, x, temperature=t), 1 / t),
     ]
     for reduction in ("none", "mean"):
         (loss, grad), (loss_b, grad_b) = both(sk.cross_entropy_value_and_grad, x, y, reduction=reduction, **opts)

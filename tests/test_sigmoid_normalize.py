@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conftest import BACKENDS, EPS, Backend, to_numpy, tol
+from conftest import EPS, FD_STEP, LIBRARIES, ArrayLibrary, fd_atol, seeded_rng, to_numpy, tol
 from softmaxkit.family.normalize import (
     normalize,
     normalize_jacobian,
@@ -59,17 +58,9 @@ from softmaxkit.softmax import softmax
 
 INF, NAN = math.inf, math.nan
 F64 = tol("float64")
-FD_STEP = 1e-6
 Shape = tuple[int, ...]
 
 
-def _rng(*key: object) -> np.random.Generator:
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
-
-
-def fd_atol(scale: float) -> float:
-    """Accuracy of a float64 central difference of a function of magnitude ``scale`` (see test_gradients)."""
-    return 16 * (EPS["float64"] * (1.0 + scale) / FD_STEP + FD_STEP**2)
 
 
 # ------------------------------------------------------------------------------------------------- oracle
@@ -114,10 +105,10 @@ ORACLE_ROWS = {
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", list(ORACLE_ROWS))
-def test_values_match_mpmath(backend: Backend, name: str, dtype: str) -> None:
+def test_values_match_mpmath(xp: ArrayLibrary, name: str, dtype: str) -> None:
     x, ref, ref_log = oracle(name, dtype)
     fn, log_fn = (sigmoid, log_sigmoid) if name == "sigmoid" else (softplus_normalize, log_softplus_normalize)
-    got, got_log = to_numpy(fn(backend(x, dtype))), to_numpy(log_fn(backend(x, dtype)))
+    got, got_log = to_numpy(fn(xp(x, dtype))), to_numpy(log_fn(xp(x, dtype)))
     assert got.dtype == got_log.dtype == np.dtype(dtype)
     e = EPS[dtype]
     # each probability: a few roundings of its own and K of the sum; each log: relative to 1 + |value|
@@ -189,13 +180,13 @@ SHAPE_IDS = ["7", "3x5-axis-1", "3x5-axis0", "2x3x4-axis1"]
 # autodiff references: two layouts on NumPy, the 3-d one on every other backend (finite differences take all);
 # torch.func.jacrev on both layouts, jax.jacrev on the 3-d one
 AUTODIFF_CASES = [pytest.param(lib, (3, 5), 0, id=f"{lib}-3x5-axis0") for lib in ["numpy"]] + [
-    pytest.param(lib, (2, 3, 4), 1, id=f"{lib}-2x3x4-axis1") for lib in BACKENDS
+    pytest.param(lib, (2, 3, 4), 1, id=f"{lib}-2x3x4-axis1") for lib in LIBRARIES
 ]
 
 
 @functools.cache
 def problem(name: str, shape: Shape, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = _rng("deriv", name, shape, axis)
+    rng = seeded_rng("deriv", name, shape, axis)
     x = rng.uniform(0.2, 3.0, shape) if MAPPINGS[name].positive else 2.0 * rng.standard_normal(shape)
     x[..., 0] = -6.0 if not MAPPINGS[name].positive else x[..., 0]  # a tail entry, where the scaling matters
     v = rng.standard_normal(shape)
@@ -240,10 +231,10 @@ def products(jac: np.ndarray, v: np.ndarray, axis: int) -> dict[str, np.ndarray]
     }
 
 
-def ours(m: Mapping, op: str, backend: Backend, x: np.ndarray, v: np.ndarray, **kw: Any) -> np.ndarray:
+def ours(m: Mapping, op: str, xp: ArrayLibrary, x: np.ndarray, v: np.ndarray, **kw: Any) -> np.ndarray:
     if op == "jacobian":
-        return to_numpy(m.jacobian(backend(x), **kw))
-    return to_numpy(getattr(m, op)(backend(x), backend(v), **kw))
+        return to_numpy(m.jacobian(xp(x), **kw))
+    return to_numpy(getattr(m, op)(xp(x), xp(v), **kw))
 
 
 @pytest.mark.parametrize(("lib", "shape", "axis"), AUTODIFF_CASES)
@@ -251,7 +242,7 @@ def ours(m: Mapping, op: str, backend: Backend, x: np.ndarray, v: np.ndarray, **
 def test_derivatives_match_jacrev(name: str, lib: str, shape: Shape, axis: int) -> None:
     x, v = problem(name, shape, axis)
     for op in ("jvp", "vjp", "jacobian"):
-        got = ours(MAPPINGS[name], op, BACKENDS[lib], x, v, axis=axis)
+        got = ours(MAPPINGS[name], op, LIBRARIES[lib], x, v, axis=axis)
         for ref_lib in ("torch", "jax") if shape == (2, 3, 4) else ("torch",):
             want = products(reference_jacobian(name, shape, axis, ref_lib), v, axis)[op]
             assert got.shape == want.shape
@@ -266,7 +257,7 @@ def test_derivatives_match_finite_differences(name: str, shape: Shape, axis: int
     k = shape[axis]
     for op in ("jvp", "vjp", "jacobian"):
         atol = fd_atol(1.0) * (1 if op == "jacobian" else k * float(np.max(np.abs(v))))
-        got = ours(MAPPINGS[name], op, BACKENDS["numpy"], x, v, axis=axis)
+        got = ours(MAPPINGS[name], op, LIBRARIES["numpy"], x, v, axis=axis)
         np.testing.assert_allclose(got, want[op], rtol=0, atol=atol, err_msg=op)
 
 
@@ -320,20 +311,20 @@ MASK_CASES = [
 
 @pytest.mark.parametrize(("name", "op", "kind"), MASK_CASES)
 def test_masked_entries_are_exactly_zero_and_the_rest_is_the_shorter_row(
-    backend: Backend, name: str, op: str, kind: str
+    xp: ArrayLibrary, name: str, op: str, kind: str
 ) -> None:
     keep = np.array([[1, 0, 1, 1, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=bool)
-    rng = _rng("mask", name)
+    rng = seeded_rng("mask", name)
     x = rng.uniform(0.5, 2.0, keep.shape) if MAPPINGS[name].positive else rng.standard_normal(keep.shape)
     v = rng.standard_normal(keep.shape)
     v[~keep] = NAN  # a masked tangent is never read
     kw: dict[str, Any] = {}
     if kind == "where":
         xm = np.where(keep, x, 50.0)  # would dominate the row if the mask were not honoured
-        kw["where"] = backend(keep)
+        kw["where"] = xp(keep)
     else:
         xm = np.where(keep, x, -INF)
-    got = to_numpy(call(name, op, backend(xm), backend(v), **kw))
+    got = to_numpy(call(name, op, xp(xm), xp(v), **kw))
     masked_value = -INF if op == "log" else 0.0
     for r in range(3):  # the shorter rows by NumPy: one compiled shape less per row for JAX
         k = keep[r]
@@ -350,10 +341,10 @@ def test_masked_entries_are_exactly_zero_and_the_rest_is_the_shorter_row(
 
 
 @pytest.mark.parametrize(("name", "op"), NAME_OPS)
-def test_nan_row_and_inf_row(backend: Backend, name: str, op: str) -> None:
+def test_nan_row_and_inf_row(xp: ArrayLibrary, name: str, op: str) -> None:
     x = np.array([[1.0, NAN, 2.0], [1.0, INF, 2.0], [1.0, 0.5, 2.0]])
     v = np.ones_like(x)
-    got = to_numpy(call(name, op, backend(x), backend(v)))
+    got = to_numpy(call(name, op, xp(x), xp(v)))
     if name == "sigmoid":  # elementwise: only the entry, and +inf has a value
         diag = np.diagonal(got, axis1=-2, axis2=-1) if op == "jacobian" else got
         assert np.isnan(diag[0, 1])
@@ -365,8 +356,8 @@ def test_nan_row_and_inf_row(backend: Backend, name: str, op: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "op"), NAME_OPS)
-def test_empty_axis(backend: Backend, name: str, op: str) -> None:
-    x = backend(np.zeros((2, 0)))
+def test_empty_axis(xp: ArrayLibrary, name: str, op: str) -> None:
+    x = xp(np.zeros((2, 0)))
     got = call(name, op, x, x)
     assert tuple(got.shape) == ((2, 0, 0) if op == "jacobian" else (2, 0))
 
@@ -374,7 +365,7 @@ def test_empty_axis(backend: Backend, name: str, op: str) -> None:
 @pytest.mark.parametrize(("lib", "dtype"), [("torch", "bfloat16"), ("numpy", "float16")])
 @pytest.mark.parametrize(("name", "op"), NAME_OPS)
 def test_half_precision_is_computed_in_float32(lib: str, dtype: str, name: str, op: str) -> None:
-    b = BACKENDS[lib]
+    b = LIBRARIES[lib]
     x = np.array([[0.5, 1.5, 3.0], [0.25, 2.0, 1.0]])
     v = np.array([[1.0, -1.0, 0.5], [0.0, 2.0, 1.0]])
     x16 = to_numpy(b(x, dtype)).astype(np.float64)  # the values the function sees
@@ -491,7 +482,7 @@ LAYOUTS: dict[str, tuple[Shape, int]] = {
 @functools.cache
 def loss_data(layout: str, ignore: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     shape, axis = LAYOUTS[layout]
-    rng = _rng("loss", layout, ignore)
+    rng = seeded_rng("loss", layout, ignore)
     z = 2.0 * rng.standard_normal(shape)
     w = rng.uniform(0.5, 2.0, N_CLASSES)
     w[3] = 0.0
@@ -560,12 +551,12 @@ def test_loss_matches_torch_autograd(name: str, layout: str, weighted: bool, ign
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
-def test_loss_matches_torch_autograd_on_every_backend(backend: Backend, name: str) -> None:
+def test_loss_matches_torch_autograd_on_every_backend(xp: ArrayLibrary, name: str) -> None:
     reduction = "mean"
     z, y, w = loss_data("NCd1d2", True)
-    kw = loss_kwargs("NCd1d2", True, True, reduction, backend(w))
-    value, grad = LOSSES[name].value_and_grad(backend(z), backend(y), **kw)
-    assert type(value) is type(grad) is type(backend(z))
+    kw = loss_kwargs("NCd1d2", True, True, reduction, xp(w))
+    value, grad = LOSSES[name].value_and_grad(xp(z), xp(y), **kw)
+    assert type(value) is type(grad) is type(xp(z))
     ref_value, ref_grad = torch_reference(LOSSES[name], "NCd1d2", True, True, reduction)
     np.testing.assert_allclose(to_numpy(value), ref_value, **F64)
     np.testing.assert_allclose(to_numpy(grad), ref_grad, **F64)
@@ -631,7 +622,7 @@ def test_weight_ignore_index_and_reduction_match_numpy(
 
 # ------------------------------------------------------------------------------- losses: special values
 @pytest.mark.parametrize("name", list(LOSSES))
-def test_loss_special_values(backend: Backend, name: str) -> None:
+def test_loss_special_values(xp: ArrayLibrary, name: str) -> None:
     z = np.array(
         [
             [0.5, -1.0, 2.0],
@@ -642,7 +633,7 @@ def test_loss_special_values(backend: Backend, name: str) -> None:
         ]
     )
     y = np.array([0, 0, 0, 0, -100])
-    loss, grad = LOSSES[name].value_and_grad(backend(z), backend(y), reduction="none")
+    loss, grad = LOSSES[name].value_and_grad(xp(z), xp(y), reduction="none")
     loss, grad = to_numpy(loss), to_numpy(grad)
     assert np.all(np.isfinite(loss[[0, 3]]))
     assert np.all(np.isnan(loss[1]))
@@ -693,7 +684,7 @@ def test_all_labels_ignored_mean_is_zero(name: str) -> None:
 @pytest.mark.parametrize(("lib", "dtype"), [("torch", "bfloat16"), ("numpy", "float16")])
 @pytest.mark.parametrize("name", list(LOSSES))
 def test_loss_half_precision(name: str, lib: str, dtype: str) -> None:
-    b = BACKENDS[lib]
+    b = LIBRARIES[lib]
     z, y, _ = loss_data("NC", False)
     zh = b(z, dtype)
     loss, grad = LOSSES[name].value_and_grad(zh, b(y))

@@ -1,78 +1,42 @@
-"""softmaxkit: the softmax output layer and its losses, exact and documented, for any array-API array."""
+"""softmaxkit: the softmax output layer and its losses, exact and documented, for any array-API array.
 
-from typing import Any
+The top level holds the mappings, their losses (with ``*_value_and_grad``), the backend switch, the registry of
+output layers, the classifier and calibration. The derivatives of each mapping (``*_jvp``, ``*_vjp``,
+``*_jacobian``) live in its module (:mod:`softmaxkit.softmax`, :mod:`softmaxkit.family.sparsemax`, ...) and on
+its :class:`OutputLayer`.
+"""
+
+import typing
 
 from . import calibration
 from ._backend import backend
 from .cross_entropy import cross_entropy, cross_entropy_value_and_grad
-from .family import (
-    entmax15,
-    entmax15_jacobian,
-    entmax15_jvp,
-    entmax15_loss,
-    entmax15_loss_value_and_grad,
-    entmax15_vjp,
-    entmax_bisect,
-    entmax_bisect_jacobian,
-    entmax_bisect_jvp,
-    entmax_bisect_loss,
-    entmax_bisect_loss_value_and_grad,
-    entmax_bisect_vjp,
-    log_sigmoid,
+from .family.entmax import entmax15, entmax15_loss, entmax15_loss_value_and_grad
+from .family.entmax_bisect import entmax_bisect, entmax_bisect_loss, entmax_bisect_loss_value_and_grad
+from .family.hinge import multiclass_hinge_loss, multiclass_hinge_loss_value_and_grad
+from .family.normalize import normalize
+from .family.sigmoid import log_sigmoid, sigmoid, sigmoid_cross_entropy, sigmoid_cross_entropy_value_and_grad
+from .family.softplus_normalize import (
     log_softplus_normalize,
-    log_spherical_softmax,
-    log_taylor_softmax,
-    multiclass_hinge_loss,
-    multiclass_hinge_loss_value_and_grad,
-    normalize,
-    normalize_jacobian,
-    normalize_jvp,
-    normalize_vjp,
-    sigmoid,
-    sigmoid_cross_entropy,
-    sigmoid_cross_entropy_value_and_grad,
-    sigmoid_jacobian,
-    sigmoid_jvp,
-    sigmoid_vjp,
     softplus_normalize,
     softplus_normalize_cross_entropy,
     softplus_normalize_cross_entropy_value_and_grad,
-    softplus_normalize_jacobian,
-    softplus_normalize_jvp,
-    softplus_normalize_vjp,
-    sparsemax,
-    sparsemax_jacobian,
-    sparsemax_jvp,
-    sparsemax_loss,
-    sparsemax_loss_value_and_grad,
-    sparsemax_vjp,
+)
+from .family.sparsemax import sparsemax, sparsemax_loss, sparsemax_loss_value_and_grad
+from .family.spherical import (
+    log_spherical_softmax,
     spherical_cross_entropy,
     spherical_cross_entropy_value_and_grad,
     spherical_softmax,
-    spherical_softmax_jacobian,
-    spherical_softmax_jvp,
-    spherical_softmax_vjp,
-    taylor_cross_entropy,
-    taylor_cross_entropy_value_and_grad,
-    taylor_softmax,
-    taylor_softmax_jacobian,
-    taylor_softmax_jvp,
-    taylor_softmax_vjp,
 )
+from .family.taylor import log_taylor_softmax, taylor_cross_entropy, taylor_cross_entropy_value_and_grad, taylor_softmax
 from .layers import OUTPUT_LAYERS, OutputLayer, get_output_layer, register_output_layer
-from .softmax import (
-    log_softmax,
-    log_softmax_jvp,
-    log_softmax_vjp,
-    logsumexp,
-    softmax,
-    softmax_jacobian,
-    softmax_jvp,
-    softmax_vjp,
-)
+from .softmax import log_softmax, logsumexp, softmax
 
 __version__ = "0.1.0"
 
+# The one list of public names (tests/test_public_api.py checks it against what is imported above and against
+# the README's tables).
 __all__ = [
     "OUTPUT_LAYERS",
     "OutputLayer",
@@ -83,22 +47,14 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_value_and_grad",
     "entmax15",
-    "entmax15_jacobian",
-    "entmax15_jvp",
     "entmax15_loss",
     "entmax15_loss_value_and_grad",
-    "entmax15_vjp",
     "entmax_bisect",
-    "entmax_bisect_jacobian",
-    "entmax_bisect_jvp",
     "entmax_bisect_loss",
     "entmax_bisect_loss_value_and_grad",
-    "entmax_bisect_vjp",
     "get_output_layer",
     "log_sigmoid",
     "log_softmax",
-    "log_softmax_jvp",
-    "log_softmax_vjp",
     "log_softplus_normalize",
     "log_spherical_softmax",
     "log_taylor_softmax",
@@ -106,48 +62,27 @@ __all__ = [
     "multiclass_hinge_loss",
     "multiclass_hinge_loss_value_and_grad",
     "normalize",
-    "normalize_jacobian",
-    "normalize_jvp",
-    "normalize_vjp",
     "register_output_layer",
     "sigmoid",
     "sigmoid_cross_entropy",
     "sigmoid_cross_entropy_value_and_grad",
-    "sigmoid_jacobian",
-    "sigmoid_jvp",
-    "sigmoid_vjp",
     "softmax",
-    "softmax_jacobian",
-    "softmax_jvp",
-    "softmax_vjp",
     "softplus_normalize",
     "softplus_normalize_cross_entropy",
     "softplus_normalize_cross_entropy_value_and_grad",
-    "softplus_normalize_jacobian",
-    "softplus_normalize_jvp",
-    "softplus_normalize_vjp",
     "sparsemax",
-    "sparsemax_jacobian",
-    "sparsemax_jvp",
     "sparsemax_loss",
     "sparsemax_loss_value_and_grad",
-    "sparsemax_vjp",
     "spherical_cross_entropy",
     "spherical_cross_entropy_value_and_grad",
     "spherical_softmax",
-    "spherical_softmax_jacobian",
-    "spherical_softmax_jvp",
-    "spherical_softmax_vjp",
     "taylor_cross_entropy",
     "taylor_cross_entropy_value_and_grad",
     "taylor_softmax",
-    "taylor_softmax_jacobian",
-    "taylor_softmax_jvp",
-    "taylor_softmax_vjp",
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     """``SoftmaxClassifier`` on first use: it needs scikit-learn and SciPy (``pip install 'softmaxkit[compare]'``),
     which ``import softmaxkit`` does not."""
     if name == "SoftmaxClassifier":

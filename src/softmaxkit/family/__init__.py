@@ -13,113 +13,34 @@ module                        what it holds
 ============================  ==========================================================================
 """
 
-from .entmax import entmax15, entmax15_jacobian, entmax15_jvp, entmax15_loss, entmax15_loss_value_and_grad, entmax15_vjp
-from .entmax_bisect import (
-    entmax_bisect,
-    entmax_bisect_jacobian,
-    entmax_bisect_jvp,
-    entmax_bisect_loss,
-    entmax_bisect_loss_value_and_grad,
-    entmax_bisect_vjp,
-)
-from .hinge import multiclass_hinge_loss, multiclass_hinge_loss_value_and_grad
-from .normalize import normalize, normalize_jacobian, normalize_jvp, normalize_vjp
-from .sigmoid import (
-    log_sigmoid,
-    sigmoid,
-    sigmoid_cross_entropy,
-    sigmoid_cross_entropy_value_and_grad,
-    sigmoid_jacobian,
-    sigmoid_jvp,
-    sigmoid_vjp,
-)
-from .softplus_normalize import (
-    log_softplus_normalize,
-    softplus_normalize,
-    softplus_normalize_cross_entropy,
-    softplus_normalize_cross_entropy_value_and_grad,
-    softplus_normalize_jacobian,
-    softplus_normalize_jvp,
-    softplus_normalize_vjp,
-)
-from .sparsemax import (
-    sparsemax,
-    sparsemax_jacobian,
-    sparsemax_jvp,
-    sparsemax_loss,
-    sparsemax_loss_value_and_grad,
-    sparsemax_vjp,
-)
-from .spherical import (
-    log_spherical_softmax,
-    spherical_cross_entropy,
-    spherical_cross_entropy_value_and_grad,
-    spherical_softmax,
-    spherical_softmax_jacobian,
-    spherical_softmax_jvp,
-    spherical_softmax_vjp,
-)
-from .taylor import (
-    log_taylor_softmax,
-    taylor_cross_entropy,
-    taylor_cross_entropy_value_and_grad,
-    taylor_softmax,
-    taylor_softmax_jacobian,
-    taylor_softmax_jvp,
-    taylor_softmax_vjp,
-)
+from . import entmax as _entmax
+from . import entmax_bisect as _entmax_bisect
+from . import hinge as _hinge
+from . import normalize as _normalize
+from . import sigmoid as _sigmoid
+from . import softplus_normalize as _softplus_normalize
+from . import sparsemax as _sparsemax
+from . import spherical as _spherical
+from . import taylor as _taylor
+from .entmax import *  # noqa: F403
+from .entmax_bisect import *  # noqa: F403
+from .hinge import *  # noqa: F403
+from .normalize import *  # noqa: F403
+from .sigmoid import *  # noqa: F403
+from .softplus_normalize import *  # noqa: F403
+from .sparsemax import *  # noqa: F403
+from .spherical import *  # noqa: F403
+from .taylor import *  # noqa: F403
 
+# every public name of every module, each list written once, in its module
 __all__ = [
-    "entmax15",
-    "entmax15_jacobian",
-    "entmax15_jvp",
-    "entmax15_loss",
-    "entmax15_loss_value_and_grad",
-    "entmax15_vjp",
-    "entmax_bisect",
-    "entmax_bisect_jacobian",
-    "entmax_bisect_jvp",
-    "entmax_bisect_loss",
-    "entmax_bisect_loss_value_and_grad",
-    "entmax_bisect_vjp",
-    "log_sigmoid",
-    "log_softplus_normalize",
-    "log_spherical_softmax",
-    "log_taylor_softmax",
-    "multiclass_hinge_loss",
-    "multiclass_hinge_loss_value_and_grad",
-    "normalize",
-    "normalize_jacobian",
-    "normalize_jvp",
-    "normalize_vjp",
-    "sigmoid",
-    "sigmoid_cross_entropy",
-    "sigmoid_cross_entropy_value_and_grad",
-    "sigmoid_jacobian",
-    "sigmoid_jvp",
-    "sigmoid_vjp",
-    "softplus_normalize",
-    "softplus_normalize_cross_entropy",
-    "softplus_normalize_cross_entropy_value_and_grad",
-    "softplus_normalize_jacobian",
-    "softplus_normalize_jvp",
-    "softplus_normalize_vjp",
-    "sparsemax",
-    "sparsemax_jacobian",
-    "sparsemax_jvp",
-    "sparsemax_loss",
-    "sparsemax_loss_value_and_grad",
-    "sparsemax_vjp",
-    "spherical_cross_entropy",
-    "spherical_cross_entropy_value_and_grad",
-    "spherical_softmax",
-    "spherical_softmax_jacobian",
-    "spherical_softmax_jvp",
-    "spherical_softmax_vjp",
-    "taylor_cross_entropy",
-    "taylor_cross_entropy_value_and_grad",
-    "taylor_softmax",
-    "taylor_softmax_jacobian",
-    "taylor_softmax_jvp",
-    "taylor_softmax_vjp",
+    *_entmax.__all__,
+    *_entmax_bisect.__all__,
+    *_hinge.__all__,
+    *_normalize.__all__,
+    *_sigmoid.__all__,
+    *_softplus_normalize.__all__,
+    *_sparsemax.__all__,
+    *_spherical.__all__,
+    *_taylor.__all__,
 ]
