@@ -9,7 +9,7 @@
   modified, the loss alone never allocating an ``N x C`` array.
 * The dispatch: keyword, context manager, environment variable, threshold, what is never sent to a kernel.
 * Finally the reference's own behavioural and accuracy suites (their NumPy tests), collected here a second time
-  and run with the kernels forced (the tests taking the ``backend`` fixture already run on ``numpy-numba``).
+  and run with the kernels forced (the tests taking the ``xp`` fixture already run on ``numpy-numba``).
 """
 
 from __future__ import annotations
@@ -540,7 +540,7 @@ def test_bench_writes_a_table_json_and_a_plot(tmp_path: Path) -> None:
 
 # -------------------------------------------------- the reference's suites again, with the kernels forced
 # Their NumPy tests are collected a second time here, where the autouse fixture above forces the kernels for
-# every NumPy float32/float64 input of any size. Tests taking the ``backend`` fixture are left out: they run on
+# every NumPy float32/float64 input of any size. Tests taking the ``xp`` fixture are left out: they run on
 # the ``numpy-numba`` backend already.
 # Tests of other array libraries and of float16/bfloat16 (computed by the reference in float32, never sent to a
 # kernel) are left out as well: they would only run the same code again.
@@ -556,7 +556,7 @@ def _numpy_tests(module: Any) -> dict[str, Any]:
         if name.startswith("test_")
         and inspect.isfunction(func)
         and func.__module__ == module.__name__
-        and "backend" not in inspect.signature(func).parameters
+        and "xp" not in inspect.signature(func).parameters
         and not any(word in name for word in NOT_NUMPY)
     }
 
