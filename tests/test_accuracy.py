@@ -18,6 +18,7 @@ subnormals, partial ``-inf`` masks, fully masked rows, rows spanning the underfl
 from __future__ import annotations
 
 import functools
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import oracle
-from conftest import EPS, LIBRARIES, seeded_rng, to_numpy
+from conftest import EPS, LIBRARIES, to_numpy
 from softmaxkit import cross_entropy, cross_entropy_value_and_grad, log_softmax, logsumexp, softmax
 
 # ------------------------------------------------------------------------------------------- dtype facts
@@ -51,6 +52,11 @@ def rounded(a: Any, dtype: str) -> np.ndarray:
     t = torch.asarray(np.asarray(a, dtype=np.float64)).to(_TORCH_DTYPE[dtype])
     return t.to(torch.float64).numpy()
 
+
+def _rng(*key: str) -> np.random.Generator:
+    # keyed by the joined path, not conftest.seeded_rng's repr: the comparison with torch's worst error is
+    # data-dependent, and this suite's data is the one its bounds were set on
+    return np.random.default_rng(zlib.crc32("/".join(key).encode()))
 
 
 # ---------------------------------------------------------------------------------------- the input suite
@@ -77,7 +83,7 @@ ADVERSARIAL = [c for c in CASES if c != "random"]
 
 def _pooled_row(dtype: str) -> np.ndarray:
     """A row of 10^6 entries drawn from ~50 distinct values, so the oracle sums count * exp(v) exactly."""
-    rng = seeded_rng("pool", dtype)
+    rng = _rng("pool", dtype)
     pool = np.unique(rounded(rng.normal(0.0, 4.0, 50), dtype))
     row = np.repeat(pool, rng.multinomial(LONG - pool.size, np.full(pool.size, 1 / pool.size)) + 1)
     return rng.permutation(row)[None, :]
@@ -86,7 +92,7 @@ def _pooled_row(dtype: str) -> np.ndarray:
 @functools.cache
 def suite(dtype: str) -> dict[str, np.ndarray]:
     """The adversarial inputs for ``dtype``: name -> 2-d float64 array of exact ``dtype`` values."""
-    rng = seeded_rng("suite", dtype)
+    rng = _rng("suite", dtype)
     big, tiny, inf = BIG[dtype], TINY[dtype], np.inf
     sub = tiny * EPS[dtype]  # smallest subnormal
     k = 9
@@ -262,7 +268,7 @@ def test_log_softmax_shift_by_1e7(dtype: str) -> None:
 
 # ------------------------------------------------------------------------------------ logsumexp with b=
 def _scaled_inputs(dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    rng = seeded_rng("scaled", dtype)
+    rng = _rng("scaled", dtype)
     x = rng.normal(0.0, 5.0, (24, 12))
     b = rng.integers(-2, 3, x.shape).astype(np.float64)
     b[0] = np.abs(b[0]) + 1  # all positive
@@ -329,7 +335,7 @@ def _targets(x: np.ndarray, probs: bool, dtype: str, rng: np.random.Generator) -
 
 @functools.cache
 def targets(dtype: str, case: str, probs: bool) -> np.ndarray:
-    return _targets(suite(dtype)[case], probs, dtype, seeded_rng("targets", dtype, case))
+    return _targets(suite(dtype)[case], probs, dtype, _rng("targets", dtype, case))
 
 
 def _ce_target(dtype: str, case: str, option: str) -> np.ndarray:
@@ -488,7 +494,7 @@ def test_every_backend_within_bound(xp: Any, float_dtype: str) -> None:
         value = getattr(exact, "lse" if func == "logsumexp" else func)
         assert np.max(r) <= 1.0, f"{xp}/{func}: " + describe(r, x, ours, value)
     # cross-entropy with class indices and smoothing; fully masked rows are ignored and must give exactly 0
-    target = _targets(x, False, float_dtype, seeded_rng("moderate", float_dtype))
+    target = _targets(x, False, float_dtype, _rng("moderate", float_dtype))
     kept = target != -100
     assert 0 < kept.sum() < len(x)
     rows = to_numpy(cross_entropy(arr, xp(target), reduction="none", label_smoothing=0.1))

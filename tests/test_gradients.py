@@ -29,17 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import FD_STEP, LIBRARIES, ArrayLibrary, fd_atol, seeded_rng, to_numpy, tol
-from softmaxkit import (
-    cross_entropy,
-    cross_entropy_value_and_grad,
-    log_softmax,
-    log_softmax_jvp,
-    log_softmax_vjp,
-    softmax,
-    softmax_jacobian,
-    softmax_jvp,
-    softmax_vjp,
-)
+from softmaxkit import cross_entropy, cross_entropy_value_and_grad, log_softmax, softmax
+from softmaxkit.softmax import log_softmax_jvp, log_softmax_vjp, softmax_jacobian, softmax_jvp, softmax_vjp
 
 Shape = tuple[int, ...]
 F64 = tol("float64")
