@@ -170,16 +170,19 @@ def labels(xp: Namespace, target: Array, n_classes: int, ignore_index: int, alon
         )
 
 
+def weight_shape(shape: tuple[int, ...], n_classes: int, name: str = "weight") -> None:
+    """Per-class weights have shape ``(n_classes,)`` (plain Python: also inside a traced torch function)."""
+    if len(shape) != 1 or shape[0] != n_classes:
+        raise ValueError(f"{name} must be a 1-d array with one entry per class ({n_classes}); got shape {shape}")
+
+
 def class_weight(
     xp: Namespace, ref: Array, weight: Any, n_classes: int, dtype: DType, name: str = "weight", *, values: bool = True
 ) -> Array:
     """Per-class weights: shape ``(n_classes,)``, real, ``>= 0`` and not nan (values only when known, and only
     with ``values``: reading them syncs a device with the host); returned in ``dtype`` on ``ref``'s device."""
     w = like(xp, ref, weight)
-    if w.ndim != 1 or w.shape[0] != n_classes:
-        raise ValueError(
-            f"{name} must be a 1-d array with one entry per class ({n_classes}); got shape {tuple(w.shape)}"
-        )
+    weight_shape(tuple(w.shape), n_classes, name)
     w = cast(xp, to_compute(xp, w, name)[0], dtype)
     pos = first_true(xp, xp.logical_not(w >= 0)) if values else None
     if pos is not None:

@@ -341,6 +341,9 @@ def check_labels(target: Tensor, n_classes: int, ignore_index: int, dim_name: st
 def check_weight(weight: Tensor, n_classes: int, values: bool = True) -> None:
     """Class weights: 1-d, one per class, floating (as torch asks), ``>= 0`` and not nan (the last only with
     ``values``: it reads the weights on the host)."""
-    _validate.class_weight(_xp, weight, weight, n_classes, weight.dtype, values=values)
+    if values:
+        _validate.class_weight(_xp, weight, weight, n_classes, weight.dtype)
+    else:  # traced (torch.compile): the shape only, in plain Python
+        _validate.weight_shape(tuple(weight.shape), n_classes)
     if not weight.is_floating_point():
         raise TypeError(f"weight must be a floating tensor; got dtype {weight.dtype}")
