@@ -49,6 +49,18 @@ four without a graph break; inside a compiled graph the checks that read values 
 :func:`cross_entropy`'s ``check_target``), and forward-mode AD is not available there (Dynamo traces no custom
 ``jvp``).
 
+numba kernels on CPU
+--------------------
+CPU tensors of float32 or float64 whose class dimension is the last go to :mod:`softmaxkit.kernels.numba` when
+the dispatcher sends NumPy arrays of that size there (``softmaxkit.backend``: ``auto`` above its size
+threshold, ``numba`` always, ``reference`` never): the kernels read the
+tensor's memory through a NumPy view and their results become tensors without a copy. Cross-entropy then
+computes the loss and, when the logits require it, the gradient in one pass; that gradient (``N x C``) is held
+from the forward to the backward in place of the two floats per row, and handed over to the first backward (a
+second one, or a double backward, recomputes). softmax and log_softmax run their forward there. Class indices
+that were not checked (``check_target=False``, traced calls), probability targets that require a gradient, and
+calls inside ``torch.compile`` or a ``torch.func`` transform take the torch code.
+
 Triton kernels on CUDA
 ----------------------
 A CUDA tensor of float32, float16 or bfloat16 whose class dimension is the last, with contiguous rows (any
