@@ -7,6 +7,8 @@ Every reference test that takes the ``xp`` fixture runs on NumPy, array-api-stri
 
 from __future__ import annotations
 
+import importlib
+import math
 import os
 import zlib
 from collections.abc import Callable, Iterator
@@ -18,17 +20,28 @@ import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import array_api_strict
-import jax
-import jax.numpy as jnp
-import torch
 
-if not torch.cuda.is_available():
+
+def _optional(name: str) -> Any:
+    """An optional array library, or None where it is not installed (its ``xp`` cases are then skipped)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+array_api_strict = _optional("array_api_strict")
+torch = _optional("torch")
+jax = _optional("jax")
+jnp = None if jax is None else importlib.import_module("jax.numpy")
+
+if torch is None or not torch.cuda.is_available():
     # Triton fixes interpreted-or-compiled when it is imported (and when each kernel is decorated): without a GPU
     # its kernels can only run in the interpreter, so choose it before anything (torch included) imports triton.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-jax.config.update("jax_enable_x64", True)
+if jax is not None:
+    jax.config.update("jax_enable_x64", True)
 
 # ------------------------------------------------------------------------------------------ tolerance table
 # Unit roundoff-ish epsilon of each dtype we compute in. Accuracy bounds in the tests are written as multiples
@@ -112,29 +125,33 @@ def _numpy_asarray(a: np.ndarray, dtype: Any) -> Any:
     return np.asarray(a, dtype=dtype)
 
 
-LIBRARIES = {
+LIBRARY_NAMES = ("numpy", "array_api_strict", "torch", "jax", "numpy-numba")
+"""Every case of the ``xp`` fixture; the ones whose library is missing are skipped."""
+
+LIBRARIES: dict[str, ArrayLibrary] = {
     "numpy": ArrayLibrary("numpy", np, _numpy_asarray, _NUMPY_DTYPES),
-    "array_api_strict": ArrayLibrary(
+    # NumPy arrays, with the numba kernels forced for the whole test (see the ``xp`` fixture)
+    "numpy-numba": ArrayLibrary("numpy-numba", np, _numpy_asarray, _NUMPY_DTYPES),
+}
+if array_api_strict is not None:
+    LIBRARIES["array_api_strict"] = ArrayLibrary(
         "array_api_strict",
         array_api_strict,
         lambda a, d: array_api_strict.asarray(a, dtype=d),
         {k: getattr(array_api_strict, k) for k in _COMMON if k != "float16"},
-    ),
-    "torch": ArrayLibrary(
-        "torch",
-        torch,
-        _torch_asarray,
-        {**{k: getattr(torch, k) for k in _COMMON}, "bfloat16": torch.bfloat16},
-    ),
-    "jax": ArrayLibrary(
+    )
+if torch is not None:
+    LIBRARIES["torch"] = ArrayLibrary(
+        "torch", torch, _torch_asarray, {**{k: getattr(torch, k) for k in _COMMON}, "bfloat16": torch.bfloat16}
+    )
+if jnp is not None:
+    LIBRARIES["jax"] = ArrayLibrary(
         "jax",
         jnp,
         lambda a, d: jnp.asarray(a, dtype=d),
         {**{k: getattr(jnp, k) for k in _COMMON}, "bfloat16": jnp.bfloat16},
-    ),
-    # NumPy arrays, with the numba kernels forced for the whole test (see the ``xp`` fixture)
-    "numpy-numba": ArrayLibrary("numpy-numba", np, _numpy_asarray, _NUMPY_DTYPES),
-}
+    )
+LIBRARIES = {name: LIBRARIES[name] for name in LIBRARY_NAMES if name in LIBRARIES}  # the cases' order
 
 FORCED_BACKENDS = {"numpy-numba": "numba"}
 """Library entries that run under ``softmaxkit.backend(...)``: the name of the softmaxkit backend they force."""
@@ -142,21 +159,23 @@ FORCED_BACKENDS = {"numpy-numba": "numba"}
 
 def to_numpy(a: Any) -> np.ndarray:
     """Any backend's array (or a tuple of them) as a NumPy array; bfloat16 becomes float32."""
-    if isinstance(a, torch.Tensor):
+    if torch is not None and isinstance(a, torch.Tensor):
         a = a.detach().cpu()
         if a.dtype == torch.bfloat16:
             a = a.float()
         return a.numpy()
-    if isinstance(a, jax.Array):
+    if jax is not None and isinstance(a, jax.Array):
         if a.dtype == jnp.bfloat16:
             a = a.astype(jnp.float32)
         return np.asarray(a)
     return np.asarray(a)  # NumPy, array-api-strict (which implements __array__ / dlpack)
 
 
-@pytest.fixture(params=list(LIBRARIES), ids=list(LIBRARIES))
+@pytest.fixture(params=LIBRARY_NAMES, ids=LIBRARY_NAMES)
 def xp(request: pytest.FixtureRequest) -> Iterator[ArrayLibrary]:
     name = str(request.param)
+    if name not in LIBRARIES:
+        pytest.importorskip(name)
     if name in FORCED_BACKENDS:
         import softmaxkit
 
@@ -169,3 +188,25 @@ def xp(request: pytest.FixtureRequest) -> Iterator[ArrayLibrary]:
 @pytest.fixture(params=["float64", "float32"])
 def float_dtype(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+# ------------------------------------------------------------------ policy cases that several suites pin
+def assert_nothing_to_average(loss: Any, grad: Any = None) -> None:
+    """Our policy where ``reduction="mean"`` has nothing to average (every label ignored, or a zero total weight):
+    the loss is exactly 0 and the gradient all zeros, where torch gives nan (pytorch#70348)."""
+    assert float(to_numpy(loss)) == 0.0
+    if grad is not None:
+        assert not np.any(to_numpy(grad))
+
+
+CONFIDENT_LOGITS = [math.log(0.999), math.log(0.001)]
+"""A row with p = 0.999 at class 0. Liger-Kernel PR #1329: ``p - 1`` with ``p`` rounded to bfloat16 first lost the
+whole true-class gradient (100% error); computed in float32 it keeps bfloat16's own relative accuracy."""
+
+
+def assert_true_class_gradient(grad_y: Any, logits: Any, rtol: float = 2**-8) -> None:
+    """``grad_y``, the gradient at the target (class 0) of ``CONFIDENT_LOGITS`` as rounded to bfloat16 (``logits``),
+    against ``p_0 - 1`` in float64 from those same rounded logits."""
+    z = to_numpy(logits).astype(np.float64).reshape(-1)
+    exact = math.exp(z[0] - np.logaddexp.reduce(z)) - 1.0
+    assert abs(float(to_numpy(grad_y)) - exact) <= rtol * abs(exact)
