@@ -169,6 +169,11 @@ def test_cache_stamp_matches_the_sources() -> None:
         digest.update((folder / name).read_bytes())
     want = digest.hexdigest()[:16]
     assert want == cpu.SOURCES_SHA, f"set SOURCES_SHA in softmaxkit/kernels/numba/_kernels.py to {want!r}"
+    assert want == cpu.plain.SOURCES_SHA, f"set SOURCES_SHA in softmaxkit/kernels/numba/_plain.py to {want!r}"
+    from softmaxkit.kernels.numba import _rows
+
+    copied = (kernels.NARROW, kernels.BLOCK, kernels.STORE)  # where numba is not imported
+    assert copied == (_rows.NARROW, _rows.BLOCK, _rows.STORE)
 
 
 # --------------------------------------------------------------------- kernels against the reference
@@ -241,6 +246,44 @@ def test_softmax_family_equals_the_reference(dtype: str) -> None:
         _, sign = sk.logsumexp(x, return_sign=True, backend="numba")
         _, ref_sign = sk.logsumexp(x, return_sign=True, backend="reference")
         np.testing.assert_array_equal(sign, ref_sign)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_common_call_kernels_equal_the_general_ones(dtype: str) -> None:
+    """The kernels with the options fixed (_plain.py, compiled alone for a first call) equal the general kernels.
+
+    Up to the last bits: LLVM may contract the exponential or reassociate a block's sum differently in another
+    kernel (the lse of a long float32 row differed by 2e-10).
+
+    Softmax and the gradient keep the first pass's exponentials: they take rows of up to _rows.STORE bytes only.
+    """
+    for shape in [(5, 33), (40, 1023), (17, 2049), *LONG_SHAPES[dtype]]:
+        x = logits(shape, dtype)
+        stored = shape[1] * x.itemsize <= kernels.STORE
+        scratch = np.empty((1, -(-shape[1] // kernels.BLOCK)), dtype=dtype)
+        for log in (True, False) if stored else (True,):
+            got, want = np.empty_like(x), np.empty_like(x)
+            (cpu.plain.log_softmax_rows if log else cpu.plain.softmax_rows)(x, got, scratch)
+            cpu.softmax_rows(x, want, x.dtype.type(1.0), log)
+            assert_same(got, want, dtype, f"{shape} log={log}")
+        got_lse, want_lse = np.empty(shape[0]), np.empty(shape[0])
+        cpu.plain.logsumexp_rows(x, got_lse, scratch)
+        cpu.logsumexp_rows(x, want_lse)
+        assert_same(got_lse, want_lse, "float64" if dtype == "float64" else "float32", f"lse {shape}")
+        data = ce_inputs(shape, dtype)
+        y, w = data["y"].astype(np.int64), data["w"]
+        for want_grad in (True, False) if stored else (False,):
+            grads = [np.empty((shape[0] if want_grad else 0, shape[1]), dtype=dtype) for _ in range(2)]
+            rows = [np.empty(0 if want_grad else shape[0]) for _ in range(2)]
+            sums = [np.zeros((1, 4)) for _ in range(2)]
+            if want_grad:
+                cpu.plain.cross_entropy_rows(x, y, -100, w, 0.5, grads[0], rows[0], scratch, sums[0])
+            else:
+                cpu.plain.cross_entropy_loss_rows(x, y, -100, w, rows[0], scratch, sums[0])
+            cpu.cross_entropy_rows(x, y, -100, np.zeros((1, 1), dtype), w, 0, 0.0, 0.0, x.dtype.type(1.0), False,
+                                   0.5, 0.25, grads[1], rows[1], sums[1])  # fmt: skip
+            for a, b in ((grads[0], grads[1]), (rows[0], rows[1]), (sums[0], sums[1])):
+                assert_same(a, b, dtype, f"cross-entropy {shape} grad={want_grad}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -408,6 +408,55 @@ def pass1(
     return m, (np.nan if nan else rest), (-np.inf if lin_inf else lin), mass
 
 
+def _plain_pass(store: bool) -> Any:
+    """:func:`pass1` for ``d = x - m`` and no linear sum, ``store`` fixed: ``(m, rest)``, the same arithmetic.
+
+    The common call (softmax, log-softmax, lse without options; cross-entropy of class indices without
+    smoothing, z-loss or softcap) compiles one of these instead of :func:`pass1`, whose other modes and targets
+    would be compiled too and cost most of a first call's compile time (issue 14, item 7). ``store`` is a
+    constant of the closure, so numba compiles only its side of each ``if store`` (branch pruning).
+    """
+
+    @jit()
+    def plain_pass(x: Any, e: Any, mb: Any) -> Any:
+        n = x.size
+        ninf = x.dtype.type(-np.inf)
+        m = ninf
+        s, comp, ties = 0.0, 0.0, 0.0
+        nan = False
+        for b in range((n + BLOCK - 1) // BLOCK):
+            b0, b1 = b * BLOCK, min((b + 1) * BLOCK, n)
+            xb = x[b0:b1]
+            bm = _row_max(xb)
+            if bm > m:
+                if m > ninf:
+                    f = math.exp(float(m) - float(bm))
+                    s, comp, ties = (s + ties) * f, comp * f, 0.0  # the old maxima become ordinary terms
+                m = bm
+            mb[b] = m
+            if m == ninf:
+                nan = nan or has_nan(xb)
+                if store:
+                    fill(e[b0:b1], 0.0)
+                continue
+            if store:
+                bs, bt = _sum_exp_store(xb, m, e[b0:b1])
+            else:
+                bs, bt = _sum_exp(xb, m)
+            s, comp = neumaier(s, comp, bs)
+            ties += bt
+        rest = (s + comp) + max(ties - 1.0, 0.0)
+        return m, (np.nan if nan else rest)
+
+    return plain_pass
+
+
+pass1_plain = _plain_pass(False)
+"""``pass1_plain(x, e, mb)``: :func:`pass1` of mode PLAIN and kind INDEX, nothing stored (``e`` unused)."""
+pass1_plain_store = _plain_pass(True)
+"""``pass1_plain_store(x, e, mb)``: as :func:`pass1_plain`, keeping the exponentials in ``e``."""
+
+
 @jit()
 def narrow_tile(x: Any, i0: int, i1: int, mode: int, t: Any, buf: Any, mrow: Any, rows: Any) -> None:
     """Rows ``i0:i1`` of a narrow ``x`` (``k <= NARROW``), transposed: one vectorised loop per class, across rows.

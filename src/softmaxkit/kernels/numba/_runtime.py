@@ -273,7 +273,9 @@ _loaded: list[ModuleType] = []
 
 
 def load() -> ModuleType:
-    """The jitted kernels (:mod:`._kernels`), imported on the first call: threading layer, cache, then the import.
+    """The jitted kernels (:mod:`._kernels`, :mod:`._plain` as its ``plain``), imported on the first call.
+
+    The threading layer and the cache are chosen first, then the modules are imported.
 
     Raises
     ------
@@ -301,7 +303,7 @@ def load() -> ModuleType:
             kernels = importlib.import_module("._kernels", package)
         finally:
             config.CACHE_DIR = saved
-        for module in (vmath, kernels):
+        for module in (vmath, kernels, kernels.plain):
             for value in vars(module).values():
                 if isinstance(value, CPUDispatcher):
                     _tolerate_damage(value)

@@ -1,0 +1,225 @@
+r"""The common calls' kernels: softmax, log-softmax and lse without options, cross-entropy with default options.
+
+Each is the general kernel of :mod:`._kernels` with its options fixed, and does the same arithmetic in the same
+order, so that its results are the general kernel's, bit for bit. They exist for the first call's sake (issue
+14, item 7): numba compiles a kernel together with every branch of every function it calls, and the general
+kernels' branches for temperatures, softcaps, label smoothing, probability targets and short rows cost most of
+a first call's compile time. A call whose options these kernels have fixed, on rows longer than
+:data:`._rows.NARROW`, compiles only them; any other call compiles the general kernel. Nothing here is used for
+anything the general kernels do not also do.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import prange
+
+from ._rows import BLOCK, fill, has_nan, neumaier, pass1_plain, pass1_plain_store, shift_minus, times_
+from ._vmath import jit, vexp, vlog1p
+
+__all__ = [
+    "SOURCES_SHA",
+    "cross_entropy_loss_rows",
+    "cross_entropy_loss_rows_parallel",
+    "cross_entropy_rows",
+    "cross_entropy_rows_parallel",
+    "log_softmax_rows",
+    "log_softmax_rows_parallel",
+    "logsumexp_rows",
+    "logsumexp_rows_parallel",
+    "softmax_rows",
+    "softmax_rows_parallel",
+]
+
+SOURCES_SHA = "17af454a1aae23d0"
+"""The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
+
+
+# ------------------------------------------------------------------------------------ softmax and lse
+@jit()
+def _softmax_chunk(x: Any, out: Any, mb: Any, r0: int, r1: int) -> None:
+    """Rows ``r0:r1`` of :func:`softmax_rows`."""
+    k = x.shape[1]
+    for i in range(r0, r1):
+        m, rest = pass1_plain_store(x[i], out[i], mb)
+        if not rest < np.inf or m == np.inf:
+            fill(out[i], np.nan)
+        elif m == -np.inf:  # every entry -inf
+            fill(out[i], 0.0)
+        else:
+            inv = 1.0 / (1.0 + rest)
+            for b in range(mb.size):  # out[i] holds exp(x - mb[b]), block by block, from the first pass
+                f = x.dtype.type(math.exp(float(mb[b]) - float(m)) * inv)
+                times_(out[i, b * BLOCK : min((b + 1) * BLOCK, k)], f)
+
+
+@jit(cache=True)
+def softmax_rows(x: Any, out: Any, mb: Any) -> None:
+    """``out[i] = softmax(x[i])`` for every row: rows longer than :data:`._rows.NARROW`, of at most
+    :data:`._rows.STORE` bytes (the first pass keeps the exponentials in ``out``).
+
+    ``mb``: scratch of the caller's, ``(pieces, blocks)`` in ``x``'s dtype, one row per piece of rows (one here):
+    the maximum each block of :data:`._rows.BLOCK` entries was summed against. Allocating it here would compile
+    NumPy's allocation into the kernel too.
+    """
+    _softmax_chunk(x, out, mb[0], 0, x.shape[0])
+
+
+@jit(cache=True, parallel=True)
+def softmax_rows_parallel(x: Any, out: Any, mb: Any) -> None:
+    """:func:`softmax_rows` with the rows cut into pieces, one per row of ``mb`` and thread."""
+    n, pieces = x.shape[0], mb.shape[0]
+    for ch in prange(pieces):
+        _softmax_chunk(x, out, mb[ch], ch * n // pieces, (ch + 1) * n // pieces)
+
+
+@jit()
+def _log_softmax_chunk(x: Any, out: Any, mb: Any, r0: int, r1: int) -> None:
+    """Rows ``r0:r1`` of :func:`log_softmax_rows`."""
+    k = x.shape[1]
+    for i in range(r0, r1):
+        m, rest = pass1_plain(x[i], x[i], mb)  # nothing is stored
+        if not rest < np.inf or m == np.inf:
+            fill(out[i], np.nan)
+        elif m == -np.inf:
+            fill(out[i], -np.inf)
+        else:
+            log_norm = x.dtype.type(vlog1p(rest))
+            for b0 in range(0, k, BLOCK):
+                shift_minus(x[i, b0 : b0 + BLOCK], m, log_norm, out[i, b0 : b0 + BLOCK])
+
+
+@jit(cache=True)
+def log_softmax_rows(x: Any, out: Any, mb: Any) -> None:
+    """``out[i] = log_softmax(x[i])`` for every row, rows longer than :data:`._rows.NARROW` (``mb``: scratch)."""
+    _log_softmax_chunk(x, out, mb[0], 0, x.shape[0])
+
+
+@jit(cache=True, parallel=True)
+def log_softmax_rows_parallel(x: Any, out: Any, mb: Any) -> None:
+    """:func:`log_softmax_rows` with the rows cut into pieces, one per row of ``mb`` and thread."""
+    n, pieces = x.shape[0], mb.shape[0]
+    for ch in prange(pieces):
+        _log_softmax_chunk(x, out, mb[ch], ch * n // pieces, (ch + 1) * n // pieces)
+
+
+@jit()
+def _logsumexp_chunk(x: Any, out: Any, mb: Any, r0: int, r1: int) -> None:
+    """Rows ``r0:r1`` of :func:`logsumexp_rows`."""
+    for i in range(r0, r1):
+        m, rest = pass1_plain(x[i], x[i], mb)
+        if m == np.inf:
+            rest = np.nan if has_nan(x[i]) else np.inf
+        out[i] = np.float64(m) + vlog1p(rest)
+
+
+@jit(cache=True)
+def logsumexp_rows(x: Any, out: Any, mb: Any) -> None:
+    """``out[i] = m + log1p(rest)`` in float64, rows longer than :data:`._rows.NARROW` (``mb``: scratch)."""
+    _logsumexp_chunk(x, out, mb[0], 0, x.shape[0])
+
+
+@jit(cache=True, parallel=True)
+def logsumexp_rows_parallel(x: Any, out: Any, mb: Any) -> None:
+    """:func:`logsumexp_rows` with the rows cut into pieces, one per row of ``mb`` and thread."""
+    n, pieces = x.shape[0], mb.shape[0]
+    for ch in prange(pieces):
+        _logsumexp_chunk(x, out, mb[ch], ch * n // pieces, (ch + 1) * n // pieces)
+
+
+# ------------------------------------------------------------------------------------------ cross-entropy
+def _cross_entropy_chunk(grad_too: bool) -> Any:
+    """Rows ``r0:r1`` of :func:`cross_entropy_rows` (``grad_too``) or :func:`cross_entropy_loss_rows`.
+
+    ``grad_too`` is a constant of the closure: the loss alone compiles no gradient code, and the gradient
+    keeps the first pass's exponentials in its rows (numba compiles only one side of each ``if grad_too``).
+    """
+
+    @jit()
+    def chunk(x: Any, y: Any, ignore: int, w: Any, inv_ce: float, grad: Any, rows: Any, mb: Any, r0: int, r1: int,
+              acc: Any) -> None:  # fmt: skip
+        k = x.shape[1]
+        keep = rows.size > 0
+        for i in range(r0, r1):
+            yi = y[i]
+            if yi == ignore:
+                if keep:
+                    rows[i] = 0.0
+                if grad_too:
+                    fill(grad[i], 0.0)
+                continue
+            if grad_too:
+                m, rest = pass1_plain_store(x[i], grad[i], mb)
+            else:
+                m, rest = pass1_plain(x[i], x[i], mb)
+            if m == np.inf:
+                rest = np.nan
+            meff = m if abs(m) < np.inf else x.dtype.type(0.0)
+            dy = np.float64(x[i, yi] - meff)
+            coef = np.float64(w[yi])
+            log_norm, inv, bad = vlog1p(rest), 1.0 / (1.0 + rest), not rest < np.inf
+            # _kernels._ce_finish with kind INDEX, no smoothing, no z-loss
+            ce = 0.0 if coef == 0.0 else coef * (log_norm - dy)
+            pc, yc = (coef * inv_ce) * inv, coef * inv_ce
+            ce = np.nan if bad else ce
+            acc[0], acc[1] = neumaier(acc[0], acc[1], ce)
+            if keep:
+                rows[i] = ce + 0.0
+            if not grad_too:
+                continue
+            if bad:
+                fill(grad[i], np.nan)
+                continue
+            for b in range(mb.size):  # grad[i] holds exp(x - mb[b]): rescale to the row's maximum
+                b0, b1 = b * BLOCK, min((b + 1) * BLOCK, k)
+                f = math.exp(np.float64(mb[b]) - np.float64(m)) if m > -np.inf else 0.0
+                times_(grad[i, b0:b1], x.dtype.type(pc * f))
+                if b0 <= yi < b1:
+                    grad[i, yi] = np.float64(vexp(x[i, yi] - meff)) * pc - yc
+
+    return chunk
+
+
+_ce_grad_chunk = _cross_entropy_chunk(True)
+_ce_loss_chunk = _cross_entropy_chunk(False)
+
+
+@jit(cache=True)
+def cross_entropy_rows(
+    x: Any, y: Any, ignore: int, w: Any, inv_ce: float, grad: Any, rows: Any, mb: Any, sums: Any
+) -> None:
+    """:func:`._kernels.cross_entropy_rows` for class indices without smoothing, z-loss or softcap, and its
+    gradient, on rows longer than :data:`._rows.NARROW` and of at most :data:`._rows.STORE` bytes.
+
+    Arguments as there (``sums[0, 2:]``, the z-loss's, stay 0), and ``mb``, scratch as in :func:`softmax_rows`.
+    """
+    _ce_grad_chunk(x, y, ignore, w, inv_ce, grad, rows, mb[0], 0, x.shape[0], sums[0])
+
+
+@jit(cache=True, parallel=True)
+def cross_entropy_rows_parallel(
+    x: Any, y: Any, ignore: int, w: Any, inv_ce: float, grad: Any, rows: Any, mb: Any, sums: Any
+) -> None:
+    """:func:`cross_entropy_rows` per piece of rows, one piece per row of ``sums`` (its sums in ``sums[piece]``)."""
+    n, pieces = x.shape[0], sums.shape[0]
+    for ch in prange(pieces):
+        r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
+        _ce_grad_chunk(x, y, ignore, w, inv_ce, grad, rows, mb[ch], r0, r1, sums[ch])
+
+
+@jit(cache=True)
+def cross_entropy_loss_rows(x: Any, y: Any, ignore: int, w: Any, rows: Any, mb: Any, sums: Any) -> None:
+    """:func:`cross_entropy_rows` without the gradient, on rows longer than :data:`._rows.NARROW`."""
+    _ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], rows, mb[0], 0, x.shape[0], sums[0])
+
+
+@jit(cache=True, parallel=True)
+def cross_entropy_loss_rows_parallel(x: Any, y: Any, ignore: int, w: Any, rows: Any, mb: Any, sums: Any) -> None:
+    """:func:`cross_entropy_loss_rows` per piece of rows, as :func:`cross_entropy_rows_parallel`."""
+    n, pieces = x.shape[0], sums.shape[0]
+    for ch in prange(pieces):
+        r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
+        _ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], rows, mb[ch], r0, r1, sums[ch])
