@@ -1,11 +1,12 @@
 """The Triton linear cross-entropy kernels in Triton's interpreter (``TRITON_INTERPRET=1``), on CPU tensors.
 
-The predicate that sends CUDA tensors to :mod:`softmaxkit.kernels.triton.linear` is replaced so that CPU tensors go
-there, and everything is compared with float64 autograd of ``F.linear`` + :func:`softmaxkit.torch.cross_entropy`
-and with the CPU path. Under the interpreter the tiles are 16 x 16 x 16 and the forward cuts the vocabulary into
-up to 3 splits, so the shapes below (N in {1, 17, 33}, D in {16, 40}, V in {1, 31, 64, 100}) have partial
-tiles in every direction and merge several splits. float16 and bfloat16 run too (bfloat16 products are made in
-float32 under the interpreter, whose bfloat16 ``tl.dot`` is wrong in Triton 3.9; see ``gpu_linear._dot``).
+``softmaxkit.backend("triton")`` sends the CPU tensors to :mod:`softmaxkit.kernels.triton.linear` (the dispatcher
+lets it under the interpreter), and everything is compared with float64 autograd of ``F.linear`` +
+:func:`softmaxkit.torch.cross_entropy` and with the CPU path. Under the interpreter the tiles are 16 x 16 x 16 and
+the forward cuts the vocabulary into up to 3 splits, so the shapes below (N in {1, 17, 33}, D in {16, 40}, V in {1,
+31, 64, 100}) have partial tiles in every direction and merge several splits. float16 and bfloat16 run too (bfloat16
+products are made in float32 under the interpreter, whose bfloat16 ``tl.dot`` is wrong in Triton 3.9; see
+``gpu_linear._dot``).
 
 Triton reads ``TRITON_INTERPRET`` when a kernel is decorated, which :mod:`softmaxkit.kernels.triton.linear` does on
 its first call, so setting it here, before any kernel runs, is enough. Where CUDA is available the module is
@@ -33,20 +34,19 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+import softmaxkit
 import softmaxkit.torch as skt
 from conftest import tol
-from softmaxkit.torch import _triton
 
 F32 = tol("float32")
 
 
 @pytest.fixture(autouse=True)
-def _triton_path(monkeypatch):
+def _triton_path():
     """Send CPU tensors to the Triton kernels; hide the interpreter's numpy floating-point warnings (its ``where``
     evaluates both branches, e.g. the Taylor branch of expm1 at -inf, and its ``tl.max`` is ``np.nanmax``, which
     warns on a row of nan: a GPU does both silently)."""
-    monkeypatch.setattr(_triton, "use_triton", lambda h, w: True)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
+    with softmaxkit.backend("triton"), np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
         yield
 
@@ -82,7 +82,8 @@ def _oracle(h, w, y, b, **kw):
     kw = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
     kw.pop("deterministic", None)
     kw.pop("grad_threshold", None)
-    return skt.cross_entropy(F.linear(h.double(), w.double(), None if b is None else b.double()), y, **kw)
+    with softmaxkit.backend("torch"):
+        return skt.cross_entropy(F.linear(h.double(), w.double(), None if b is None else b.double()), y, **kw)
 
 
 def _f64(h, w, b):
@@ -137,12 +138,12 @@ def test_deterministic_mode_matches_and_repeats_bit_for_bit(opts):
 
 
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_equals_the_cpu_path(reduction, monkeypatch):
+def test_equals_the_cpu_path(reduction):
     h, w, b, y, cw = _problem(17, 40, 64, seed=3)
     kw = {"reduction": reduction, **_options(ALL, cw)}
     ours = _run(_ours, h, w, b, y, None, **kw)
-    monkeypatch.setattr(_triton, "use_triton", lambda h, w: False)
-    cpu = _run(_ours, h, w, b, y, None, **kw)
+    with softmaxkit.backend("torch"):
+        cpu = _run(_ours, h, w, b, y, None, **kw)
     for o, c in zip(ours, cpu, strict=True):
         torch.testing.assert_close(o, c, **F32)
 
@@ -313,10 +314,9 @@ def test_importing_softmaxkit_does_not_import_triton():
 # ----------------------------------------------------------------------------------------- vocab-parallel
 def _vp_worker(rank, world, port, sizes):
     # a rank: its slice of W through the kernels, the two collectives of softmaxkit.torch.distributed
-    _triton.use_triton = lambda h, w: True
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), softmaxkit.backend("triton"):
             h, w, b, y, cw = _problem(17, 16, sum(sizes), seed=15)
             start = sum(sizes[:rank])
             sl = slice(start, start + sizes[rank])

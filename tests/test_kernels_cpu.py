@@ -7,14 +7,12 @@
   the rows whose exponentials are kept (256 KiB) and the pieces cut for the threads; special rows in each.
 * Cross-entropy with every combination of its options, non-contiguous inputs and other axes, inputs never
   modified, the loss alone never allocating an ``N x C`` array.
-* The dispatch: keyword, context manager, environment variable, threshold, what is never sent to a kernel.
 * Finally the reference's own behavioural and accuracy suites (their NumPy tests), collected here a second time
   and run with the kernels forced (the tests taking the ``xp`` fixture already run on ``numpy-numba``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import itertools
@@ -26,7 +24,6 @@ from typing import Any
 import mpmath
 import numpy as np
 import pytest
-import torch
 
 import softmaxkit as sk
 import test_accuracy
@@ -47,9 +44,12 @@ DTYPES = ["float32", "float64"]
 
 
 @pytest.fixture(autouse=True)
-def _kernels_forced() -> Any:
-    """Every test in this module runs with the kernels forced (explicit ``backend=`` keywords still win)."""
-    with sk.backend("numba"):
+def _kernels_forced(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every NumPy float32/float64 input of any size goes to the kernels (``auto`` without its size threshold);
+    other arrays go where ``auto`` sends them, so that the suites collected again below run unchanged. Explicit
+    ``backend=`` keywords still win."""
+    monkeypatch.setattr(_backend, "THRESHOLD", 0)
+    with sk.backend("auto"):
         yield
 
 
@@ -463,102 +463,6 @@ def test_the_loss_alone_never_allocates_an_n_by_c_array(target: str) -> None:
     if target == "index":  # the public function's checks of probabilities build boolean masks of the logits' shape
         peak = _peak_bytes(lambda: sk.cross_entropy(x, t, label_smoothing=0.1))
         assert peak < x.nbytes / 16, f"cross_entropy: peak {peak} bytes for logits of {x.nbytes}"
-
-
-# ------------------------------------------------------------------------------------------------ dispatch
-@contextlib.contextmanager
-def outside_any_context() -> Any:
-    """Undo this module's ``with sk.backend("numba")`` for a while, as if no context manager were active."""
-    token = _backend._CHOICE.set(None)
-    try:
-        yield
-    finally:
-        _backend._CHOICE.reset(token)
-
-
-def test_backend_names_are_checked_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
-    x = np.zeros((2, 3))
-    message = "backend must be one of 'auto', 'reference', 'numba'; got 'fast'"
-    for call in (
-        lambda: sk.softmax(x, backend="fast"),
-        lambda: sk.log_softmax(x, backend="fast"),
-        lambda: sk.logsumexp(x, b=np.ones(3), backend="fast"),
-        lambda: sk.cross_entropy(x, np.array([0, 1]), backend="fast"),
-        lambda: sk.cross_entropy_value_and_grad(x, np.array([0, 1]), backend="fast"),
-        lambda: sk.backend("fast").__enter__(),
-    ):
-        with pytest.raises(ValueError, match=message):
-            call()
-    monkeypatch.setenv("SOFTMAXKIT_BACKEND", "gpu")
-    with sk.backend("auto"):
-        assert _backend.resolve() == "auto"  # the context manager comes first
-    with outside_any_context(), pytest.raises(ValueError, match="environment variable SOFTMAXKIT_BACKEND must be"):
-        sk.softmax(x)
-
-
-def test_precedence_keyword_context_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SOFTMAXKIT_BACKEND", "reference")
-    with outside_any_context():
-        assert _backend.resolve() == "reference"
-        with sk.backend("auto"):
-            assert _backend.resolve() == "auto"
-            assert _backend.resolve("numba") == "numba"
-            with sk.backend("reference"):
-                assert _backend.resolve() == "reference"
-            assert _backend.resolve() == "auto"
-        assert _backend.resolve() == "reference"
-        monkeypatch.delenv("SOFTMAXKIT_BACKEND")
-        assert _backend.resolve() == "auto"
-
-
-class Spy:
-    """Stands in for one kernel entry point and counts the calls."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-        self.calls = 0
-        self.real = getattr(kernels, name)
-        monkeypatch.setattr(kernels, name, self)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        return self.real(*args, **kwargs)
-
-
-def test_auto_sends_only_large_numpy_float_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
-    spy = Spy(monkeypatch, "softmax")
-    small = np.zeros((2, 3), dtype=np.float32)
-    large = np.zeros((64, _backend.THRESHOLD // 64), dtype=np.float32)
-    with sk.backend("auto"):
-        sk.softmax(small)
-        assert spy.calls == 0
-        sk.softmax(large)
-        assert spy.calls == 1
-        sk.softmax(torch.zeros(64, _backend.THRESHOLD // 64))
-        sk.softmax(large.astype(np.float16))
-        sk.softmax(large.astype(np.int64))
-        assert spy.calls == 1
-    sk.softmax(small)  # forced: any size
-    assert spy.calls == 2
-    sk.softmax(small, backend="reference")
-    assert spy.calls == 2
-
-
-def test_logsumexp_with_b_takes_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    spy = Spy(monkeypatch, "logsumexp")
-    x = logits((20, 30), "float64")
-    b = np.random.default_rng(0).uniform(-1, 1, x.shape)
-    got = sk.logsumexp(x, b=b, return_sign=True)
-    assert spy.calls == 0
-    np.testing.assert_array_equal(got, sk.logsumexp(x, b=b, return_sign=True, backend="reference"))
-
-
-def test_without_numba_auto_falls_back_and_numba_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kernels, "available", lambda: False)
-    x = np.ones((64, _backend.THRESHOLD // 64))
-    with sk.backend("auto"):
-        np.testing.assert_allclose(sk.softmax(x), 1.0 / x.shape[1])
-    with pytest.raises(ImportError, match="backend='numba' needs numba"):
-        sk.softmax(x)
 
 
 # ---------------------------------------------------------------------------------------------- benchmark

@@ -23,8 +23,9 @@ import torch.nn.functional as F  # noqa: E402
 
 import softmaxkit.torch as skt  # noqa: E402
 from conftest import tol  # noqa: E402
+from softmaxkit import _backend  # noqa: E402
 from softmaxkit.kernels.triton import ops as gpu  # noqa: E402
-from softmaxkit.torch import _core, functional  # noqa: E402
+from softmaxkit.torch import _core  # noqa: E402
 
 DEV = torch.device("cuda")
 INF = math.inf
@@ -52,9 +53,13 @@ def _logits(n: int, k: int, seed: int, dtype: torch.dtype, special: bool = True)
 
 
 def test_dispatch_sends_cuda_tensors_to_the_kernels():
-    assert functional._gpu(torch.zeros(2, 3, device=DEV)) is gpu
-    assert functional._gpu(torch.zeros(2, 3, device=DEV, dtype=torch.float64)) is None
-    assert functional._gpu(torch.zeros(2, 3)) is None
+    for front in ("torch", "array"):
+        assert _backend.choose("softmax", torch.zeros(2, 3, device=DEV), "auto", front=front) == "triton"
+    assert (
+        _backend.choose("softmax", torch.zeros(2, 3, device=DEV, dtype=torch.float64), "auto", front="torch") == "torch"
+    )
+    assert _backend.choose("softmax", torch.zeros(2, 3), "auto", front="torch") == "torch"
+    assert _backend.choose("softmax", torch.zeros(2, 3, device=DEV), "auto", front="torch", rows=False) == "torch"
 
 
 @pytest.mark.parametrize("k", WIDTHS)

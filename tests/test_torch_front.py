@@ -25,7 +25,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 import softmaxkit as sk
 import softmaxkit.torch as skt
-from conftest import CONFIDENT_LOGITS, assert_nothing_to_average, assert_true_class_gradient, tol
+from conftest import tol
 
 INF, NAN = math.inf, math.nan
 F64 = tol("float64")
@@ -271,15 +271,6 @@ def test_cross_entropy_saves_only_row_statistics():
 
 
 # ------------------------------------------------------------------------------ special values (deviations)
-def test_all_labels_ignored_mean_is_zero():
-    x = torch.randn(3, 4, requires_grad=True)
-    t = torch.full((3,), -100)
-    loss = skt.cross_entropy(x, t, label_smoothing=0.1, z_loss=0.1)
-    loss.backward()
-    assert_nothing_to_average(loss, x.grad)
-    assert math.isnan(F.cross_entropy(x, t).item())  # torch's value: the deviation we document
-
-
 def test_zero_total_weight_mean_is_zero():
     x = torch.zeros(2, 3, requires_grad=True)
     loss = skt.cross_entropy(x, torch.tensor([1, 1]), weight=torch.tensor([1.0, 0.0, 1.0]))
@@ -380,13 +371,6 @@ def test_half_precision_is_computed_in_float32(dtype):
         out = getattr(skt, name)(x.detach(), 1)
         assert out.dtype == dtype
         _close(out.double(), getattr(F, name)(x64.detach(), 1), **tol(str(dtype).split(".")[-1]))
-
-
-def test_bfloat16_true_class_gradient_at_p_0999():
-    # Liger-Kernel PR #1329: p - 1 with p rounded to bf16 first lost the whole gradient (100% error at 0.999)
-    x = torch.tensor([CONFIDENT_LOGITS], dtype=torch.bfloat16, requires_grad=True)
-    skt.cross_entropy(x, torch.tensor([0])).backward()
-    assert_true_class_gradient(x.grad[0, 0], x)
 
 
 # -------------------------------------------------------------------------------------------------- errors

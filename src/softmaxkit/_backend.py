@@ -1,19 +1,43 @@
-"""Which implementation runs: the generic (reference) code or the numba kernels.
+"""The dispatcher: which engine runs a call. Every public function asks here, once, at its top.
 
-``auto`` (the default) sends NumPy float32/float64 arrays of at least :data:`THRESHOLD` elements to the
-kernels when numba is installed, and everything else to the generic code; ``reference`` always takes the
-generic code; ``numba`` takes the kernels for every NumPy float32/float64 array whatever its size (the tests
-use it), and raises if numba is missing. Options the kernels do not implement (``logsumexp``'s ``b``) always
-take the generic code. The choice comes from, in order: the ``backend=`` keyword of a call, the innermost
-``with softmaxkit.backend(...)`` block, the ``SOFTMAXKIT_BACKEND`` environment variable, ``auto``.
+Engines
+-------
+==============  ====================================================================================================
+``reference``   the generic array-API code (:mod:`softmaxkit.softmax`, :mod:`softmaxkit.cross_entropy`): any array
+                library, any dtype, every option. The oracle every other engine is tested against. On the
+                :mod:`softmaxkit.torch` front its reference is its own torch code (the ``torch`` engine).
+``numpy``       a tight NumPy implementation of the same formulas for float32/float64 ``numpy.ndarray``\\ s
+                (:mod:`softmaxkit._lean`): none of the generic code's namespace look-ups, for small inputs.
+``numba``       the CPU kernels (:mod:`softmaxkit.kernels.numba`) for float32/float64 NumPy arrays, and for
+                softmaxkit.torch's softmax, log_softmax and cross_entropy of CPU float32/float64 tensors.
+``triton``      the GPU kernels (:mod:`softmaxkit.kernels.triton.ops`) for torch tensors on CUDA (on the CPU too under
+                ``TRITON_INTERPRET=1``, Triton's interpreter: the tests run them so), float32/float16/bfloat16,
+                class axis last with contiguous rows.
+``torch``       :mod:`softmaxkit.torch`'s torch operations (autograd Functions with our special values).
+==============  ====================================================================================================
 
-Both paths compute the same formulas with the same special values; validation happens before the choice, so
-errors are identical.
+``auto`` (the default) picks, from the array type, device, dtype, layout and size: ``triton`` for CUDA tensors it
+can take; ``numba`` for NumPy float32/float64 arrays of at least :data:`THRESHOLD` elements when numba is
+installed (CPU float32/float64 tensors of the torch front likewise); ``numpy`` for smaller ones; ``torch`` for
+the rest of the torch front; ``reference`` for everything
+else (other array libraries, float16 and integer inputs on the array front, options only the reference has).
+
+The name in force comes from, in order: the ``backend=`` keyword of a call, the innermost
+``with softmaxkit.backend(...)`` block, the ``SOFTMAXKIT_BACKEND`` environment variable, ``auto``. A name that is
+not ``auto`` is obeyed or refused: an engine that cannot run the call raises (``ValueError`` saying why;
+``ImportError`` when its package is missing), it never falls back silently (softmaxkit.torch's exceptions: a call
+traced by ``torch.compile`` follows ``auto``; tensors of :mod:`torch.func` transforms, and cross-entropy with
+unchecked labels, take the torch code).
+
+Every engine computes the same formulas with the same special values (``tests/contract/`` holds each to the
+whole policy); arguments are validated before an engine runs, so errors are identical.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
+import importlib.util
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,16 +45,43 @@ from typing import Any
 
 import numpy as np
 
-BACKENDS = ("auto", "reference", "numba")
+ENGINES = ("reference", "numpy", "numba", "triton", "torch")
+"""Every engine, in the order of the table above."""
+
+BACKENDS = ("auto", *ENGINES)
+"""Every name ``backend=``, :func:`backend` and ``SOFTMAXKIT_BACKEND`` accept."""
 
 THRESHOLD = 4096
-"""Smallest input (in elements) that ``auto`` sends to the kernels.
+"""Smallest NumPy input (in elements) that ``auto`` sends to the numba kernels; smaller ones take ``numpy``.
 
-The kernels are faster at every size (``softmaxkit bench``: a row of 1000 float32 takes about 20 us against the
-reference's 50 us, the Python around the call being most of both), but the first call in a process loads numba
-and the compiled kernels from the on-disk cache, about half a second: a program that only ever calls softmax on
-a few small vectors should not pay that. From a few thousand elements on, or for repeated calls, it is paid back.
+The first kernel call in a process loads numba and the compiled kernels from the on-disk cache, about half a
+second: a program that only ever calls softmax on a few small vectors should not pay that. Below this size the
+tight NumPy code costs a few microseconds of Python more than the kernel call; above it the kernels' single pass
+and threads win.
 """
+
+FRONTS = ("array", "torch")
+"""``array``: :mod:`softmaxkit`'s functions (any array library); ``torch``: :mod:`softmaxkit.torch`'s."""
+
+_NUMPY_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+_LACKS: dict[tuple[str, str], frozenset[str]] = {
+    ("numpy", "logsumexp"): frozenset({"b"}),
+    ("numpy", "cross_entropy"): frozenset({"weight", "label_smoothing", "z_loss", "softcap", "probabilities"}),
+    ("numba", "logsumexp"): frozenset({"b"}),
+    ("triton", "softmax"): frozenset({"temperature"}),
+    ("triton", "log_softmax"): frozenset({"temperature"}),
+    ("triton", "logsumexp"): frozenset({"b"}),
+}
+"""The options of an operation that an engine does not implement (the reference implements every one)."""
+
+_OPS = {
+    "numpy": ("softmax", "log_softmax", "logsumexp", "cross_entropy"),
+    "numba": ("softmax", "log_softmax", "logsumexp", "cross_entropy"),
+    "numba-torch": ("softmax", "log_softmax", "cross_entropy"),
+    "triton-array": ("softmax", "log_softmax", "logsumexp", "cross_entropy"),
+}
+"""The operations each engine implements (on the array front; ``numba-torch``: numba on softmaxkit.torch's)."""
 
 _CHOICE: contextvars.ContextVar[str | None] = contextvars.ContextVar("softmaxkit_backend", default=None)
 
@@ -43,21 +94,23 @@ def _checked(value: Any, name: str) -> str:
 
 @contextmanager
 def backend(name: str) -> Iterator[None]:
-    """Run the enclosed calls on one backend: ``"auto"``, ``"reference"`` or ``"numba"``.
+    """Run the enclosed calls on one engine (or ``"auto"``).
 
     The setting is local to the thread (and asyncio task) and is undone on exit; a ``backend=`` keyword on a
-    call still wins.
+    call still wins. A call that the named engine cannot run raises rather than run elsewhere.
 
     Parameters
     ----------
-    name : {"auto", "reference", "numba"}
-        ``reference`` forces the generic array-API code; ``numba`` forces the CPU kernels for every NumPy
-        float32/float64 input; ``auto`` lets the size decide.
+    name : {"auto", "reference", "numpy", "numba", "triton", "torch"}
+        ``reference``: the generic array-API code; ``numpy``: the tight NumPy code (NumPy float32/float64);
+        ``numba``: the CPU kernels (NumPy float32/float64); ``triton``: the GPU kernels (torch tensors on CUDA);
+        ``torch``: :mod:`softmaxkit.torch`'s torch code; ``auto``: chosen per call from type, device, dtype,
+        layout and size.
 
     Raises
     ------
     ValueError
-        ``name`` is not one of the three.
+        ``name`` is not one of these.
 
     Examples
     --------
@@ -75,7 +128,7 @@ def backend(name: str) -> Iterator[None]:
 
 
 def resolve(keyword: Any = None) -> str:
-    """The backend in force for a call whose ``backend=`` keyword is ``keyword`` (None: not given).
+    """The name in force for a call whose ``backend=`` keyword is ``keyword`` (None: not given).
 
     Raises
     ------
@@ -93,26 +146,352 @@ def resolve(keyword: Any = None) -> str:
     return "auto"
 
 
-def use_kernel(source: Any, mode: str) -> bool:
-    """Whether a call on ``source`` (the caller's data argument, as given) goes to the numba kernels.
+# ------------------------------------------------------------------------------------- what each engine takes
+@functools.cache
+def installed(package: str) -> bool:
+    """Whether ``package`` (``"numba"``, ``"triton"``) can be imported, found without importing it."""
+    return importlib.util.find_spec(package) is not None
 
-    Only NumPy float32/float64 arrays qualify (float16 and integers, which the reference computes in float32 or
-    float64, stay there too, as do Python sequences and every other array library). ``mode`` is what
-    :func:`resolve` returned for the call (resolved first, with the other argument checks).
+
+def _is_torch(data: Any) -> bool:
+    return type(data).__module__.partition(".")[0] == "torch"
+
+
+def _lacking(engine: str, op: str, options: tuple[str, ...]) -> str | None:
+    lacks = _LACKS.get((engine, op))
+    if lacks is not None:
+        for name in options:
+            if name in lacks:
+                return f"it does not implement {op}'s {name}"
+    return None
+
+
+def _why_not_numpy(op: str, data: Any, front: str, options: tuple[str, ...], engine: str = "numpy") -> str | None:
+    if front != "array":
+        return "it runs softmaxkit's array functions only"
+    if type(data) is not np.ndarray or data.dtype not in _NUMPY_FLOATS:
+        return f"it takes float32/float64 numpy.ndarrays, not {_describe(data)}"
+    if op not in _OPS[engine]:
+        return f"it does not implement {op}"
+    return _lacking(engine, op, options)
+
+
+def _why_not_numba(op: str, data: Any, front: str, options: tuple[str, ...], last: bool) -> str | None:
+    # on the torch front: CPU tensors, read through NumPy views of their memory
+    why = _why_not_torch_cpu(op, data, last) if front == "torch" else _why_not_numpy(op, data, front, options, "numba")
+    if why is not None:
+        return why
+    if not installed("numba"):
+        raise ImportError("backend='numba' needs numba, which is not installed (pip install numba)")
+    return None
+
+
+def _why_not_torch_cpu(op: str, data: Any, last: bool) -> str | None:
+    if not _is_torch(data):
+        return f"it takes numpy.ndarrays and CPU torch tensors, not {_describe(data)}"
+    import torch
+
+    if data.device.type != "cpu" or data.dtype not in (torch.float32, torch.float64) or data.layout != torch.strided:
+        return f"it takes CPU float32/float64 tensors; got one of {data.dtype} on {data.device}"
+    if op not in _OPS["numba-torch"]:
+        return f"softmaxkit.torch.{op} does not run on it"
+    if not last:
+        return "it needs the class dimension last"
+    return None
+
+
+def _why_not_triton(op: str, data: Any, front: str, options: tuple[str, ...], rows: bool) -> str | None:
+    if not _is_torch(data):
+        return f"it takes torch tensors, not {_describe(data)}"
+    import torch
+
+    on_device = data.device.type == "cuda" or (data.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
+    if not on_device:
+        return f"it runs on CUDA tensors (CPU ones only under TRITON_INTERPRET=1); got one on {data.device}"
+    if data.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return f"it takes float32/float16/bfloat16 tensors; got {data.dtype}"
+    if front == "array" and op not in _OPS["triton-array"]:
+        return f"softmaxkit.{op} does not run on it; softmaxkit.torch's does"
+    lacking = _lacking("triton", op, options)
+    if lacking is not None:
+        return lacking
+    if not rows:
+        return "it needs the class axis last with evenly strided, contiguous rows (and every tensor on one device)"
+    if not installed("triton"):
+        raise ImportError("backend='triton' needs triton, which is not installed (pip install triton)")
+    return None
+
+
+def _why_not_torch(op: str, data: Any, front: str) -> str | None:
+    if front != "torch":
+        return "it runs softmaxkit.torch's functions; softmaxkit's own run torch tensors on 'reference'"
+    return None
+
+
+def _describe(data: Any) -> str:
+    dtype = getattr(data, "dtype", None)
+    return f"{type(data).__module__}.{type(data).__name__}" + ("" if dtype is None else f" of {dtype}")
+
+
+def why_not(
+    engine: str,
+    op: str,
+    data: Any,
+    *,
+    front: str = "array",
+    rows: bool = True,
+    last: bool = True,
+    options: tuple[str, ...] = (),
+) -> str | None:
+    """Why ``engine`` cannot run this call, or None when it can (arguments as for :func:`choose`).
 
     Raises
     ------
     ImportError
-        ``numba`` was asked for and numba is not installed.
+        The engine can take the call but its package (numba, triton) is not installed.
     """
-    if mode == "reference":
-        return False
-    if type(source) is not np.ndarray or source.dtype not in (np.float32, np.float64):
-        return False
+    if engine == "reference":
+        return None
+    if engine == "numpy":
+        return _why_not_numpy(op, data, front, options)
+    if engine == "numba":
+        return _why_not_numba(op, data, front, options, last)
+    if engine == "triton":
+        return _why_not_triton(op, data, front, options, rows)
+    return _why_not_torch(op, data, front)
+
+
+def _auto(op: str, data: Any, front: str, rows: bool, last: bool, options: tuple[str, ...]) -> str:
+    if type(data) is np.ndarray:
+        if front != "array" or data.dtype not in _NUMPY_FLOATS:
+            return "reference"
+        if data.size >= THRESHOLD and installed("numba") and _why_not_numpy(op, data, front, options, "numba") is None:
+            return "numba"
+        return "numpy" if _why_not_numpy(op, data, front, options) is None else "reference"
+    fallback = "torch" if front == "torch" else "reference"
+    if front == "torch" and data.device.type == "cpu":
+        if data.numel() >= THRESHOLD and installed("numba") and _why_not_torch_cpu(op, data, last) is None:
+            return "numba"
+        return fallback
+    if _is_torch(data) and data.device.type == "cuda":
+        try:
+            if _why_not_triton(op, data, front, options, rows) is None:
+                return "triton"
+        except ImportError:  # auto never insists on a missing package
+            pass
+    return fallback
+
+
+def choose(
+    op: str,
+    data: Any,
+    keyword: Any = None,
+    *,
+    front: str = "array",
+    rows: bool = True,
+    last: bool = True,
+    options: tuple[str, ...] = (),
+) -> str:
+    """The engine that runs one call: one of :data:`ENGINES`.
+
+    Parameters
+    ----------
+    op : str
+        ``"softmax"``, ``"log_softmax"``, ``"logsumexp"``, ``"cross_entropy"`` or ``"linear_cross_entropy"``.
+    data : array
+        The call's data as the engine would get it: on the array front the logits in their compute dtype with
+        the class axis last; on the torch front the tensor as given.
+    keyword : str, optional
+        The call's ``backend=`` keyword (None: the context, the environment variable, else ``auto``).
+    front : {"array", "torch"}
+        Which package's function asks.
+    rows : bool
+        Whether the layout (and placement) suits a row kernel that reads the data in place (Triton).
+    last : bool
+        Whether the class axis is the last (numba on the torch front needs it; the array front moves it there).
+    options : tuple of str
+        The options this call uses (those given a value other than their default: ``"temperature"``, ``"b"``,
+        ``"weight"``, ``"label_smoothing"``, ``"z_loss"``, ``"softcap"``, ``"probabilities"`` for probability
+        targets); an engine that lacks one of them cannot run the call.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or a named engine that cannot run the call (the reason is given).
+    ImportError
+        A named engine whose package is not installed.
+    """
+    mode = resolve(keyword)
+    if mode == "auto":
+        return _auto(op, data, front, rows, last, options)
+    if mode == "reference" and front == "torch":
+        return "torch"
+    why = why_not(mode, op, data, front=front, rows=rows, last=last, options=options)
+    if why is not None:
+        where = "softmaxkit.torch." if front == "torch" else "softmaxkit."
+        raise ValueError(f"backend={mode!r} cannot run {where}{op} on this input: {why}")
+    return mode
+
+
+# ---------------------------------------------------------------------------------------------- running one
+# The engines' entry points take what the array front prepared: the data in its compute dtype, class axis last,
+# masked entries -inf, a non-empty class axis, every argument checked.
+def run_softmax(engine: str, z: Any, temperature: float, log: bool) -> Any:
+    """Softmax (``log``: log-softmax) of ``z`` along its last axis on ``engine`` (not ``reference``)."""
+    if engine == "numpy":
+        from . import _lean
+
+        return _lean.softmax(z, temperature, log)
+    if engine == "numba":
+        from .kernels import numba as kernels
+
+        return kernels.softmax(z, temperature, log=log)
+    from .kernels.triton import ops as gpu  # triton; temperature is 1 (the dispatcher saw to it)
+
+    k = z.shape[-1]
+    return gpu.softmax(z.reshape(-1, k).contiguous(), log=log).reshape(z.shape)
+
+
+def run_logsumexp(engine: str, z: Any) -> Any:
+    """Log-sum-exp of ``z`` along its last axis, kept with length 1, in ``z``'s dtype, on ``engine``."""
+    if engine == "numpy":
+        from . import _lean
+
+        return _lean.logsumexp(z)
+    if engine == "numba":
+        from .kernels import numba as kernels
+
+        return kernels.logsumexp(z)
+    from .kernels.triton import ops as gpu
+
+    k = z.shape[-1]
+    return gpu.logsumexp(z.reshape(-1, k).contiguous()).to(z.dtype).reshape(*z.shape[:-1], 1)
+
+
+def run_cross_entropy(
+    engine: str,
+    z: Any,
+    target: Any,
+    weight: Any,
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: str,
+    z_loss: float,
+    softcap: float | None,
+    want_grad: bool,
+) -> tuple[Any, Any] | None:
+    """Cross-entropy (and its gradient) on ``engine``: ``(loss, grad)`` in ``z``'s dtype and layout, or None where
+    the engine leaves the call to the reference (see :func:`softmaxkit.kernels.cross_entropy`)."""
+    if engine == "numpy":  # class indices, no weight, smoothing, z-loss or softcap (the dispatcher saw to it)
+        from . import _lean
+
+        valid = target != ignore_index
+        return _lean.cross_entropy(z, target, None if valid.all() else valid, reduction, want_grad)
+    options = (ignore_index, label_smoothing, reduction, z_loss, softcap)
+    if engine == "triton":
+        return _triton_cross_entropy(z, target, weight, *options, want_grad)
     from .kernels import numba as kernels
 
-    if mode == "numba":
-        if not kernels.available():
-            raise ImportError("backend='numba' needs numba, which is not installed (pip install numba)")
-        return True
-    return source.size >= THRESHOLD and kernels.available()
+    return kernels.cross_entropy(z, target, weight, *options, want_grad)
+
+
+def _triton_cross_entropy(
+    z: Any,
+    target: Any,
+    weight: Any,
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: str,
+    z_loss: float,
+    softcap: float | None,
+    want_grad: bool,
+) -> tuple[Any, Any]:
+    """:func:`softmaxkit.cross_entropy` of torch tensors by the Triton kernel: per-row losses (and the gradient,
+    written in the same pass with the reduction's factors) from the kernel, reduced here in float64."""
+    import torch
+
+    from .kernels.triton import ops
+
+    k = z.shape[-1]
+    rows = z.reshape(-1, k).contiguous()
+    n = rows.shape[0]
+    if target.is_floating_point():
+        t = target.reshape(n, k).contiguous()
+        denom = n_valid = torch.tensor(float(n), dtype=torch.float64, device=rows.device)
+    else:
+        t = target.reshape(n)
+        denom, n_valid = ops.label_totals(t, weight, ignore_index, k)
+    totals = torch.stack([denom, n_valid])
+    live = totals > 0
+    both = torch.where(live, totals, 1.0) if reduction == "mean" else torch.ones_like(totals)
+    scales, stride, zoff = torch.ones(n, dtype=torch.float32, device=rows.device), 1, 0
+    if reduction != "none":  # the mean's factors: each part over its own denominator (0 when that is 0)
+        scales, stride, zoff = torch.where(live, 1.0 / both, 0.0).to(torch.float32), 0, 1
+    out = ops.cross_entropy(
+        rows, t, weight, ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
+        scales=scales if want_grad else None, scale_stride=stride, scale_zoff=zoff,
+    )  # fmt: skip
+    assert out.loss is not None  # (asked for: want_loss)
+    if reduction == "none":
+        loss = (out.loss if out.z_rows is None else out.loss + out.z_rows).reshape(z.shape[:-1])
+    else:
+        loss = out.loss.sum(dtype=torch.float64)
+        z_total = None if out.z_rows is None else out.z_rows.sum(dtype=torch.float64)
+        if reduction == "mean":  # divide (never multiply by a rounded reciprocal); nothing to average: 0
+            loss = torch.where(live[0], loss / both[0], 0.0)
+            z_total = None if z_total is None else torch.where(live[1], z_total / both[1], 0.0)
+        loss = loss if z_total is None else loss + z_total
+    grad = None if out.grad is None else out.grad.reshape(z.shape)
+    return loss.to(z.dtype), grad
+
+
+# ------------------------------------------------------------------------------------------- the short way
+# A plain float32/float64 numpy.ndarray with its class axis last and no ``where`` needs none of the array front's
+# preparation (namespace look-up, compute dtype, moved axis, mask): these checks are all it pays before its engine.
+def _plain(x: np.ndarray, axis: Any) -> bool:
+    return x.dtype.char in "fd" and x.ndim > 0 and x.shape[-1] > 0 and type(axis) is int and axis in (-1, x.ndim - 1)
+
+
+def short_map(op: str, x: np.ndarray, axis: Any, temperature: Any, keyword: Any) -> np.ndarray | None:
+    """``op`` (``softmax``, ``log_softmax``: ``temperature`` checked here; ``logsumexp``: kept axis) of a plain
+    array on its engine, or None: the caller's general path then runs (and validates) as usual."""
+    if not _plain(x, axis):
+        return None
+    t = 1.0
+    if type(temperature) is not float or temperature != 1.0:
+        from ._validate import positive
+
+        t = positive(temperature, "temperature")
+    mode = resolve(keyword)
+    if mode == "auto":  # what _auto decides for these arrays, without its general checks
+        engine = "numba" if x.size >= THRESHOLD and installed("numba") else "numpy"
+    else:
+        engine = choose(op, x, mode, options=() if t == 1.0 else ("temperature",))
+        if engine not in ("numpy", "numba"):
+            return None
+    out: np.ndarray = run_logsumexp(engine, x) if op == "logsumexp" else run_softmax(engine, x, t, op == "log_softmax")
+    return out
+
+
+def short_cross_entropy(
+    logits: Any, target: Any, axis: Any, ignore_index: Any, reduction: Any, keyword: Any, want_grad: bool
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Class-index cross-entropy without weight, smoothing, z-loss or softcap of plain arrays, every label a class
+    (none ignored), on its engine; or None: the general path then runs (and validates) as usual."""
+    if not (type(logits) is np.ndarray and type(target) is np.ndarray and _plain(logits, axis)):
+        return None
+    k = logits.shape[-1]
+    if target.dtype.kind not in "iu" or target.shape != logits.shape[:-1] or reduction not in ("mean", "sum", "none"):
+        return None
+    if type(ignore_index) is not int or 0 <= ignore_index < k:
+        return None
+    if target.size and not (target.min() >= 0 and target.max() < k):
+        return None  # ignored rows or a bad label: the general path knows what to do (or to say)
+    mode = resolve(keyword)
+    if mode == "auto":  # (as in short_map)
+        engine = "numba" if logits.size >= THRESHOLD and installed("numba") else "numpy"
+    else:
+        engine = choose("cross_entropy", logits, mode)
+        if engine not in ("numpy", "numba"):
+            return None
+    return run_cross_entropy(engine, logits, target, None, ignore_index, 0.0, reduction, 0.0, None, want_grad)

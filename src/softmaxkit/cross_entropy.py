@@ -101,9 +101,34 @@ def _cross_entropy(
     want_grad: bool,
     backend: Any,
 ) -> tuple[Array, Array | None]:
+    plain = weight is None and softcap is None and type(label_smoothing) is type(z_loss) is float
+    if plain and label_smoothing == 0 and z_loss == 0:  # plain NumPy: only the checks it needs (_backend)
+        short = _backend.short_cross_entropy(logits, target, axis, ignore_index, reduction, backend, want_grad)
+        if short is not None:
+            return short
+    return _general(
+        logits, target, axis=axis, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
+        reduction=reduction, z_loss=z_loss, softcap=softcap, want_grad=want_grad, backend=backend,
+    )  # fmt: skip
+
+
+@quiet
+def _general(
+    logits: Any,
+    target: Any,
+    *,
+    axis: Any,
+    weight: Any,
+    ignore_index: Any,
+    label_smoothing: Any,
+    reduction: Any,
+    z_loss: Any,
+    softcap: Any,
+    want_grad: bool,
+    backend: Any,
+) -> tuple[Array, Array | None]:
     o = _validate.cross_entropy_options(ignore_index, label_smoothing, reduction, z_loss, softcap)
     ignore, eps, red, lam, cap = o.ignore_index, o.label_smoothing, o.reduction, o.z_loss, o.softcap
-    mode = _backend.resolve(backend)
     xp, x = namespace_of(logits)
     ax = _validate.axis(axis, x.ndim)
     z, out_dtype = to_compute(xp, x, "logits")
@@ -137,10 +162,11 @@ def _cross_entropy(
         t = to_last(xp, cast(xp, to_compute(xp, tgt, "target")[0], z.dtype), ax)
         _validate.probabilities(xp, t, " (in the target's own layout, class axis last)")
 
-    if n_classes > 0 and _backend.use_kernel(logits, mode):  # everything is validated: the kernels' turn
-        from .kernels import numba as kernels
-
-        done = kernels.cross_entropy(z, tgt if by_index else t, w, ignore, eps, red, lam, cap, want_grad)
+    used = (("weight",) if w is not None else ()) + (("label_smoothing",) if eps > 0 else ())
+    used += (("z_loss",) if lam > 0 else ()) + (("softcap",) if cap is not None else ())
+    engine = _backend.choose("cross_entropy", z, backend, options=used if by_index else (*used, "probabilities"))
+    if n_classes > 0 and engine != "reference":  # everything is validated: the engine's turn
+        done = _backend.run_cross_entropy(engine, z, tgt if by_index else t, w, ignore, eps, red, lam, cap, want_grad)
         if done is not None:
             k_loss, k_grad = done
             k_grad = None if k_grad is None else cast(xp, from_last(xp, k_grad, ax), out_dtype)
@@ -240,7 +266,6 @@ def _reduce_empty(
     return xp.asarray(cast(xp, loss, out_dtype)), grad
 
 
-@quiet
 def cross_entropy(
     logits: Array,
     target: Array,
@@ -286,10 +311,11 @@ def cross_entropy(
         :math:`\lambda_z \ge 0`: adds :math:`\lambda_z \operatorname{lse}(z)^2` per row not ignored.
     softcap : float, optional
         :math:`c > 0`: the logits become :math:`c \tanh(z/c)` first.
-    backend : {"auto", "reference", "numba"}, optional
-        Force the generic code or the CPU kernels for this call (see :func:`softmaxkit.backend`); the default
-        follows ``with softmaxkit.backend(...)`` and ``SOFTMAXKIT_BACKEND``, else ``auto``. The kernels
-        implement every option.
+    backend : {"auto", "reference", "numpy", "numba", "triton"}, optional
+        The engine for this call (see :func:`softmaxkit.backend`); the default follows
+        ``with softmaxkit.backend(...)`` and ``SOFTMAXKIT_BACKEND``, else ``auto``. The numba and Triton kernels
+        implement every option; ``numpy`` (small arrays) only class indices without weight, smoothing, z-loss
+        or softcap. A named engine that cannot run the call raises ``ValueError`` saying why.
 
     Returns
     -------
@@ -331,7 +357,6 @@ def cross_entropy(
     return loss
 
 
-@quiet
 def cross_entropy_value_and_grad(
     logits: Array,
     target: Array,

@@ -70,6 +70,7 @@ from __future__ import annotations
 from typing import Any, Literal, overload
 
 import array_api_compat
+import numpy as np
 
 from . import _backend, _engine, _validate
 from ._array import Array, Namespace, cast, from_last, like, namespace_of, quiet, to_compute, to_last
@@ -89,7 +90,6 @@ _NAN = float("nan")
 _INF = float("inf")
 
 
-@quiet
 def softmax(
     x: Array,
     /,
@@ -118,9 +118,10 @@ def softmax(
         :math:`T > 0`. Large :math:`T` flattens the distribution, small :math:`T` sharpens it.
     where : array of bool, optional
         Broadcastable to ``x``. Entries where it is False are left out: probability exactly 0.
-    backend : {"auto", "reference", "numba"}, optional
-        Force the generic code or the CPU kernels for this call (see :func:`softmaxkit.backend`); the default
-        follows ``with softmaxkit.backend(...)`` and ``SOFTMAXKIT_BACKEND``, else ``auto``.
+    backend : {"auto", "reference", "numpy", "numba", "triton"}, optional
+        The engine for this call (see :func:`softmaxkit.backend`); the default follows
+        ``with softmaxkit.backend(...)`` and ``SOFTMAXKIT_BACKEND``, else ``auto``. A named engine that cannot
+        run the call raises ``ValueError`` saying why.
 
     Returns
     -------
@@ -133,7 +134,7 @@ def softmax(
         ``x`` is boolean or complex; ``where`` is not boolean; ``axis`` is not an int.
     ValueError
         ``axis`` out of range; ``temperature`` not a finite number > 0; ``where`` does not broadcast; unknown
-        ``backend``.
+        ``backend``, or one that cannot run the call.
 
     Special values
     --------------
@@ -158,20 +159,26 @@ def softmax(
     >>> print(softmax(np.array([-np.inf, -np.inf])))
     [0. 0.]
     """
+    if where is None and type(x) is np.ndarray:  # plain NumPy: only the checks it needs (_backend.short_map)
+        short = _backend.short_map("softmax", x, axis, temperature, backend)
+        if short is not None:
+            return short
+    return _softmax(x, axis, temperature, where, backend)
+
+
+@quiet
+def _softmax(x: Any, axis: Any, temperature: Any, where: Any, backend: Any) -> Array:
     t = _validate.positive(temperature, "temperature")
-    mode = _backend.resolve(backend)
     xp, z, ax, out_dtype = _engine.rows(x, axis, where)
+    engine = _backend.choose("softmax", z, backend, options=() if t == 1.0 else ("temperature",))
     if z.shape[-1] == 0:
         return _engine.finish(xp, z, ax, out_dtype)
-    if _backend.use_kernel(x, mode):
-        from .kernels import numba as kernels
-
-        return _engine.finish(xp, kernels.softmax(z, t, log=False), ax, out_dtype)
+    if engine != "reference":
+        return _engine.finish(xp, _backend.run_softmax(engine, z, t, log=False), ax, out_dtype)
     st = _engine.stats(xp, z, t)
     return _engine.finish(xp, xp.where(st.bad, _NAN, st.p), ax, out_dtype)
 
 
-@quiet
 def log_softmax(
     x: Array,
     /,
@@ -200,7 +207,7 @@ def log_softmax(
         :math:`T > 0`, as in :func:`softmax`.
     where : array of bool, optional
         Broadcastable to ``x``; entries where it is False get ``-inf``.
-    backend : {"auto", "reference", "numba"}, optional
+    backend : {"auto", "reference", "numpy", "numba", "triton"}, optional
         As for :func:`softmax`.
 
     Returns
@@ -235,15 +242,22 @@ def log_softmax(
     >>> bool(np.all(log_softmax(x + np.float32(1e7)) == log_softmax(x)))
     True
     """
+    if where is None and type(x) is np.ndarray:  # plain NumPy: only the checks it needs (_backend.short_map)
+        short = _backend.short_map("log_softmax", x, axis, temperature, backend)
+        if short is not None:
+            return short
+    return _log_softmax(x, axis, temperature, where, backend)
+
+
+@quiet
+def _log_softmax(x: Any, axis: Any, temperature: Any, where: Any, backend: Any) -> Array:
     t = _validate.positive(temperature, "temperature")
-    mode = _backend.resolve(backend)
     xp, z, ax, out_dtype = _engine.rows(x, axis, where)
+    engine = _backend.choose("log_softmax", z, backend, options=() if t == 1.0 else ("temperature",))
     if z.shape[-1] == 0:
         return _engine.finish(xp, z, ax, out_dtype)
-    if _backend.use_kernel(x, mode):
-        from .kernels import numba as kernels
-
-        return _engine.finish(xp, kernels.softmax(z, t, log=True), ax, out_dtype)
+    if engine != "reference":
+        return _engine.finish(xp, _backend.run_softmax(engine, z, t, log=True), ax, out_dtype)
     st = _engine.stats(xp, z, t)
     return _engine.finish(xp, xp.where(st.bad, _NAN, st.d - st.log_norm), ax, out_dtype)
 
@@ -276,7 +290,6 @@ def logsumexp(
 ) -> tuple[Array, Array]: ...
 
 
-@quiet
 def logsumexp(
     x: Array,
     /,
@@ -314,8 +327,8 @@ def logsumexp(
     return_sign : bool
         Also return the sign of the sum (1, -1, or 0 for an empty sum), so that a negative sum has a
         logarithm: ``(log|sum|, sign)``.
-    backend : {"auto", "reference", "numba"}, optional
-        As for :func:`softmax`; with ``b`` the generic code always runs.
+    backend : {"auto", "reference", "numpy", "numba", "triton"}, optional
+        As for :func:`softmax`; only ``reference`` implements ``b``.
 
     Returns
     -------
@@ -355,8 +368,15 @@ def logsumexp(
     >>> print(round(float(lse), 6), float(sign))
     1.541325 -1.0
     """
-    mode = _backend.resolve(backend)
-    source = x
+    if b is None and where is None and not return_sign and type(x) is np.ndarray:  # (see softmax)
+        short = _backend.short_map("logsumexp", x, axis, 1.0, backend)
+        if short is not None:
+            return short if keepdims else short[..., 0]
+    return _logsumexp(x, axis, keepdims, b, where, return_sign, backend)
+
+
+@quiet
+def _logsumexp(x: Any, axis: Any, keepdims: Any, b: Any, where: Any, return_sign: bool, backend: Any) -> Any:
     xp, x = namespace_of(x)
     if b is None:
         xp, z, ax, out_dtype = _engine.rows(x, axis, where)
@@ -377,13 +397,12 @@ def logsumexp(
         if work_b.dtype != z.dtype:
             common = xp.result_type(work_b.dtype, z.dtype)
             z, work_b, out_dtype = xp.astype(z, common), xp.astype(work_b, common), xp.result_type(out_dtype, common)
+    engine = _backend.choose("logsumexp", z, backend, options=() if b is None else ("b",))
     if z.shape[-1] == 0:
         lse = xp.full((*z.shape[:-1], 1), -_INF, dtype=z.dtype, device=array_api_compat.device(z))
         sign = xp.zeros_like(lse)
-    elif b is None and _backend.use_kernel(source, mode):
-        from .kernels import numba as kernels
-
-        lse = kernels.logsumexp(z)  # m + log1p(rest), so lse == -inf exactly where m == -inf
+    elif engine != "reference":
+        lse = _backend.run_logsumexp(engine, z)  # m + log1p(rest), so lse == -inf exactly where m == -inf
         sign = xp.where(lse == -_INF, 0.0, xp.where(xp.isnan(lse), _NAN, xp.ones_like(lse)))
     elif b is None:
         st = _engine.stats(xp, z)

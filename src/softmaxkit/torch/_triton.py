@@ -4,31 +4,23 @@ when a CUDA tensor arrives)."""
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-
 import torch
 
+from .. import _backend
 from . import _blocks as blk
 
 __all__ = ["grads", "row_stats", "use_triton"]
 
 Tensor = torch.Tensor
 
-_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-
-
-@functools.cache
-def _have_triton() -> bool:
-    return importlib.util.find_spec("triton") is not None
-
 
 def use_triton(hidden: Tensor, lw: Tensor) -> bool:
-    """Whether the Triton kernels take this call: CUDA tensors of float16/bfloat16/float32, Triton installed.
-
-    The interpreter tests replace this predicate to run the kernels on CPU tensors (``TRITON_INTERPRET=1``).
-    """
-    return hidden.is_cuda and lw.is_cuda and hidden.dtype in _TRITON_DTYPES and _have_triton()
+    """Whether the dispatcher (:func:`softmaxkit._backend.choose`) gives this call to the Triton kernels: CUDA
+    tensors of float16/bfloat16/float32 with Triton installed under ``auto``, or ``softmaxkit.backend("triton")``
+    (which also runs them on CPU tensors under ``TRITON_INTERPRET=1``)."""
+    same_device = hidden.device == lw.device
+    keyword = "auto" if torch.compiler.is_compiling() else None  # (Dynamo cannot read the context: functional.py)
+    return _backend.choose("linear_cross_entropy", hidden, keyword, front="torch", rows=same_device) == "triton"
 
 
 def row_stats(hidden: Tensor, lw: Tensor, bias: Tensor | None, tg: blk.Targets) -> blk.RowStats:

@@ -79,8 +79,6 @@ Checking class indices (``check_target=True``, the default) costs one more devic
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import math
 import warnings
 from types import ModuleType
@@ -122,34 +120,15 @@ def _dim(x: Tensor, dim: Any, name: str, stacklevel: int) -> int:
 
 
 # -------------------------------------------------------------------------------------- Triton dispatch
-_GPU_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-@functools.cache
-def _triton_found() -> bool:
-    return importlib.util.find_spec("triton") is not None
-
-
-def _gpu(x: Tensor) -> ModuleType | None:
-    """:mod:`softmaxkit.kernels.triton.ops` when ``x`` is a CUDA tensor of a dtype it handles and Triton can be
-    imported, else None. The one dispatch predicate: the tests replace it to run the kernels on CPU tensors
-    under ``TRITON_INTERPRET=1``."""
-    if x.device.type != "cuda" or x.dtype not in _GPU_DTYPES or not _triton_found():
-        return None
-    from ..kernels.triton import ops as gpu
-
-    return gpu
-
-
 def _rows(x: Tensor, dim: int) -> Tensor | None:
     """``x`` as a ``(rows, C)`` view whose rows are contiguous, when ``dim`` is its last dimension and no copy is
     needed; else None (the torch code handles it)."""
-    if x.ndim == 0 or dim != x.ndim - 1 or x.shape[-1] == 0:
+    if x.ndim == 0 or dim != x.ndim - 1:
         return None
-    if x.stride(-1) != 1 and x.shape[-1] != 1:
+    if x.stride(-1) != 1 and x.shape[-1] > 1:
         return None
     try:
-        return x.view(-1, x.shape[-1])
+        return x.view(math.prod(x.shape[:-1]), x.shape[-1])
     except RuntimeError:  # rows that are not evenly strided
         return None
 
@@ -172,33 +151,37 @@ def _traced(*xs: Tensor) -> bool:
     return bool(torch.compiler.is_compiling()) or any(_in_transform(x) for x in xs)
 
 
-def _kernel_rows(x: Tensor, dim: int) -> tuple[ModuleType, Tensor] | None:
-    """The Triton module and ``x`` as ``(rows, C)`` when a kernel takes this call, else None (the torch code)."""
-    kernels = _gpu(x)
-    if kernels is None or _in_transform(x):
+def _engine(op: str, x: Tensor, dim: int) -> str:
+    """The dispatcher's engine for this call (:func:`softmaxkit._backend.choose`): ``triton`` (a CUDA tensor of a
+    dtype the kernels take, class dimension last with contiguous rows, Triton installed), ``numba`` (a CPU
+    float32/float64 tensor of at least ``THRESHOLD`` elements, class dimension last), else ``torch``; or the one
+    ``softmaxkit.backend(...)`` names. Under ``torch.compile`` the choice is ``auto``'s: Dynamo cannot read the
+    context (``ContextVar.get``), which would break the graph."""
+    keyword = "auto" if torch.compiler.is_compiling() else None
+    return _backend.choose(op, x, keyword, front="torch", rows=_rows(x, dim) is not None, last=dim == x.ndim - 1)
+
+
+def _kernel_rows(op: str, x: Tensor, dim: int) -> tuple[ModuleType, Tensor] | None:
+    """The Triton module and ``x`` as ``(rows, C)`` when the Triton kernels take this call, else None. A tensor of
+    a :mod:`torch.func` transform always takes the torch code (a kernel launch needs the plain tensor)."""
+    if _engine(op, x, dim) != "triton" or _in_transform(x):
         return None
     rows = _rows(x, dim)
-    return None if rows is None else (kernels, rows)
+    if rows is None:  # (the dispatcher saw to it)
+        return None
+    from ..kernels.triton import ops as gpu
+
+    return gpu, rows
 
 
-def _cpu_kernels(x: Tensor, dim: int) -> ModuleType | None:
+def _cpu_kernels(op: str, x: Tensor, dim: int) -> ModuleType | None:
     """:mod:`softmaxkit.kernels.numba` when the dispatcher sends this CPU tensor there (float32/float64, class
-    dimension last and not empty, not traced; ``backend`` and its size threshold as for NumPy arrays), else None.
+    dimension last and not empty; ``backend`` and its size threshold as for NumPy arrays) and it is not traced,
+    else None.
 
     The kernels read the tensor through a NumPy view of its memory (no copy when its rows are contiguous) and
     their results become tensors without a copy (``torch.from_numpy``)."""
-    if (
-        x.device.type != "cpu"
-        or x.dtype not in (torch.float32, torch.float64)
-        or x.layout != torch.strided
-        or x.ndim == 0
-        or dim != x.ndim - 1
-        or x.shape[-1] == 0
-        or _traced(x)
-        or _gpu(x) is not None  # the Triton kernels' tensor (the tests run them on CPU in the interpreter)
-    ):
-        return None
-    if not _backend.use_kernel(x.detach().numpy(), _backend.resolve()):
+    if x.ndim == 0 or x.shape[-1] == 0 or _engine(op, x, dim) != "numba" or _traced(x):
         return None
     from ..kernels import numba as kernels
 
@@ -240,11 +223,11 @@ class _Softmax(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, dim: int) -> Tensor:
-        k = _kernel_rows(x, dim)
+        k = _kernel_rows("softmax", x, dim)
         if k is not None:
             out: Tensor = k[0].softmax(k[1]).view(x.shape)
             return out
-        cpu = _cpu_kernels(x, dim)
+        cpu = _cpu_kernels("softmax", x, dim)
         if cpu is not None:
             return torch.from_numpy(cpu.softmax(x.detach().numpy(), 1.0, False))
         work = _core.compute_dtype(x.dtype, "input")
@@ -256,7 +239,7 @@ class _Softmax(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, int], output: Tensor) -> None:
         x, dim = inputs
-        k = _kernel_rows(x, dim)
+        k = _kernel_rows("softmax", x, dim)
         ctx.dim, ctx.kernels = dim, None if k is None else k[0]
         _save(ctx, output)
 
@@ -288,23 +271,24 @@ class _LogSoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, dim: int) -> Tensor:
-        k = _kernel_rows(x, dim)
+        k = _kernel_rows("log_softmax", x, dim)
         if k is not None:
             out: Tensor = k[0].softmax(k[1], log=True).view(x.shape)
             return out
-        cpu = _cpu_kernels(x, dim)
+        cpu = _cpu_kernels("log_softmax", x, dim)
         if cpu is not None:
             return torch.from_numpy(cpu.softmax(x.detach().numpy(), 1.0, True))
         z = _core.to_compute(x, "input")
-        if z.shape[dim] > 0:
-            lse, d = _core.row_lse(z, dim)
-            z = torch.where(_core.bad_rows(lse.m), math.nan, d - lse.log_norm)
+        if z.shape[dim] == 0:  # an empty result, never the input itself (which setup_context could not save)
+            return torch.empty_like(x, dtype=_core.result_dtype(x.dtype, "input"))
+        lse, d = _core.row_lse(z, dim)
+        z = torch.where(_core.bad_rows(lse.m), math.nan, d - lse.log_norm)
         return z.to(_core.result_dtype(x.dtype, "input"))
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, int], output: Tensor) -> None:
         x, dim = inputs
-        k = _kernel_rows(x, dim)
+        k = _kernel_rows("log_softmax", x, dim)
         ctx.dim, ctx.kernels = dim, None if k is None else k[0]
         _save(ctx, output)
 
@@ -338,7 +322,7 @@ class _LogSumExp(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, dim: int, keepdim: bool) -> Tensor:
-        k = _kernel_rows(x, dim)
+        k = _kernel_rows("logsumexp", x, dim)
         if k is not None:
             value: Tensor = k[0].logsumexp(k[1]).view(*x.shape[:-1], 1).to(_core.result_dtype(x.dtype, "input"))
             return value if keepdim else value.squeeze(dim)
@@ -354,7 +338,7 @@ class _LogSumExp(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor, int, bool], output: Tensor) -> None:
         x, dim, keepdim = inputs
-        k = _kernel_rows(x, dim)
+        k = _kernel_rows("logsumexp", x, dim)
         ctx.dim, ctx.keepdim, ctx.kernels = dim, keepdim, None if k is None else k[0]
         _save(ctx, x, output)
 
@@ -581,7 +565,7 @@ class _CrossEntropy(torch.autograd.Function):
             out = _CrossEntropy._cpu_forward(logits, target, weight, opts, fuse)
             if out is not None:
                 return out
-        k = _kernel_rows(logits, dim)
+        k = _kernel_rows("cross_entropy", logits, dim)
         # distinct empty tensors: one tensor returned as two outputs confuses torch.compile's wiring of saved tensors
         fused, qsum = logits.new_empty(0), logits.new_empty(0)
         if k is not None:
@@ -634,7 +618,7 @@ class _CrossEntropy(torch.autograd.Function):
         _, m, log_norm, denom, n_rows, fused, qsum = output
         ctx.mark_non_differentiable(m, log_norm, denom, n_rows, fused, qsum)
         ctx.cpu_grad = fused if cpu and fused.numel() else None
-        k = _kernel_rows(logits, dim)
+        k = _kernel_rows("cross_entropy", logits, dim)
         ctx.kernels = None if k is None else k[0]
         ctx.grad = fused if ctx.kernels is not None and fused.numel() else None
         ctx.qsum = qsum if ctx.kernels is not None and qsum.numel() else None
@@ -925,6 +909,6 @@ def cross_entropy(
     fuse = torch.is_grad_enabled() and x.requires_grad and not target_grad
     # the CPU kernels index the row with the label unchecked: only labels checked here may go there
     checked = t.is_floating_point() or (bool(check_target) and not _traced(t))
-    cpu = checked and not target_grad and _cpu_kernels(x, dim) is not None
+    cpu = checked and not target_grad and _cpu_kernels("cross_entropy", x, dim) is not None
     loss: Tensor = _pick(_CROSSENTROPY).apply(x, t, weight, dim, opts, fuse, cpu)[0]
     return loss
