@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _lean  # (NumPy only: imported at once, so that a small call pays no import statement)
+
 ENGINES = ("reference", "numpy", "numba", "triton", "torch")
 """Every engine, in the order of the table above."""
 
@@ -339,8 +341,6 @@ def choose(
 def run_softmax(engine: str, z: Any, temperature: float, log: bool) -> Any:
     """Softmax (``log``: log-softmax) of ``z`` along its last axis on ``engine`` (not ``reference``)."""
     if engine == "numpy":
-        from . import _lean
-
         return _lean.softmax(z, temperature, log)
     if engine == "numba":
         from .kernels import numba as kernels
@@ -355,8 +355,6 @@ def run_softmax(engine: str, z: Any, temperature: float, log: bool) -> Any:
 def run_logsumexp(engine: str, z: Any) -> Any:
     """Log-sum-exp of ``z`` along its last axis, kept with length 1, in ``z``'s dtype, on ``engine``."""
     if engine == "numpy":
-        from . import _lean
-
         return _lean.logsumexp(z)
     if engine == "numba":
         from .kernels import numba as kernels
@@ -383,8 +381,6 @@ def run_cross_entropy(
     """Cross-entropy (and its gradient) on ``engine``: ``(loss, grad)`` in ``z``'s dtype and layout, or None where
     the engine leaves the call to the reference (see :func:`softmaxkit.kernels.cross_entropy`)."""
     if engine == "numpy":  # class indices, no weight, smoothing, z-loss or softcap (the dispatcher saw to it)
-        from . import _lean
-
         valid = target != ignore_index
         return _lean.cross_entropy(z, target, None if valid.all() else valid, reduction, want_grad)
     options = (ignore_index, label_smoothing, reduction, z_loss, softcap)
