@@ -12,7 +12,7 @@ copied once into that form, and results are given back in the caller's layout. R
 
 The common calls (softmax, log-softmax and lse without a temperature; class-index cross-entropy without label
 smoothing, z-loss or softcap; rows of more than NARROW classes) run kernels with those options fixed
-(:mod:`._plain`): the same results, bit for bit, and a first call compiled in about a quarter of the time.
+(:mod:`._plain`): the same results (up to the last bits) and a first call compiled in about a quarter of the time.
 
 Runtime (:mod:`._runtime`): the threading layer (TBB, else workqueue made thread-safe; fork-safe either way), the
 number of threads a call uses (from its work; small work runs on the calling thread), and the private on-disk

@@ -1,12 +1,12 @@
 r"""The common calls' kernels: softmax, log-softmax and lse without options, cross-entropy with default options.
 
 Each is the general kernel of :mod:`._kernels` with its options fixed, and does the same arithmetic in the same
-order, so that its results are the general kernel's, bit for bit. They exist for the first call's sake (issue
-14, item 7): numba compiles a kernel together with every branch of every function it calls, and the general
-kernels' branches for temperatures, softcaps, label smoothing, probability targets and short rows cost most of
-a first call's compile time. A call whose options these kernels have fixed, on rows longer than
-:data:`._rows.NARROW`, compiles only them; any other call compiles the general kernel. Nothing here is used for
-anything the general kernels do not also do.
+order: its results are the general kernel's up to the last bits, where LLVM contracts an exponential or
+reassociates a block's sum differently in another kernel (tests/test_kernels_cpu.py compares them). They exist
+for the first call's sake (issue 14, item 7): numba compiles a kernel together with every branch of every
+function it calls, and the general kernels' branches for temperatures, softcaps, label smoothing, probability
+targets and short rows cost most of a first call's compile time. A call whose options these kernels have fixed,
+on rows longer than :data:`._rows.NARROW`, compiles only them; any other call compiles the general kernel.
 """
 
 from __future__ import annotations
