@@ -231,7 +231,7 @@ def test_value_checks_on_concrete_arrays_and_nan_under_jit() -> None:
     bad = y.at[1].set(C + 2)
     with pytest.raises(ValueError, match=rf"class index {C + 2} at position \(1,\)"):
         cross_entropy(z, bad)
-    with pytest.raises(ValueError, match=r"weight must be >= 0 and not nan; got -1.0"):
+    with pytest.raises(ValueError, match=r"weight must be finite and >= 0; got -1.0"):
         cross_entropy(z, y, weight=w.at[3].set(-1.0))
     with pytest.raises(ValueError, match="probabilities must be finite"):
         cross_entropy(z, -jax.nn.softmax(z))
@@ -452,7 +452,7 @@ def test_linear_cross_entropy_checks() -> None:
         linear_cross_entropy(h, mat.T, y)
     with pytest.raises(ValueError, match="bias must have shape"):
         linear_cross_entropy(h, mat, y, bias=b[:2])
-    with pytest.raises(ValueError, match="weight must be >= 0"):
+    with pytest.raises(ValueError, match="weight must be finite and >= 0"):
         linear_cross_entropy(h, mat, y, weight=-cw)
     with pytest.raises(TypeError, match="integer class indices"):
         linear_cross_entropy(h, mat, jax.nn.softmax(h @ mat.T))

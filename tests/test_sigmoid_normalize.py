@@ -712,7 +712,7 @@ def test_loss_errors_name_the_argument(name: str) -> None:
         fn(z, np.array([0.0, 1.0]))
     with pytest.raises(ValueError, match="reduction must be one of"):
         fn(z, np.array([0, 1]), reduction="avg")
-    with pytest.raises(ValueError, match="weight must be >= 0"):
+    with pytest.raises(ValueError, match="weight must be finite and >= 0"):
         fn(z, np.array([0, 1]), weight=np.array([1.0, -1.0, 1.0]))
     with pytest.raises(TypeError, match="logits must hold real numbers"):
         fn(z.astype(bool), np.array([0, 1]))

@@ -392,7 +392,7 @@ def test_label_out_of_range_names_value_and_position():
         (
             {"weight": torch.tensor([1.0, -2.0, 1.0])},
             ValueError,
-            "weight must be >= 0 and not nan; got -2.0 for class 1",
+            "weight must be finite and >= 0; got -2.0 for class 1",
         ),
         ({"weight": torch.ones(4)}, ValueError, r"one entry per class \(3\); got shape \(4,\)"),
     ],

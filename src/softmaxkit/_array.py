@@ -32,23 +32,87 @@ Namespace = Any
 DType = Any
 
 
-def namespace_of(x: Any) -> tuple[Namespace, Array]:
-    """Return ``(xp, x)`` for the leading data argument; Python sequences and scalars become NumPy arrays."""
-    if not array_api_compat.is_array_api_obj(x):
-        x = np.asarray(x)
+def _is_numpy(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, np.generic))
+
+
+def _from_python(x: Any, name: str) -> Array:
+    """A Python sequence or scalar as a NumPy array of numbers; refuses what holds no numbers, and masked arrays."""
+    if isinstance(x, np.ma.MaskedArray):
+        # np.asarray would drop the mask and compute with the masked entries' data
+        raise TypeError(
+            f"{name} is a numpy.ma.MaskedArray, whose mask would be ignored; pass its data with where=~mask "
+            f"(softmax, log_softmax, logsumexp) or a filled array"
+        )
+    if x is None or isinstance(x, (str, bytes, dict, set, frozenset)):
+        raise TypeError(f"{name} must be an array or a sequence of numbers; got {type(x).__name__}")
+    try:
+        arr = np.asarray(x)
+    except ValueError as exc:
+        raise ValueError(f"{name} is a ragged sequence (its rows differ in length), not an array") from exc
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"{name} must be an array or a sequence of numbers; got {type(x).__name__} of {arr.dtype}")
+    return arr
+
+
+def _dense(x: Any, name: str) -> None:
+    """Refuse sparse tensors (torch's sparse layouts): the generic code needs a strided array."""
+    layout = getattr(x, "layout", None)
+    if layout is not None and array_api_compat.is_torch_array(x) and str(layout) != "torch.strided":
+        raise TypeError(f"{name} is a sparse torch tensor ({layout}); pass {name}.to_dense()")
+
+
+def as_array(xp: Namespace, x: Any) -> Array:
+    """``x`` as an array of ``xp``: a NumPy scalar (what NumPy's reductions return) becomes a 0-d array.
+
+    An array is returned as it is (``torch.asarray`` of a tensor that requires grad would warn).
+    """
+    if isinstance(x, np.generic) or not array_api_compat.is_array_api_obj(x):
+        return xp.asarray(x)
+    return x
+
+
+def namespace_of(x: Any, *others: Any, name: str = "x") -> tuple[Namespace, Array]:
+    """Return ``(xp, x)`` for the leading data argument ``x``.
+
+    ``xp`` is the library of ``x`` or, when ``x`` is a NumPy array or a Python sequence, that of the first of
+    ``others`` (the call's other array arguments) that comes from another library: NumPy arrays and sequences
+    next to a JAX array or a torch tensor are converted to it (what a JAX or torch user with a NumPy data loader
+    passes). Two different tensor libraries are refused by :func:`like`. Python sequences and scalars become
+    NumPy arrays; ``None``, strings, mappings, ragged sequences and NumPy masked arrays are refused, naming
+    ``name``.
+    """
+    given = x
+    if not array_api_compat.is_array_api_obj(x) or isinstance(x, np.ma.MaskedArray):
+        x = _from_python(x, name)
+    _dense(x, name)
+    if _is_numpy(x):
+        for other in others:
+            if array_api_compat.is_array_api_obj(other) and not _is_numpy(other):
+                xp = array_api_compat.array_namespace(other)
+                # a sequence as given, so that Python floats take xp's default dtype as in xp.asarray
+                return xp, xp.asarray(given, device=array_api_compat.device(other))
     return array_api_compat.array_namespace(x), x
 
 
-def like(xp: Namespace, ref: Array, value: Any) -> Array:
-    """Return ``value`` as an array of ``xp`` on ``ref``'s device (``None`` passes through)."""
+def like(xp: Namespace, ref: Array, value: Any, name: str = "value") -> Array:
+    """Return ``value`` as an array of ``xp`` on ``ref``'s device (``None`` passes through).
+
+    NumPy arrays and Python sequences are converted to ``xp``; an array of another tensor library is refused.
+    """
     if value is None:
         return None
-    if array_api_compat.is_array_api_obj(value):
-        if array_api_compat.array_namespace(value) is not xp:
+    if array_api_compat.is_array_api_obj(value) and not isinstance(value, np.ma.MaskedArray):
+        _dense(value, name)
+        if array_api_compat.array_namespace(value) is xp:
+            return value
+        if not _is_numpy(value):
             raise TypeError(
-                f"all arrays must come from one array library; got {type(ref).__name__} and {type(value).__name__}"
+                f"all arrays must come from one array library (NumPy arrays and sequences are converted to the "
+                f"other one); got {type(ref).__name__} and {type(value).__name__} for {name}"
             )
-        return value
+    else:
+        _from_python(value, name)  # refuses what is not a sequence of numbers; the sequence goes on as given
     return xp.asarray(value, device=array_api_compat.device(ref))
 
 

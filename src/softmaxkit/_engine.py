@@ -20,6 +20,7 @@ kernels (:mod:`softmaxkit.kernels`) keep the same pair.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import array_api_compat
@@ -29,6 +30,7 @@ from ._array import Array, DType, Namespace, cast, from_last, namespace_of, to_c
 
 __all__ = [
     "Entries",
+    "Layout",
     "Lse",
     "Rows",
     "Stats",
@@ -37,6 +39,8 @@ __all__ = [
     "dsigmoid",
     "entries",
     "finish",
+    "is_one",
+    "lay",
     "lse_of_shifted",
     "merge",
     "pool",
@@ -47,6 +51,7 @@ __all__ = [
     "softplus",
     "stats",
     "tangent",
+    "unlay",
 ]
 
 _INF = float("inf")
@@ -63,13 +68,23 @@ class Entries(NamedTuple):
     out_dtype: DType  # dtype to return
 
 
-def entries(x: Any, axis: Any, where: Any, name: str = "x", *, scalar: bool = False) -> Entries:
+def entries(x: Any, axis: Any, where: Any, name: str = "x", *, scalar: bool = False, others: tuple[Any, ...] = ()
+) -> Entries:
     """Check ``x``, ``axis`` and ``where`` and cast ``x`` to its compute dtype (the shared prologue of every
-    mapping). With ``scalar`` a 0-d ``x`` is accepted (an elementwise map, whose ``axis`` is then not read)."""
-    xp, x = namespace_of(x)
+    mapping). With ``scalar`` a 0-d ``x`` is accepted (an elementwise map, whose ``axis`` is then not read).
+    ``others`` are the call's other array arguments: a NumPy ``x`` next to a torch or JAX one becomes one of them."""
+    xp, x = namespace_of(x, where, *others, name=name)
     ax = 0 if scalar and x.ndim == 0 else _validate.axis(axis, x.ndim)
     z, out_dtype = to_compute(xp, x, name)
     return Entries(xp, z, _validate.mask(xp, x, where), ax, out_dtype)
+
+
+class Layout(NamedTuple):
+    """How several reduced axes (a tuple, or ``None``: all of them) were merged into one last axis."""
+
+    perm: tuple[int, ...]  # the permutation that puts the kept axes first, the reduced ones last
+    shape: tuple[int, ...]  # the permuted shape, before the reduced axes are merged
+    n: int  # how many axes are reduced
 
 
 class Rows(NamedTuple):
@@ -77,13 +92,55 @@ class Rows(NamedTuple):
 
     xp: Namespace
     z: Array  # compute dtype, reduced axis last, masked entries set to -inf
-    axis: int  # the caller's axis, normalised
+    axis: Any  # the caller's axis, normalised (an int); a Layout when several=True got a tuple of axes or None
     out_dtype: DType  # dtype to return
 
 
-def rows(x: Any, axis: Any, where: Any, name: str = "x") -> Rows:
-    """:func:`entries` with ``axis`` moved last and masked entries set to ``-inf``."""
-    xp, z, mask, ax, out_dtype = entries(x, axis, where, name)
+def _merge_axes(xp: Namespace, x: Array, axes: tuple[int, ...]) -> tuple[Array, Layout]:
+    """``x`` with ``axes`` moved last (in the order given) and merged into one; a 0-d ``x`` becomes ``(1,)``."""
+    kept = tuple(i for i in range(x.ndim) if i not in axes)
+    perm = kept + axes
+    moved = x if perm == tuple(range(x.ndim)) else xp.permute_dims(x, perm)
+    shape = tuple(int(s) for s in moved.shape)
+    merged = xp.reshape(moved, (*shape[: len(kept)], math.prod(shape[len(kept) :])))
+    return merged, Layout(perm, shape, len(axes))
+
+
+def lay(xp: Namespace, x: Array, axis: Any) -> Array:
+    """Lay ``x`` (the shape of the caller's data) out as :func:`rows` laid out the data: reduced axis last."""
+    if isinstance(axis, Layout):
+        moved = x if axis.perm == tuple(range(x.ndim)) else xp.permute_dims(x, axis.perm)
+        return xp.reshape(moved, (*axis.shape[: len(axis.shape) - axis.n], -1) if axis.shape else (1,))
+    return to_last(xp, x, axis)
+
+
+def unlay(xp: Namespace, r: Array, axis: Any, reduced: bool = False) -> Array:
+    """Undo :func:`lay`; ``reduced``: ``r``'s last axis has length 1 (keepdims), one per reduced axis."""
+    if not isinstance(axis, Layout):
+        return from_last(xp, r, axis)
+    kept = axis.shape[: len(axis.shape) - axis.n]
+    shape = (*kept, *((1,) * axis.n)) if reduced else axis.shape
+    r = xp.reshape(r, shape)
+    inverse = tuple(sorted(range(len(axis.perm)), key=lambda i: axis.perm[i]))
+    return r if inverse == tuple(range(r.ndim)) else xp.permute_dims(r, inverse)
+
+
+def rows(x: Any, axis: Any, where: Any, *others: Any, name: str = "x", several: bool = False) -> Rows:
+    """:func:`entries` with ``axis`` moved last and masked entries set to ``-inf``.
+
+    ``others`` are the call's other array arguments (see :func:`entries`). With ``several``, ``axis`` may also be
+    a tuple of axes or ``None`` (every axis, as in SciPy): they are merged into one last axis, and
+    ``Rows.axis`` is the :class:`Layout` that :func:`finish` undoes.
+    """
+    if several and (axis is None or isinstance(axis, tuple)):
+        xp, x = namespace_of(x, where, *others, name=name)
+        z, out_dtype = to_compute(xp, x, name)
+        mask = _validate.mask(xp, x, where)
+        if mask is not None:
+            z = xp.where(mask, z, -_INF)
+        merged, layout = _merge_axes(xp, z, _validate.axes(axis, x.ndim))
+        return Rows(xp, merged, layout, out_dtype)
+    xp, z, mask, ax, out_dtype = entries(x, axis, where, name, others=others)
     z = to_last(xp, z, ax)
     if mask is not None:
         z = xp.where(to_last(xp, mask, ax), z, -_INF)
@@ -92,19 +149,19 @@ def rows(x: Any, axis: Any, where: Any, name: str = "x") -> Rows:
 
 def cotangent(xp: Namespace, x: Any, v: Any, name: str, dtype: DType) -> Array:
     """A tangent or cotangent ``v`` of ``x``'s shape, in ``dtype`` (``x``'s layout)."""
-    _, xx = namespace_of(x)
+    _, xx = namespace_of(x, v)
     vv = _validate.same_shape(xp, xx, v, name)
     return cast(xp, to_compute(xp, vv, name)[0], dtype)
 
 
 def tangent(r: Rows, v: Any, name: str, x: Any) -> Array:
     """A tangent or cotangent ``v`` of ``x``'s shape, laid out as :func:`rows` laid out ``x``."""
-    return to_last(r.xp, cotangent(r.xp, x, v, name, r.z.dtype), r.axis)
+    return lay(r.xp, cotangent(r.xp, x, v, name, r.z.dtype), r.axis)
 
 
-def finish(xp: Namespace, r: Array, axis: int, dtype: DType) -> Array:
+def finish(xp: Namespace, r: Array, axis: Any, dtype: DType) -> Array:
     """Undo :func:`rows`' layout: the reduced axis back in place, the caller's dtype."""
-    return cast(xp, from_last(xp, r, axis), dtype)
+    return cast(xp, unlay(xp, r, axis), dtype)
 
 
 # --------------------------------------------------------------------------------------- the lse state
@@ -184,11 +241,16 @@ class Stats(NamedTuple):
     bad: Array  # rows whose result is nan: a nan or a +inf in the row
 
 
-def stats(xp: Namespace, z: Array, temperature: float = 1.0) -> Stats:
+def is_one(temperature: Any) -> bool:
+    """Whether a temperature is the number 1 (a traced JAX temperature is not known to be)."""
+    return isinstance(temperature, float) and temperature == 1.0
+
+
+def stats(xp: Namespace, z: Array, temperature: Any = 1.0) -> Stats:
     """Max-shifted exponentials with the maximum's own term (exactly 1) kept out of the sum."""
     m = xp.max(z, axis=-1, keepdims=True)
     d = z - _shift(xp, m)
-    if temperature != 1.0:
+    if not is_one(temperature):
         d = d / temperature
     e = xp.exp(d)
     rest = _rest(xp, e, z)
@@ -209,7 +271,8 @@ def softcap_shifted(xp: Namespace, z: Array, cap: float) -> tuple[Array, Array, 
     a, am = z / cap, m / cap
     t_m = xp.tanh(am)
     direct = cap * xp.tanh(a) - cap * t_m
-    same = xp.logical_and(a * am > 0, xp.logical_and(xp.isfinite(a), xp.isfinite(am)))
+    # one sign, compared by sign: a * am underflows to 0 for a, am near 1e-200
+    same = xp.logical_and(xp.sign(a) * xp.sign(am) > 0, xp.logical_and(xp.isfinite(a), xp.isfinite(am)))
     # For a, b of one sign (|a| = A, |b| = B, z <= m): tanh a - tanh b = sinh(a - b) / (cosh a cosh b)
     #   = 2 e^{-2 min(A, B)} expm1(-2 |a - b|) / ((1 + e^{-2A}) (1 + e^{-2B})),
     # every exponent <= 0 so nothing overflows, and |a - b| comes from z - m, not from two rounded quotients.
@@ -217,7 +280,7 @@ def softcap_shifted(xp: Namespace, z: Array, cap: float) -> tuple[Array, Array, 
     lo = xp.where(same, xp.minimum(big_a, big_b), 0.0)
     gap = xp.where(same, xp.abs(z - m) / cap, 0.0)
     den = (1.0 + xp.exp(-2.0 * xp.where(same, big_a, 0.0))) * (1.0 + xp.exp(-2.0 * xp.where(same, big_b, 0.0)))
-    stable = (2.0 * cap) * xp.exp(-2.0 * lo) * xp.expm1(-2.0 * gap) / den
+    stable = cap * (2.0 * xp.exp(-2.0 * lo) * xp.expm1(-2.0 * gap) / den)  # cap last: 2 cap overflows near the max
     d = xp.where(z == -_INF, -_INF, xp.where(same, stable, direct))
     top = xp.where(m == -_INF, -_INF, cap * t_m)
     cosh_a = xp.cosh(a)

@@ -26,7 +26,19 @@ from typing import Any
 import array_api_compat
 
 from . import _validate
-from ._array import Array, DType, Namespace, accumulator, cast, from_last, like, namespace_of, to_compute, to_last
+from ._array import (
+    Array,
+    DType,
+    Namespace,
+    accumulator,
+    as_array,
+    cast,
+    from_last,
+    like,
+    namespace_of,
+    to_compute,
+    to_last,
+)
 
 __all__ = ["Targets", "finish", "prepare"]
 
@@ -55,6 +67,8 @@ class Targets:
     w: Array | None
     """The class weights in the compute dtype, or ``None``."""
     reduction: str
+    unknown: Array
+    """Rows whose label is outside ``[0, C)``: only possible for JAX tracers (unchecked); their loss is nan."""
 
 
 def prepare(
@@ -70,11 +84,11 @@ def prepare(
 
     Raises ``TypeError`` for non-integer targets, ``ValueError`` for a target shape that is not the logits' shape
     without ``axis``, for a label outside ``[0, C)`` that is not ``ignore_index``, for a ``weight`` that is not
-    ``(C,)`` or holds a negative or nan entry, and for an unknown ``reduction``.
+    ``(C,)`` or holds a negative, nan or infinite entry, and for an unknown ``reduction``.
     """
     ignore = _validate.integer(ignore_index, "ignore_index")
     red = _validate.reduction(reduction)
-    xp, x = namespace_of(logits)
+    xp, x = namespace_of(logits, target, weight, name="logits")
     ax = _validate.axis(axis, x.ndim)
     z, out_dtype = to_compute(xp, x, "logits")
     z = to_last(xp, z, ax)
@@ -83,8 +97,9 @@ def prepare(
     dev = array_api_compat.device(z)
 
     expected = f"the logits' shape without axis {ax}, {batch}"
-    tgt = _validate.index_target(xp, like(xp, x, target), batch, expected, f"logits shape {tuple(x.shape)}")
-    valid = tgt != ignore
+    tgt = _validate.index_target(xp, like(xp, x, target, "target"), batch, expected, f"logits shape {tuple(x.shape)}")
+    valid = _validate.kept(xp, tgt, ignore)
+    out_of_range = xp.logical_and(valid, xp.logical_or(tgt < 0, tgt >= n_classes))
     _validate.labels(xp, tgt, n_classes, ignore, f"axis {ax}")
     w = None if weight is None else _validate.class_weight(xp, x, weight, n_classes, z.dtype)
 
@@ -105,6 +120,7 @@ def prepare(
         w_y=w_y,
         w=w,
         reduction=red,
+        unknown=out_of_range,
     )
 
 
@@ -116,7 +132,7 @@ def finish(t: Targets, row: Array, grad_row: Array | None) -> tuple[Array, Array
     """
     xp = t.xp
     live = t.w_y > 0  # ignored and zero-weight rows are never read, even when they hold nan or inf
-    row = xp.where(live, t.w_y * row, xp.zeros_like(row))
+    row = xp.where(t.unknown, float("nan"), xp.where(live, t.w_y * row, xp.zeros_like(row)))
     if t.reduction == "none":
         loss = row
         scale = t.w_y
@@ -130,8 +146,9 @@ def finish(t: Targets, row: Array, grad_row: Array | None) -> tuple[Array, Array
             div = xp.where(denom > 0, denom, 1.0)  # divide, never multiply by a reciprocal (subnormal weights)
             loss = xp.where(denom > 0, total / div, 0.0)
             scale = t.w_y / cast(xp, div, t.z.dtype)
-    loss = xp.asarray(cast(xp, loss, t.out_dtype))
+    loss = as_array(xp, cast(xp, loss, t.out_dtype))
     if grad_row is None:
         return loss, None
     g = xp.where(xp.expand_dims(live, axis=-1), xp.expand_dims(scale, axis=-1) * grad_row, 0.0)
+    g = xp.where(xp.expand_dims(t.unknown, axis=-1), float("nan"), g)
     return loss, cast(xp, from_last(xp, g, t.axis), t.out_dtype)

@@ -11,6 +11,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from ._array import Array, DType, Namespace, cast, is_traced, like, to_compute
@@ -30,6 +31,41 @@ def axis(value: Any, ndim: int, name: str = "axis") -> int:
     return v % ndim
 
 
+def axes(value: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
+    """Normalise ``None`` (every axis, as in SciPy) or a tuple of distinct axes to non-negative ints."""
+    if value is None:
+        return tuple(range(ndim))
+    if not isinstance(value, tuple):
+        raise TypeError(f"{name} must be an int, a tuple of ints or None; got {value!r}")
+    if not value:
+        raise ValueError(f"{name}=() names no axis; give at least one, or None for every axis")
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must be an int, a tuple of ints or None; got {value!r}")
+        if not -ndim <= int(v) < ndim:
+            raise ValueError(f"{name}={value} is out of range for an array with {ndim} dimension(s)")
+        out.append(int(v) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}={value} repeats an axis")
+    return tuple(out)
+
+
+def temperature(value: Any) -> Any:
+    """A temperature: as :func:`positive`, except that a JAX tracer (``jax.jit``) passes unchecked.
+
+    A traced value is used as it is (its value is unknown); a concrete JAX 0-d array is checked as a number.
+    """
+    if is_traced(value):
+        if value.ndim != 0:
+            raise ValueError(f"temperature must be a scalar; got a traced array of shape {value.shape}")
+        return value
+    kind = str(getattr(value, "dtype", ""))
+    if getattr(value, "ndim", None) == 0 and ("float" in kind or "int" in kind) and not isinstance(value, numbers.Real):
+        value = float(value)  # a concrete 0-d array (JAX, torch, NumPy): checked as the number it holds
+    return positive(value, "temperature")
+
+
 def real_scalar(value: Any, name: str) -> float:
     """A Python real number (not bool), as float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -37,11 +73,25 @@ def real_scalar(value: Any, name: str) -> float:
     return float(value)
 
 
+SCALE_RANGE = (float(np.finfo(np.float32).smallest_normal), float(np.finfo(np.float32).max))
+"""Where a scale (temperature, softcap) may lie: float32's normal numbers, about ``[1.2e-38, 3.4e38]``.
+
+float16, bfloat16 and float32 logits are computed in float32: a scale outside its range would be rounded to 0 or
+inf there (all-nan rows), and a subnormal one keeps too few digits. One range for every dtype keeps a call's
+validity independent of the dtype (float64 could hold more, no use needs it)."""
+
+
 def positive(value: Any, name: str) -> float:
-    """A finite number > 0 (temperature, softcap)."""
+    """A number > 0 that float32 holds as a normal number (temperature, softcap, eps); see :data:`SCALE_RANGE`."""
     v = real_scalar(value, name)
     if not (math.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    lo, hi = SCALE_RANGE
+    if not lo <= v <= hi:
+        raise ValueError(
+            f"{name} must lie in [{lo:.7g}, {hi:.7g}] (float32's normal range, in which float16/bfloat16/float32 "
+            f"logits are computed); got {value!r}"
+        )
     return v
 
 
@@ -79,7 +129,7 @@ def integer(value: Any, name: str) -> int:
 
 def same_shape(xp: Namespace, ref: Array, other: Any, name: str, ref_name: str = "x") -> Array:
     """``other`` as an array of ``xp`` with exactly ``ref``'s shape."""
-    arr = like(xp, ref, other)
+    arr = like(xp, ref, other, name)
     if tuple(arr.shape) != tuple(ref.shape):
         raise ValueError(f"{name} must have the shape of {ref_name}, {tuple(ref.shape)}; got shape {tuple(arr.shape)}")
     return arr
@@ -89,7 +139,7 @@ def mask(xp: Namespace, ref: Array, where: Any) -> Array | None:
     """A boolean ``where=`` mask broadcast to ``ref``'s shape (``None`` passes through)."""
     if where is None:
         return None
-    arr = like(xp, ref, where)
+    arr = like(xp, ref, where, "where")
     if arr.dtype != xp.bool:
         raise TypeError(f"where must be a boolean array; got dtype {arr.dtype}")
     try:
@@ -98,6 +148,17 @@ def mask(xp: Namespace, ref: Array, where: Any) -> Array | None:
         raise ValueError(
             f"where with shape {tuple(arr.shape)} does not broadcast to x's shape {tuple(ref.shape)}"
         ) from exc
+
+
+def kept(xp: Namespace, target: Array, ignore: int) -> Array:
+    """``target != ignore``; all True when ``ignore`` lies outside ``target``'s integer dtype (no label equals it).
+
+    Comparing an int32 JAX array with ``2**31``, or a torch int64 tensor with ``2**70``, overflows instead.
+    """
+    info = xp.iinfo(target.dtype)
+    if not info.min <= ignore <= info.max:
+        return xp.ones(tuple(target.shape), dtype=xp.bool, device=array_api_compat.device(target))
+    return target != ignore
 
 
 def first_true(xp: Namespace, flags: Array) -> tuple[int, ...] | None:
@@ -161,7 +222,7 @@ def labels(xp: Namespace, target: Array, n_classes: int, ignore_index: int, alon
     """Every class index in ``[0, n_classes)`` or ``ignore_index``; the first one that is not is named with its
     position. ``along`` names the class axis for the message ("axis 1", "the vocabulary", ...). Skipped for JAX
     tracers (values unknown)."""
-    bad = xp.logical_and(target != ignore_index, xp.logical_or(target < 0, target >= n_classes))
+    bad = xp.logical_and(kept(xp, target, ignore_index), xp.logical_or(target < 0, target >= n_classes))
     pos = first_true(xp, bad)
     if pos is not None:
         raise ValueError(
@@ -179,14 +240,14 @@ def weight_shape(shape: tuple[int, ...], n_classes: int, name: str = "weight") -
 def class_weight(
     xp: Namespace, ref: Array, weight: Any, n_classes: int, dtype: DType, name: str = "weight", *, values: bool = True
 ) -> Array:
-    """Per-class weights: shape ``(n_classes,)``, real, ``>= 0`` and not nan (values only when known, and only
+    """Per-class weights: shape ``(n_classes,)``, real, finite and ``>= 0`` (values only when known, and only
     with ``values``: reading them syncs a device with the host); returned in ``dtype`` on ``ref``'s device."""
-    w = like(xp, ref, weight)
+    w = like(xp, ref, weight, name)
     weight_shape(tuple(w.shape), n_classes, name)
     w = cast(xp, to_compute(xp, w, name)[0], dtype)
-    pos = first_true(xp, xp.logical_not(w >= 0)) if values else None
+    pos = first_true(xp, xp.logical_not(xp.logical_and(w >= 0, w < math.inf))) if values else None
     if pos is not None:
-        raise ValueError(f"{name} must be >= 0 and not nan; got {item(xp, w, pos)} for class {pos[0]}")
+        raise ValueError(f"{name} must be finite and >= 0; got {item(xp, w, pos)} for class {pos[0]}")
     return w
 
 

@@ -70,7 +70,7 @@ def demo(out: Callable[[str], None] = print) -> None:
     masked = np.array([-np.inf, -np.inf, -np.inf])
     out(
         f"fully masked row {_vec(masked, '.0f')}: softmax {_vec(softmax(masked), '.0f')}, logsumexp "
-        f"{float(logsumexp(masked))} (torch and scipy give nan)"
+        f"{float(logsumexp(masked))} (torch and SciPy: softmax nan, logsumexp -inf as here)"
     )
 
     _section(out, "4. The gradient of cross-entropy is p - y")

@@ -63,7 +63,7 @@ from typing import Any
 import array_api_compat
 
 from . import _backend, _doc, _engine, _validate
-from ._array import Array, accumulator, cast, from_last, like, namespace_of, quiet, to_compute, to_last
+from ._array import Array, accumulator, as_array, cast, from_last, like, namespace_of, quiet, to_compute, to_last
 
 __all__ = ["cross_entropy", "cross_entropy_value_and_grad"]
 
@@ -129,7 +129,7 @@ def _general(
 ) -> tuple[Array, Array | None]:
     o = _validate.cross_entropy_options(ignore_index, label_smoothing, reduction, z_loss, softcap)
     ignore, eps, red, lam, cap = o.ignore_index, o.label_smoothing, o.reduction, o.z_loss, o.softcap
-    xp, x = namespace_of(logits)
+    xp, x = namespace_of(logits, target, weight, name="logits")
     ax = _validate.axis(axis, x.ndim)
     z, out_dtype = to_compute(xp, x, "logits")
     z = to_last(xp, z, ax)
@@ -138,7 +138,7 @@ def _general(
     batch = tuple(z.shape[:-1])
     acc = accumulator(xp, z.dtype, z)  # row and batch sums are added up in float64 for float32 logits
 
-    tgt = like(xp, x, target)
+    tgt = like(xp, x, target, "target")
     if tgt.dtype == xp.bool or not (xp.isdtype(tgt.dtype, "integral") or xp.isdtype(tgt.dtype, "real floating")):
         raise TypeError(f"target must hold integer class indices or floating probabilities; got dtype {tgt.dtype}")
     by_index = xp.isdtype(tgt.dtype, "integral")
@@ -146,7 +146,8 @@ def _general(
         _validate.index_target(
             xp, tgt, batch, f"the logits' shape without axis {ax}, {batch}", f"logits shape {tuple(x.shape)}"
         )
-        valid = tgt != ignore
+        valid = _validate.kept(xp, tgt, ignore)
+        bad_label = xp.logical_and(valid, xp.logical_or(tgt < 0, tgt >= n_classes))
     elif tuple(tgt.shape) != tuple(x.shape):
         raise ValueError(
             f"target (probabilities) must have the logits' shape {tuple(x.shape)}; got shape {tuple(tgt.shape)}"
@@ -170,7 +171,7 @@ def _general(
         if done is not None:
             k_loss, k_grad = done
             k_grad = None if k_grad is None else cast(xp, from_last(xp, k_grad, ax), out_dtype)
-            return xp.asarray(cast(xp, k_loss, out_dtype)), k_grad
+            return as_array(xp, cast(xp, k_loss, out_dtype)), k_grad
 
     st = top = None
     if n_classes > 0:
@@ -193,9 +194,9 @@ def _general(
         row = xp.where(coef_y == 0, zero, coef_y * (log_norm - d_y))
         w_all = xp.ones((n_classes,), dtype=z.dtype, device=dev) if w is None else w
         if eps > 0:
-            per_class = xp.where(w_all == 0, 0.0, w_all * (st.log_norm - st.d))
-            smooth_sum = cast(xp, xp.sum(cast(xp, per_class, acc), axis=-1), z.dtype)
-            row = row + xp.where(valid, (eps / n_classes) * smooth_sum, zero)
+            per_class = xp.where(w_all == 0, 0.0, cast(xp, w_all, acc) * _gap(xp, z, st, acc))
+            smooth = cast(xp, (eps / n_classes) * xp.sum(per_class, axis=-1), z.dtype)  # scaled before the cast
+            row = row + xp.where(valid, smooth, zero)
         denom = xp.sum(cast(xp, w_y, acc))
         n_rows = xp.sum(cast(xp, valid_f, acc))
     else:
@@ -204,14 +205,16 @@ def _general(
             return _reduce_empty(xp, x, zero, red, out_dtype, want_grad)
         q = t * (1.0 - eps) + eps / n_classes if eps > 0 else t
         qw = q if w is None else q * w
-        terms = xp.where(qw == 0, 0.0, qw * (st.log_norm - st.d))
+        terms = xp.where(qw == 0, 0.0, cast(xp, qw, acc) * _gap(xp, z, st, acc))
         row = cast(xp, xp.sum(cast(xp, terms, acc), axis=-1), z.dtype)
         n_rows = xp.asarray(float(math.prod(batch)), dtype=acc, device=dev)
         denom = n_rows
 
     bad = xp.squeeze(st.bad, axis=-1)
     if valid is not None:
-        bad = xp.logical_and(bad, valid)
+        # a label outside [0, C) that could not be checked (a JAX tracer under jit) makes its row nan: never the
+        # plausible loss of another class
+        bad = xp.logical_or(xp.logical_and(bad, valid), bad_label)
     row = xp.where(bad, _NAN, row)
     lse = xp.squeeze(top + st.log_norm, axis=-1)
     z_row = zero
@@ -234,7 +237,7 @@ def _general(
         ce_div = z_div = xp.asarray(1.0, dtype=z.dtype, device=dev)
         ce_live = z_live = xp.asarray(True, device=dev)
         loss = xp.sum(cast(xp, row, acc)) + xp.sum(cast(xp, z_row, acc)) if red == "sum" else row + z_row
-    loss = xp.asarray(cast(xp, loss, out_dtype))
+    loss = as_array(xp, cast(xp, loss, out_dtype))
     if not want_grad:
         return loss, None
 
@@ -257,13 +260,23 @@ def _general(
     return loss, cast(xp, from_last(xp, g, ax), out_dtype)
 
 
+def _gap(xp: Any, z: Array, st: Any, acc: Any) -> Array:
+    """``lse - z_c`` relative to the row maximum, ``log_norm - (z_c - m)``, in the accumulator dtype.
+
+    In float32, ``z_c - m`` overflows for logits of opposite signs near 1e38 where the (smoothing or probability)
+    loss they enter is finite: formed in float64 it keeps its value.
+    """
+    m = xp.where(xp.isfinite(st.m), st.m, 0.0)
+    return cast(xp, st.log_norm, acc) - (cast(xp, z, acc) - cast(xp, m, acc))
+
+
 def _reduce_empty(
     xp: Any, x: Array, zero: Array, red: str, out_dtype: Any, want_grad: bool
 ) -> tuple[Array, Array | None]:
     """Loss of logits with zero classes (every row was ignored, or there are no rows)."""
     loss = zero if red == "none" else xp.sum(zero)
     grad = xp.zeros(tuple(x.shape), dtype=out_dtype, device=array_api_compat.device(x)) if want_grad else None
-    return xp.asarray(cast(xp, loss, out_dtype)), grad
+    return as_array(xp, cast(xp, loss, out_dtype)), grad
 
 
 def cross_entropy(
@@ -310,7 +323,8 @@ def cross_entropy(
     z_loss : float
         :math:`\lambda_z \ge 0`: adds :math:`\lambda_z \operatorname{lse}(z)^2` per row not ignored.
     softcap : float, optional
-        :math:`c > 0`: the logits become :math:`c \tanh(z/c)` first.
+        :math:`c > 0`, within float32's normal range (about 1.2e-38 to 3.4e38): the logits become
+        :math:`c \tanh(z/c)` first.
     backend : {"auto", "reference", "numpy", "numba", "triton"}, optional
         The engine for this call (see :func:`softmaxkit.backend`); the default follows
         ``with softmaxkit.backend(...)`` and ``SOFTMAXKIT_BACKEND``, else ``auto``. The numba and Triton kernels
@@ -328,9 +342,11 @@ def cross_entropy(
         ``target`` boolean; ``logits`` boolean or complex; a non-numeric option.
     ValueError
         A class index outside ``[0, C)`` (the first one and its position are named); shapes that do not
-        match (both are named); an unknown ``reduction``; ``label_smoothing`` outside ``[0, 1]``; negative or
-        nan ``weight``; negative or non-finite target probabilities; ``z_loss < 0``; ``softcap <= 0``; an
-        unknown ``backend``.
+        match (both are named); an unknown ``reduction``; ``label_smoothing`` outside ``[0, 1]``; negative,
+        nan or infinite ``weight``; negative or non-finite target probabilities; ``z_loss < 0``; ``softcap``
+        not a number in float32's normal range; an unknown ``backend``. Under ``jax.jit`` the values of
+        ``target`` and ``weight`` are unknown and not checked: an out-of-range label gives that row ``nan``
+        (never another class's loss), an infinite weight an infinite or nan loss.
     {special_values}
     Examples
     --------

@@ -60,7 +60,8 @@ Special values (shared by every function of this module)
 --------------------------------------------------------
 A *masked* entry is one that is ``-inf`` or where ``where`` is False. Masked entries get probability exactly 0,
 log-probability ``-inf`` and derivative exactly 0. A row with every entry masked has no distribution; we return
-zeros (softmax), ``-inf`` (log-softmax, lse) and zero derivatives rather than the ``nan`` of torch, SciPy and
+zeros (softmax) and ``-inf`` (log-softmax) rather than the ``nan`` of torch, SciPy and JAX, and zero derivatives
+rather than the ``nan`` of torch and JAX; its lse is ``-inf``, the log of an empty sum, as in torch, SciPy and
 JAX. A ``nan`` anywhere in a row makes that row ``nan``; a ``+inf`` makes softmax and log-softmax ``nan`` (the
 ratio :math:`\infty/\infty` has no value) while lse is ``+inf``, its exact value.
 """
@@ -73,7 +74,7 @@ import array_api_compat
 import numpy as np
 
 from . import _backend, _engine, _validate
-from ._array import Array, Namespace, cast, from_last, like, namespace_of, quiet, to_compute, to_last
+from ._array import Array, Namespace, cast, like, namespace_of, quiet, to_compute
 
 __all__ = [
     "log_softmax",
@@ -86,6 +87,9 @@ __all__ = [
     "softmax_vjp",
 ]
 
+Axes = int | tuple[int, ...] | None
+"""An axis, a tuple of axes (reduced together) or None (every axis), as in :func:`scipy.special.softmax`."""
+
 _NAN = float("nan")
 _INF = float("inf")
 
@@ -94,7 +98,7 @@ def softmax(
     x: Array,
     /,
     *,
-    axis: int = -1,
+    axis: Axes = -1,
     temperature: float = 1.0,
     where: Array | None = None,
     backend: str | None = None,
@@ -112,10 +116,14 @@ def softmax(
     x : array_like
         Real logits (any array-API array, or a sequence). float16/bfloat16 are computed in float32 and
         returned in their own dtype; integers promote to the default floating dtype.
-    axis : int
-        The axis that holds the classes.
+    axis : int, tuple of ints or None
+        The axis that holds the classes; a tuple of axes holds them together (its entries are one
+        distribution), and ``None`` means the whole array, as in :func:`scipy.special.softmax`. The default
+        stays ``-1`` (SciPy's is ``None``), the convention of torch, JAX and this package's losses.
     temperature : float
-        :math:`T > 0`. Large :math:`T` flattens the distribution, small :math:`T` sharpens it.
+        :math:`T > 0`, within float32's normal range (about 1.2e-38 to 3.4e38, the same for every dtype);
+        under ``jax.jit`` it may be a traced JAX scalar (its value is then not checked). Large :math:`T`
+        flattens the distribution, small :math:`T` sharpens it.
     where : array of bool, optional
         Broadcastable to ``x``. Entries where it is False are left out: probability exactly 0.
     backend : {"auto", "reference", "numpy", "numba", "triton"}, optional
@@ -133,8 +141,8 @@ def softmax(
     TypeError
         ``x`` is boolean or complex; ``where`` is not boolean; ``axis`` is not an int.
     ValueError
-        ``axis`` out of range; ``temperature`` not a finite number > 0; ``where`` does not broadcast; unknown
-        ``backend``, or one that cannot run the call.
+        ``axis`` out of range; ``temperature`` not a number in float32's normal range; ``where`` does not
+        broadcast; unknown ``backend``, or one that cannot run the call.
 
     Special values
     --------------
@@ -158,6 +166,9 @@ def softmax(
     [0.26894142 0.73105858]
     >>> print(softmax(np.array([-np.inf, -np.inf])))
     [0. 0.]
+    >>> print(softmax(np.zeros((2, 2)), axis=None))  # one distribution over the whole array, as SciPy's default
+    [[0.25 0.25]
+     [0.25 0.25]]
     """
     if where is None and type(x) is np.ndarray:  # plain NumPy: only the checks it needs (_backend.short_map)
         short = _backend.short_map("softmax", x, axis, temperature, backend)
@@ -168,9 +179,9 @@ def softmax(
 
 @quiet
 def _softmax(x: Any, axis: Any, temperature: Any, where: Any, backend: Any) -> Array:
-    t = _validate.positive(temperature, "temperature")
-    xp, z, ax, out_dtype = _engine.rows(x, axis, where)
-    engine = _backend.choose("softmax", z, backend, options=() if t == 1.0 else ("temperature",))
+    t = _validate.temperature(temperature)
+    xp, z, ax, out_dtype = _engine.rows(x, axis, where, several=True)
+    engine = _backend.choose("softmax", z, backend, options=() if _engine.is_one(t) else ("temperature",))
     if z.shape[-1] == 0:
         return _engine.finish(xp, z, ax, out_dtype)
     if engine != "reference":
@@ -183,7 +194,7 @@ def log_softmax(
     x: Array,
     /,
     *,
-    axis: int = -1,
+    axis: Axes = -1,
     temperature: float = 1.0,
     where: Array | None = None,
     backend: str | None = None,
@@ -201,8 +212,8 @@ def log_softmax(
     ----------
     x : array_like
         Real logits. float16/bfloat16 are computed in float32; integers promote to the default float.
-    axis : int
-        The axis that holds the classes.
+    axis : int, tuple of ints or None
+        The axis (or axes, together; ``None``: all) that holds the classes, as in :func:`softmax`.
     temperature : float
         :math:`T > 0`, as in :func:`softmax`.
     where : array of bool, optional
@@ -251,9 +262,9 @@ def log_softmax(
 
 @quiet
 def _log_softmax(x: Any, axis: Any, temperature: Any, where: Any, backend: Any) -> Array:
-    t = _validate.positive(temperature, "temperature")
-    xp, z, ax, out_dtype = _engine.rows(x, axis, where)
-    engine = _backend.choose("log_softmax", z, backend, options=() if t == 1.0 else ("temperature",))
+    t = _validate.temperature(temperature)
+    xp, z, ax, out_dtype = _engine.rows(x, axis, where, several=True)
+    engine = _backend.choose("log_softmax", z, backend, options=() if _engine.is_one(t) else ("temperature",))
     if z.shape[-1] == 0:
         return _engine.finish(xp, z, ax, out_dtype)
     if engine != "reference":
@@ -267,7 +278,7 @@ def logsumexp(
     x: Array,
     /,
     *,
-    axis: int = -1,
+    axis: Axes = -1,
     keepdims: bool = False,
     b: Array | None = None,
     where: Array | None = None,
@@ -281,7 +292,7 @@ def logsumexp(
     x: Array,
     /,
     *,
-    axis: int = -1,
+    axis: Axes = -1,
     keepdims: bool = False,
     b: Array | None = None,
     where: Array | None = None,
@@ -294,7 +305,7 @@ def logsumexp(
     x: Array,
     /,
     *,
-    axis: int = -1,
+    axis: Axes = -1,
     keepdims: bool = False,
     b: Array | None = None,
     where: Array | None = None,
@@ -314,10 +325,10 @@ def logsumexp(
     ----------
     x : array_like
         Real values. float16/bfloat16 are computed in float32; integers promote to the default float.
-    axis : int
-        The axis to reduce.
+    axis : int, tuple of ints or None
+        The axis to reduce, or several (a tuple), or every one (``None``, SciPy's default; ours stays ``-1``).
     keepdims : bool
-        Keep the reduced axis with length 1.
+        Keep the reduced axes with length 1.
     b : array_like, optional
         Scale factors broadcastable to ``x``, as in :func:`scipy.special.logsumexp`: the result is
         :math:`\log|\sum_i b_i e^{x_i}|`. Entries with :math:`b_i = 0` are left out even if :math:`x_i` is
@@ -348,7 +359,7 @@ def logsumexp(
     ====================================  =============================================
     row                                   result (sign)
     ====================================  =============================================
-    all ``-inf`` / all masked / all b=0   ``-inf`` (0); torch and JAX agree, gradient 0
+    all ``-inf`` / all masked / all b=0   ``-inf`` (0), as torch, SciPy, JAX
     empty axis                            ``-inf`` (0)
     contains ``nan`` (with b != 0)        ``nan`` for that row only
     contains ``+inf`` (with b > 0)        ``+inf`` (1), its exact value
@@ -377,9 +388,9 @@ def logsumexp(
 
 @quiet
 def _logsumexp(x: Any, axis: Any, keepdims: Any, b: Any, where: Any, return_sign: bool, backend: Any) -> Any:
-    xp, x = namespace_of(x)
+    xp, x = namespace_of(x, b, where)
     if b is None:
-        xp, z, ax, out_dtype = _engine.rows(x, axis, where)
+        xp, z, ax, out_dtype = _engine.rows(x, axis, where, several=True)
     else:
         bb = like(xp, x, b)
         work_b, _ = to_compute(xp, bb, "b")
@@ -392,8 +403,8 @@ def _logsumexp(x: Any, axis: Any, keepdims: Any, b: Any, where: Any, return_sign
         keep = work_b != 0
         if where is not None:
             keep = xp.logical_and(keep, _validate.mask(xp, x, where))
-        xp, z, ax, out_dtype = _engine.rows(x, axis, keep)
-        work_b = to_last(xp, work_b, ax)
+        xp, z, ax, out_dtype = _engine.rows(x, axis, keep, several=True)
+        work_b = _engine.lay(xp, work_b, ax)
         if work_b.dtype != z.dtype:
             common = xp.result_type(work_b.dtype, z.dtype)
             z, work_b, out_dtype = xp.astype(z, common), xp.astype(work_b, common), xp.result_type(out_dtype, common)
@@ -416,7 +427,7 @@ def _logsumexp(x: Any, axis: Any, keepdims: Any, b: Any, where: Any, return_sign
     if not keepdims:
         lse, sign = xp.squeeze(lse, axis=-1), xp.squeeze(sign, axis=-1)
     else:
-        lse, sign = from_last(xp, lse, ax), from_last(xp, sign, ax)
+        lse, sign = _engine.unlay(xp, lse, ax, reduced=True), _engine.unlay(xp, sign, ax, reduced=True)
     lse, sign = cast(xp, lse, out_dtype), cast(xp, sign, out_dtype)
     return (lse, sign) if return_sign else lse
 
@@ -445,10 +456,10 @@ def _scaled_lse(xp: Namespace, z: Array, b: Array) -> tuple[Array, Array]:
 # --------------------------------------------------------------------------------------------- derivatives
 
 
-def _softmax_product(x: Any, v: Any, name: str, axis: int, temperature: float, where: Any) -> Array:
+def _softmax_product(x: Any, v: Any, name: str, axis: Axes, temperature: float, where: Any) -> Array:
     """``J v`` (= ``J^T v``, J is symmetric) for the softmax Jacobian, without forming J."""
-    t = _validate.positive(temperature, "temperature")
-    rows = _engine.rows(x, axis, where)
+    t = _validate.temperature(temperature)
+    rows = _engine.rows(x, axis, where, v, several=True)
     xp, z = rows.xp, rows.z
     vz = _engine.tangent(rows, v, name, x)
     if z.shape[-1] == 0:
@@ -457,14 +468,14 @@ def _softmax_product(x: Any, v: Any, name: str, axis: int, temperature: float, w
     zero = st.p == 0
     pv = xp.where(zero, 0.0, st.p * vz)
     out = xp.where(zero, 0.0, pv - st.p * xp.sum(pv, axis=-1, keepdims=True))
-    if t != 1.0:
+    if not _engine.is_one(t):
         out = out / t
     return _engine.finish(xp, xp.where(st.bad, _NAN, out), rows.axis, rows.out_dtype)
 
 
 @quiet
 def softmax_jvp(
-    x: Array, v: Array, /, *, axis: int = -1, temperature: float = 1.0, where: Array | None = None
+    x: Array, v: Array, /, *, axis: Axes = -1, temperature: float = 1.0, where: Array | None = None
 ) -> Array:
     r"""Jacobian-vector product of :func:`softmax`: the change of :math:`p` along a change ``v`` of ``x``.
 
@@ -513,7 +524,7 @@ def softmax_jvp(
 
 @quiet
 def softmax_vjp(
-    x: Array, g: Array, /, *, axis: int = -1, temperature: float = 1.0, where: Array | None = None
+    x: Array, g: Array, /, *, axis: Axes = -1, temperature: float = 1.0, where: Array | None = None
 ) -> Array:
     r"""Vector-Jacobian product of :func:`softmax`: the gradient of :math:`\langle g, p\rangle` w.r.t. ``x``.
 
@@ -561,7 +572,7 @@ def softmax_vjp(
 
 
 @quiet
-def softmax_jacobian(x: Array, /, *, axis: int = -1, temperature: float = 1.0, where: Array | None = None) -> Array:
+def softmax_jacobian(x: Array, /, *, axis: Axes = -1, temperature: float = 1.0, where: Array | None = None) -> Array:
     r"""The full Jacobian of :func:`softmax`, :math:`J = (\operatorname{diag}(p) - p p^\top)/T`, per row.
 
     :math:`J_{ij} = p_i(\delta_{ij} - p_j)/T`: the diagonal :math:`p_i(1 - p_i)` is positive, every off-diagonal
@@ -604,8 +615,8 @@ def softmax_jacobian(x: Array, /, *, axis: int = -1, temperature: float = 1.0, w
     [[ 0.25 -0.25]
      [-0.25  0.25]]
     """
-    t = _validate.positive(temperature, "temperature")
-    xp, z, _, out_dtype = _engine.rows(x, axis, where)
+    t = _validate.temperature(temperature)
+    xp, z, _, out_dtype = _engine.rows(x, axis, where, several=True)
     n = z.shape[-1]
     if n == 0:
         return cast(xp, xp.zeros((*z.shape, 0), dtype=z.dtype, device=array_api_compat.device(z)), out_dtype)
@@ -614,14 +625,14 @@ def softmax_jacobian(x: Array, /, *, axis: int = -1, temperature: float = 1.0, w
     col = xp.expand_dims(p, axis=-1)
     eye = xp.eye(n, dtype=z.dtype, device=array_api_compat.device(z))
     jac = col * eye - col * xp.expand_dims(p, axis=-2)
-    if t != 1.0:
+    if not _engine.is_one(t):
         jac = jac / t
     return cast(xp, jac, out_dtype)
 
 
-def _log_softmax_product(x: Any, v: Any, name: str, axis: int, temperature: float, where: Any, vjp: bool) -> Array:
-    t = _validate.positive(temperature, "temperature")
-    rows = _engine.rows(x, axis, where)
+def _log_softmax_product(x: Any, v: Any, name: str, axis: Axes, temperature: float, where: Any, vjp: bool) -> Array:
+    t = _validate.temperature(temperature)
+    rows = _engine.rows(x, axis, where, v, several=True)
     xp, z = rows.xp, rows.z
     vz = _engine.tangent(rows, v, name, x)
     if z.shape[-1] == 0:
@@ -634,14 +645,14 @@ def _log_softmax_product(x: Any, v: Any, name: str, axis: int, temperature: floa
     else:  # v - <p, v>
         out = va - xp.sum(xp.where(st.p == 0, 0.0, st.p * va), axis=-1, keepdims=True)
     out = xp.where(active, out, 0.0)
-    if t != 1.0:
+    if not _engine.is_one(t):
         out = out / t
     return _engine.finish(xp, xp.where(st.bad, _NAN, out), rows.axis, rows.out_dtype)
 
 
 @quiet
 def log_softmax_vjp(
-    x: Array, g: Array, /, *, axis: int = -1, temperature: float = 1.0, where: Array | None = None
+    x: Array, g: Array, /, *, axis: Axes = -1, temperature: float = 1.0, where: Array | None = None
 ) -> Array:
     r"""Vector-Jacobian product of :func:`log_softmax`: the gradient of :math:`\langle g, \log p\rangle`.
 
@@ -693,7 +704,7 @@ def log_softmax_vjp(
 
 @quiet
 def log_softmax_jvp(
-    x: Array, v: Array, /, *, axis: int = -1, temperature: float = 1.0, where: Array | None = None
+    x: Array, v: Array, /, *, axis: Axes = -1, temperature: float = 1.0, where: Array | None = None
 ) -> Array:
     r"""Jacobian-vector product of :func:`log_softmax`: :math:`(v - \langle p, v\rangle)/T` on unmasked entries.
 

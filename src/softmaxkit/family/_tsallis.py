@@ -110,7 +110,7 @@ def mapping(x: Any, axis: Any, where: Any, fam: Tsallis) -> Array:
 
 def product(x: Any, v: Any, name: str, axis: Any, where: Any, fam: Tsallis) -> Array:
     """``J v`` (= ``J^T v``): :math:`s \\odot v - s \\langle s, v\\rangle / \\sum s`, without forming J."""
-    rows = _engine.rows(x, axis, where)
+    rows = _engine.rows(x, axis, where, v)
     xp, z = rows.xp, rows.z
     vz = _engine.tangent(rows, v, name, x)
     if z.shape[-1] == 0:

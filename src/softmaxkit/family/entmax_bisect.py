@@ -354,7 +354,7 @@ def entmax_bisect_loss(
         ``target`` not integer; ``logits`` boolean or complex; ``n_iter`` not an int.
     ValueError
         ``alpha < 1``; ``n_iter < 1``; a class index outside ``[0, C)``; shapes that do not match; an
-        unknown ``reduction``; a negative or nan ``weight``.
+        unknown ``reduction``; a negative, nan or inf ``weight``.
 
     {special_values}
     Examples

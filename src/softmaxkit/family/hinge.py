@@ -189,7 +189,7 @@ def multiclass_hinge_loss(
         ``target`` not integer; ``logits`` boolean or complex; ``margin`` not a real number.
     ValueError
         An unknown ``kind``; ``margin`` negative or not finite; a class index outside ``[0, C)`` (named with
-        its position); shapes that do not match; an unknown ``reduction``; a negative or nan ``weight``.
+        its position); shapes that do not match; an unknown ``reduction``; a negative, nan or inf ``weight``.
     {special_values}
     Examples
     --------

@@ -39,7 +39,8 @@ class _Scores(NamedTuple):
     keep: Array | None
     axis: int
     out_dtype: DType
-    total: Array  # keepdims; 0 only for fully masked rows (an unmasked all-zero row raised)
+    total: Array  # keepdims, of z (scaled); 0 only for fully masked rows (an unmasked all-zero row raised)
+    scale: Array  # keepdims: the row maximum (1 where it is 0 or not finite); z holds the scores divided by it
     bad: Array  # keepdims; rows whose result is nan: a nan or +inf among the unmasked scores
 
 
@@ -53,6 +54,16 @@ def _scores(x: Any, axis: Any, where: Any) -> _Scores:
         z = xp.where(keep, z, 0.0)  # masked entries are never read, whatever they hold
         keep = to_last(xp, keep, ax)
     z = to_last(xp, z, ax)
+    if z.shape[-1] > 0:
+        # scores up to 1e308 sum past the largest float: divide by the row maximum first, so that the sum lies
+        # in [1, K] and p = z / sum keeps every digit (the derivatives divide by the scale at the end)
+        m = xp.max(z, axis=-1, keepdims=True)
+        bad = xp.logical_not(m < _INF)  # nan or +inf in the row
+        scale = xp.where(xp.logical_and(m > 0, xp.logical_not(bad)), m, 1.0)
+        z = z / scale
+    else:
+        scale = xp.ones((*z.shape[:-1], 1), dtype=z.dtype, device=array_api_compat.device(z))
+        bad = scale == 0
     total = xp.sum(z, axis=-1, keepdims=True)
     if z.shape[-1] > 0:
         zero = total == 0
@@ -64,8 +75,7 @@ def _scores(x: Any, axis: Any, where: Any) -> _Scores:
             shown.insert(ax, ":")
             unmasked = "" if keep is None else " where it is not masked"
             raise ValueError(f"normalize needs a positive sum; the row x[{', '.join(shown)}] is all zeros{unmasked}")
-    bad = xp.logical_not(total < _INF)  # nan or +inf in the row
-    return _Scores(xp, z, keep, ax, out_dtype, total, bad)
+    return _Scores(xp, z, keep, ax, out_dtype, total, scale, bad)
 
 
 def _masked_out(s: _Scores, r: Array) -> Array:
@@ -149,7 +159,7 @@ def _normalize_product(x: Any, v: Any, name: str, axis: Any, where: Any, vjp: bo
         out = (vz - xp.sum(xp.where(p == 0, 0.0, p * vz), axis=-1, keepdims=True)) / safe
     else:  # (v_i - p_i sum_j v_j) / S
         out = (vz - p * xp.sum(vz, axis=-1, keepdims=True)) / safe
-    return _masked_out(s, xp.where(s.total == 0, 0.0, out))
+    return _masked_out(s, xp.where(s.total == 0, 0.0, out / s.scale))  # S = scale * total
 
 
 @quiet
@@ -262,7 +272,7 @@ def normalize_jacobian(x: Array, /, *, axis: int = -1, where: Array | None = Non
     eye = xp.eye(n, dtype=z.dtype, device=array_api_compat.device(z))
     safe = xp.where(s.total == 0, 1.0, s.total)
     col = xp.expand_dims(z / safe, axis=-1)
-    jac = (eye - col) / xp.expand_dims(safe, axis=-1)
+    jac = (eye - col) / xp.expand_dims(safe, axis=-1) / xp.expand_dims(s.scale, axis=-1)
     if s.keep is not None:
         both = xp.logical_and(xp.expand_dims(s.keep, axis=-1), xp.expand_dims(s.keep, axis=-2))
         jac = xp.where(both, jac, 0.0)

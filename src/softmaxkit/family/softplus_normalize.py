@@ -75,7 +75,7 @@ def _soft(xp: Namespace, z: Array) -> _Soft:
     big = xp.logical_and(m > math.sqrt(float(xp.finfo(z.dtype).max)), m < _INF)
     mb = xp.where(big, m, 1.0)
     u = xp.exp(xp.minimum(z, 0.0))
-    r = xp.where(u == 0, 1.0, xp.log1p(u) / u)
+    r = xp.where(u == 0, 1.0, xp.log1p(u) / xp.where(u == 0, 1.0, u))  # no 0/0 formed (jax.debug_nans)
     e = xp.exp(xp.where(scaled, z - m0, 0.0))
     f = xp.where(scaled, e * r, _engine.softplus(xp, z) / mb)
     total = xp.sum(f, axis=-1, keepdims=True)  # >= log 2 / mb unless every entry is -inf (then 0)
@@ -193,7 +193,7 @@ def log_softplus_normalize(x: Array, /, *, axis: int = -1, where: Array | None =
 
 
 def _soft_product(x: Any, v: Any, name: str, axis: Any, where: Any, vjp: bool) -> Array:
-    rows = _engine.rows(x, axis, where)
+    rows = _engine.rows(x, axis, where, v)
     xp, z = rows.xp, rows.z
     vz = _engine.tangent(rows, v, name, x)
     if z.shape[-1] == 0:
@@ -409,7 +409,7 @@ def softplus_normalize_cross_entropy(
         ``target`` not integer; ``logits`` boolean or complex.
     ValueError
         A class index outside ``[0, C)`` (named with its position); shapes that do not match; an unknown
-        ``reduction``; a negative or nan ``weight``.
+        ``reduction``; a negative, nan or inf ``weight``.
     {special_values}
     Examples
     --------

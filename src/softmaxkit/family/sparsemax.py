@@ -325,7 +325,7 @@ def sparsemax_loss(
         ``target`` not integer; ``logits`` boolean or complex.
     ValueError
         A class index outside ``[0, C)``; shapes that do not match; an unknown ``reduction``; a negative or
-        nan ``weight``.
+        nan or infinite ``weight``.
 
     {special_values}
     Examples

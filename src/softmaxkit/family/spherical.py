@@ -352,7 +352,7 @@ def spherical_cross_entropy(
         ``target`` not integer; ``logits`` boolean or complex; ``eps`` not a number.
     ValueError
         A class index outside ``[0, C)``; shapes that do not match; an unknown ``reduction``; negative or
-        nan ``weight``; ``eps`` not a finite number > 0.
+        nan or infinite ``weight``; ``eps`` not a finite number > 0.
 
     {special_values}
     Examples

@@ -358,7 +358,7 @@ def taylor_cross_entropy(
         ``target`` not integer; ``logits`` boolean or complex; ``order`` not an int.
     ValueError
         A class index outside ``[0, C)``; shapes that do not match; an unknown ``reduction``; negative or
-        nan ``weight``; a bad ``order``.
+        nan or infinite ``weight``; a bad ``order``.
 
     {special_values}
     Examples

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from .. import _engine
+from .. import _engine, _validate
 from .._array import Array, DType
 
 _INF = float("inf")
@@ -121,7 +121,7 @@ def index_targets(
     target: Array, weight: Array | None, ignore: int, eps: float, n_classes: int, dtype: DType
 ) -> Targets:
     """Split class-index targets into the per-row coefficients of the loss."""
-    valid = target != ignore
+    valid = _validate.kept(jnp, target, ignore)
     valid_f = valid.astype(dtype)
     y = jnp.where(valid, target, 0)
     w_y = valid_f if weight is None else jnp.where(valid, jnp.take(weight, y, mode="clip"), 0.0)

@@ -115,7 +115,7 @@ class Targets:
 def targets(target: Tensor, weight: Tensor | None, vocab: int, opts: Options, ct: torch.dtype, start: int) -> Targets:
     """The targets as far as this process knows them: final when it holds the whole vocabulary (``start`` 0);
     :mod:`.distributed` replaces ``size``, ``w_sum``, ``w_y`` and ``denom`` after its all-reduce."""
-    valid = target != opts.ignore_index
+    valid = _core.kept(target, opts.ignore_index)
     n_valid = int(valid.sum())
     idx = None if n_valid == target.shape[0] else torch.nonzero(valid).squeeze(1)
     y = (target if idx is None else target.index_select(0, idx)) - start

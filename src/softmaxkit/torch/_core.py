@@ -142,7 +142,7 @@ class _Targets(NamedTuple):
 
 
 def _targets(target: Tensor, weight: Tensor | None, dim: int, z: Tensor, ignore_index: int) -> _Targets:
-    valid = target != ignore_index
+    valid = kept(target, ignore_index)
     # Unchecked labels (check_target=False, or traced by torch.compile / vmap): an index outside [0, C) reads
     # class 0 and its row becomes nan, without a host synchronisation and without a read outside the row.
     wild = valid & ((target < 0) | (target >= z.shape[dim]))
@@ -333,13 +333,19 @@ def ce_backward(
     return g, target_grad
 
 
+def kept(target: Tensor, ignore_index: int) -> Tensor:
+    """``target != ignore_index``; all True when ``ignore_index`` does not fit ``target``'s dtype."""
+    out: Tensor = _validate.kept(_xp, target, ignore_index)
+    return out
+
+
 def check_labels(target: Tensor, n_classes: int, ignore_index: int, dim_name: str = "the class dimension") -> None:
     """Raise ``ValueError`` naming the first class index outside ``[0, C)`` (not ``ignore_index``)."""
     _validate.labels(_xp, target, n_classes, ignore_index, dim_name)
 
 
 def check_weight(weight: Tensor, n_classes: int, values: bool = True) -> None:
-    """Class weights: 1-d, one per class, floating (as torch asks), ``>= 0`` and not nan (the last only with
+    """Class weights: 1-d, one per class, floating (as torch asks), finite and ``>= 0`` (the last only with
     ``values``: it reads the weights on the host)."""
     if values:
         _validate.class_weight(_xp, weight, weight, n_classes, weight.dtype)

@@ -32,7 +32,7 @@ cross-entropy, ``mean``, zero total weight  0, gradient 0                       
 negative / nan class ``weight``             ``ValueError``                      accepted
 class index out of range                    ``ValueError`` naming the value     ``IndexError`` / assert
 ... unchecked (compile, vmap, no check)     ``nan`` for its row                 ``IndexError`` / assert
-``ignore_index`` with probability targets   ``ValueError`` unless -100          ignored
+``ignore_index`` with probability targets   ``ValueError`` unless -100          ``RuntimeError``
 ==========================================  ==================================  ==========================
 
 Shared with torch: a ``nan`` in a row makes that row ``nan``; a ``+inf`` makes softmax, log_softmax and
@@ -100,6 +100,8 @@ _INF = math.inf
 def _tensor(x: Any, name: str) -> Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
+    if x.layout != torch.strided:
+        raise TypeError(f"{name} is a sparse tensor ({x.layout}); pass {name}.to_dense()")
     return x
 
 
@@ -857,7 +859,7 @@ def cross_entropy(
     ValueError
         A class index outside ``[0, C)`` (value and position named); shapes that do not match; negative or nan
         ``weight``; bad probabilities; an unknown ``reduction``; ``label_smoothing`` outside ``[0, 1]``;
-        ``z_loss < 0``; ``softcap <= 0``.
+        ``z_loss < 0``; ``softcap`` not a number in float32's normal range (about 1.2e-38 to 3.4e38).
 
     Special values
     --------------

@@ -224,6 +224,8 @@ def _check(hidden: Any, lw: Any, target: Any, bias: Any, weight: Any, opts: Opti
     for name, value in (("hidden", hidden), ("linear_weight", lw), ("target", target)):
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor; got {type(value).__name__}")
+        if value.layout != torch.strided:
+            raise TypeError(f"{name} is a sparse tensor ({value.layout}); pass {name}.to_dense()")
     if lw.ndim != 2:
         raise ValueError(f"linear_weight must be 2-d (V, D); got shape {tuple(lw.shape)}")
     if hidden.ndim < 1 or hidden.shape[-1] != lw.shape[1]:
@@ -270,6 +272,7 @@ def linear_cross_entropy(
     /,
     *,
     bias: Tensor | None = None,
+    linear_bias: Tensor | None = None,
     weight: Tensor | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
@@ -296,6 +299,9 @@ def linear_cross_entropy(
         Integer class indices, ``hidden``'s shape without ``D``; ``ignore_index`` marks rows to skip.
     bias : Tensor, optional
         ``(V,)``. A ``-inf`` entry masks that vocabulary entry (padding).
+    linear_bias : Tensor, optional
+        The same as ``bias``, under ``torch.nn.functional.linear_cross_entropy``'s name (torch 2.13); give one
+        of the two.
     weight, ignore_index, label_smoothing, reduction, z_loss, softcap
         As :func:`softmaxkit.torch.cross_entropy` (``weight`` holds the class weights, ``(V,)``).
     chunk_size : int or (int, int), optional
@@ -323,7 +329,8 @@ def linear_cross_entropy(
     Raises
     ------
     TypeError
-        Non-tensor inputs; ``hidden`` and ``linear_weight`` of different dtypes; a floating ``target``.
+        Non-tensor inputs; ``hidden`` and ``linear_weight`` of different dtypes; a floating ``target``; both
+        ``bias`` and ``linear_bias``.
     ValueError
         Shapes that do not match (both named); a class index outside ``[0, V)`` (value and position named);
         bad options (as :func:`softmaxkit.torch.cross_entropy`); a non-positive ``chunk_size``; a negative or
@@ -371,6 +378,10 @@ def linear_cross_entropy(
     >>> loss.backward(); w.grad.shape
     torch.Size([10, 4])
     """
+    if linear_bias is not None:
+        if bias is not None:
+            raise TypeError("give bias or linear_bias (torch's name for it), not both")
+        bias = linear_bias
     opts = _core.options(ignore_index, label_smoothing, reduction, z_loss, softcap)
     det, threshold = _gpu_options(deterministic, grad_threshold)
     h2, t1 = _check(hidden, linear_weight, target, bias, weight, opts)
@@ -455,6 +466,25 @@ class LinearCrossEntropyLoss(_TorchLinearCrossEntropyLoss):  # type: ignore[misc
             )
         self.z_loss, self.softcap, self.chunk_size = z_loss, softcap, chunk_size
         self.deterministic, self.grad_threshold = deterministic, grad_threshold
+
+    def extra_repr(self) -> str:
+        # ours, not torch's: ignore_index as used (-100 for None), our options, no chunking ``options``
+        parts = [
+            f"in_features={self.linear.in_features}",
+            f"num_classes={self.num_classes}",
+            f"bias={self.linear.bias is not None}",
+            f"reduction={self.reduction!r}",
+            f"ignore_index={-100 if self.ignore_index is None else self.ignore_index}",
+            f"label_smoothing={self.label_smoothing}",
+            f"z_loss={self.z_loss}",
+            f"softcap={self.softcap}",
+            f"chunk_size={self.chunk_size}",
+        ]
+        if self.deterministic is not None:
+            parts.append(f"deterministic={self.deterministic}")
+        if self.grad_threshold:
+            parts.append(f"grad_threshold={self.grad_threshold}")
+        return ", ".join(parts)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return linear_cross_entropy(

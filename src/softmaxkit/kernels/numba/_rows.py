@@ -131,11 +131,13 @@ def capdiff(z: Any, m: Any, c: Any, am: Any, tm: Any, em: Any, one: Any) -> Any:
     e1 = vexpm1(-two * big_a)
     th = -e1 / (two + e1)
     direct = c * ((th if a >= zero else -th) - tm)  # c (tanh a - tanh b); one product, so a == b gives 0
-    same = (a * am > zero) and (big_a - big_a == zero) and (am - am == zero)
+    # one sign, compared by sign (a * am underflows to 0 for a, am near 1e-200) and both finite
+    same = ((a > zero and am > zero) or (a < zero and am < zero)) and (big_a - big_a == zero) and (am - am == zero)
     low = e if a > zero else em  # e^{-2 min(|a|, |b|)}: z <= m, so |a| <= |b| when both are positive
-    stable = (two * c) * low * vexpm1(-two * ((m - z) / c)) / ((one + e) * (one + em))
+    # c last: 2c overflows for c near the dtype's maximum, the bracket is at most 2 in magnitude
+    stable = c * ((two * low) * vexpm1(-two * ((m - z) / c)) / ((one + e) * (one + em)))
     d = stable if same else direct
-    d = z if (z < zero and big_a - big_a != zero) else d
+    d = z if (z < zero and z - z != zero) else d  # a -inf logit (a mask) stays -inf; z / c overflowing is not one
     return d, (two * two) * e / ((one + e) * (one + e))
 
 
