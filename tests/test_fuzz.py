@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import softmaxkit as sk
-from conftest import BACKENDS, EPS, dtype_name, to_numpy
+import softmaxkit.family as family
+from conftest import EPS, LIBRARIES, dtype_name, to_numpy
 
 settings.register_profile(
     "softmaxkit-fuzz",
@@ -42,11 +44,20 @@ FUZZ = settings.get_profile("softmaxkit-fuzz")
 _SKIP = {"backend", "get_output_layer", "register_output_layer"}
 
 
+def _function(name: str) -> Any:
+    """A public function by name: the top level, :mod:`softmaxkit.softmax` or :mod:`softmaxkit.family`."""
+    return getattr(sk, name, None) or getattr(_SOFTMAX_MODULE, name, None) or getattr(family, name)
+
+
+_SOFTMAX_MODULE = sys.modules["softmaxkit.softmax"]  # the package attribute ``softmax`` is the function
+
+
 def _public() -> dict[str, list[str]]:
     """Public functions by kind: maps (x), products (x, v), jacobians (x), losses (logits, target)."""
     kinds: dict[str, list[str]] = {"map": [], "product": [], "jacobian": [], "loss": []}
-    for name in sk.__all__:
-        f = getattr(sk, name)
+    names = sorted({*sk.__all__, *_SOFTMAX_MODULE.__all__, *family.__all__})
+    for name in names:
+        f = _function(name)
         if name in _SKIP or not inspect.isfunction(f):
             continue
         positional = [p.name for p in inspect.signature(f).parameters.values() if p.kind == p.POSITIONAL_ONLY]
@@ -56,7 +67,7 @@ def _public() -> dict[str, list[str]]:
             kinds["product"].append(name)
         elif name.endswith("_jacobian"):
             kinds["jacobian"].append(name)
-        else:
+        elif positional:
             kinds["map"].append(name)
     return kinds
 
@@ -66,7 +77,7 @@ ERRORS = (ValueError, TypeError)
 
 
 def _keywords(name: str) -> set[str]:
-    return {p.name for p in inspect.signature(getattr(sk, name)).parameters.values() if p.kind == p.KEYWORD_ONLY}
+    return {p.name for p in inspect.signature(_function(name)).parameters.values() if p.kind == p.KEYWORD_ONLY}
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -169,19 +180,21 @@ def _check_result(name: str, out: Any, x: np.ndarray) -> None:
 
 
 def _other_library(draw: Any, dtype: str) -> str:
-    choices = ["torch", "jax"] + (["array_api_strict"] if dtype != "float16" else [])
-    return str(draw(st.sampled_from(choices)))
+    choices = [n for n in ("torch", "jax", "array_api_strict") if n in LIBRARIES]
+    if dtype == "float16":  # the array API standard (array-api-strict) has no float16
+        choices = [n for n in choices if n != "array_api_strict"]
+    return str(draw(st.sampled_from(choices))) if choices else "numpy"
 
 
 def _convert(lib: str, a: Any) -> Any:
     if not isinstance(a, np.ndarray):
         return a
-    return BACKENDS[lib](a, dtype_name(a.dtype) if a.dtype.kind == "f" else None)
+    return LIBRARIES[lib](a, dtype_name(a.dtype) if a.dtype.kind == "f" else None)
 
 
 def _exercise(draw: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Every property for one call of ``sk.<name>``; ``args`` and ``kwargs`` hold NumPy arrays."""
-    f = getattr(sk, name)
+    f = _function(name)
     dtype = dtype_name(args[0].dtype)
     arrays = [a for a in (*args, *kwargs.values()) if isinstance(a, np.ndarray)]
     before = [a.copy() for a in arrays]
@@ -291,7 +304,7 @@ def test_fuzz_non_arrays_are_refused(bad: Any, name: str) -> None:
     """What is not an array of real numbers: a ValueError or TypeError, for every function."""
     args = (bad, np.array([0])) if name in KINDS["loss"] else (bad,)
     with pytest.raises(ERRORS):
-        getattr(sk, name)(*args)
+        _function(name)(*args)
 
 
 @FUZZ
@@ -304,7 +317,7 @@ def test_fuzz_bad_options_are_named(option: str, value: Any) -> None:
     x = np.array([[1.0, 2.0, 3.0]])
     name = "softmax" if option == "temperature" else "cross_entropy"
     args = (x,) if name == "softmax" else (x, np.array([1]))
-    out = _run(getattr(sk, name), args, {option: value})
+    out = _run(_function(name), args, {option: value})
     if isinstance(out, Exception):
         assert option in str(out), str(out)
     else:
