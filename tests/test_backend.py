@@ -158,3 +158,18 @@ def test_the_torch_front_refuses_what_its_engines_cannot_run() -> None:
         torch.testing.assert_close(skt.softmax(x, dim=1), torch.softmax(x, 1))
     with sk.backend("torch"):
         torch.testing.assert_close(skt.softmax(x, dim=2), torch.softmax(x, 2))
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba", "reference"])
+def test_ties_beside_a_fully_masked_row_keep_their_count(engine: str) -> None:
+    # The numpy engine counted ties over the whole array: a fully masked row (no maximum) beside a row with two
+    # tied maxima made the total look like one maximum per row, and logsumexp of [0, 0] came out 0, not log 2.
+    x = np.zeros((2, 3))
+    keep = np.array([[False, False, False], [True, True, False]])
+    lse = sk.logsumexp(x, where=keep, backend=engine)
+    np.testing.assert_array_equal(lse, [-np.inf, np.log(2.0)])
+    np.testing.assert_allclose(sk.softmax(x, where=keep, backend=engine)[1], [0.5, 0.5, 0.0], rtol=1e-15)
+    np.testing.assert_allclose(sk.log_softmax(x, where=keep, backend=engine)[1, :2], -np.log(2.0), rtol=1e-15)
+    z = np.array([[-np.inf] * 3, [0.0, 0.0, -np.inf]])
+    loss = sk.cross_entropy(z, np.array([0, 0]), reduction="none", backend=engine)
+    np.testing.assert_allclose(loss, [np.inf, np.log(2.0)], rtol=1e-15)

@@ -443,3 +443,16 @@ def test_finite_input_under_debug_nans_raises_nothing(name, jit):
         out = (jax.jit(f) if jit else f)(x)
         jax.block_until_ready(out)
     assert not bool(jax.numpy.any(jax.numpy.isnan(out)))
+
+
+def test_jax_temperature_near_float32_max_keeps_masked_entries() -> None:
+    # XLA divided -inf (a masked entry) by T = 3e38 as -inf * (1/T), and 1/T flushed to 0: nan for the kept entry
+    jnp = pytest.importorskip("jax.numpy")
+    from softmaxkit.softmax import log_softmax_jvp
+
+    x = np.zeros((2, 4), np.float32)
+    keep = np.array([[False] * 4, [False, False, False, True]])
+    got = log_softmax_jvp(jnp.asarray(x), jnp.asarray(x), axis=0, temperature=3e38, where=jnp.asarray(keep))
+    np.testing.assert_array_equal(np.asarray(got), np.zeros((2, 4)))
+    p = sk.softmax(jnp.asarray(x), axis=0, temperature=3e38, where=jnp.asarray(keep))
+    np.testing.assert_array_equal(np.asarray(p), keep.astype(np.float32))

@@ -251,7 +251,10 @@ def stats(xp: Namespace, z: Array, temperature: Any = 1.0) -> Stats:
     m = xp.max(z, axis=-1, keepdims=True)
     d = z - _shift(xp, m)
     if not is_one(temperature):
-        d = d / temperature
+        # only the finite entries are divided: XLA may divide by multiplying with 1/T, which flushes to 0 for T
+        # near float32's maximum, and -inf * 0 would be nan; a masked -inf stays -inf, nan and +inf stay
+        finite = xp.isfinite(d)
+        d = xp.where(finite, xp.where(finite, d, 0.0) / temperature, d)
     e = xp.exp(d)
     rest = _rest(xp, e, z)
     return Stats(m, d, e / (1.0 + rest), xp.log1p(rest), bad_rows(xp, m))

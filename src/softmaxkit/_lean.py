@@ -36,11 +36,16 @@ def _shift(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     return z - np.where(finite, m, 0.0), m, False
 
 
-def _rest(d: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """The sum of ``e = exp(d)`` over the entries of a row but one maximum (``d == 0``), keepdims."""
+def _rest(d: np.ndarray, e: np.ndarray, finite: bool = True) -> np.ndarray:
+    """The sum of ``e = exp(d)`` over the entries of a row but one maximum (``d == 0``), keepdims.
+
+    ``finite`` says every row's maximum is finite, so that every row holds at least one ``d == 0``; then one
+    count over the whole array tells whether some row has ties. Otherwise a fully masked row (no ``d == 0``) can
+    hide a tie in another row from that count, so the ties are counted row by row.
+    """
     below = d < 0
     rest: np.ndarray = np.add.reduce(e, axis=-1, keepdims=True, where=below)
-    if below.size - np.count_nonzero(below) != rest.size:  # a row without exactly one maximum: ties add 1 each
+    if not finite or below.size - np.count_nonzero(below) != rest.size:  # ties at the maximum add 1 each
         rest += np.add.reduce(~below, axis=-1, keepdims=True, dtype=e.dtype) - 1
     return rest
 
@@ -59,7 +64,7 @@ def softmax(z: np.ndarray, temperature: float, log: bool) -> np.ndarray:
         if temperature != 1.0:
             d /= temperature
         e = np.exp(d)
-        rest = _rest(d, e) if finite else np.where(m == -_INF, 0.0, _rest(d, e))
+        rest = _rest(d, e) if finite else np.where(m == -_INF, 0.0, _rest(d, e, False))
         out: np.ndarray = d - np.log1p(rest) if log else e / (1.0 + rest)
         return out if finite else np.where(np.isnan(m) | (m == _INF), np.nan, out)
 
@@ -71,7 +76,7 @@ def logsumexp(z: np.ndarray) -> np.ndarray:
         m += np.log1p(_rest(d, np.exp(d)))
         return m
     with np.errstate(all="ignore"):
-        rest = np.where(m == -_INF, 0.0, _rest(d, np.exp(d)))
+        rest = np.where(m == -_INF, 0.0, _rest(d, np.exp(d), False))
         out: np.ndarray = np.where(np.isfinite(m), m + np.log1p(rest), m)  # -inf, +inf and nan: their own lse
         return out
 
@@ -114,7 +119,7 @@ def _cross_entropy(
         rest = _rest(d, e)
         bad = None
     else:
-        rest = np.where(m == -_INF, 0.0, _rest(d, e))
+        rest = np.where(m == -_INF, 0.0, _rest(d, e, False))
         bad = (np.isnan(m) | (m == _INF))[:, 0]
     loss = np.log1p(rest)[:, 0] - d[rows, y]
     if bad is not None:
