@@ -196,7 +196,7 @@ def fit_settings(rows: int, net: Network) -> contextlib.ExitStack:
       0.44 ms for the generic code). The first fit of a process loads numba (~0.6 s); the very first one after
       installation also compiles the kernel (~25 s on 2 cores, then cached on disk). A backend chosen with
       ``softmaxkit.backend(...)`` or ``SOFTMAXKIT_BACKEND`` is respected (``"reference"`` skips numba).
-    * The kernels run on numba's OpenMP threads; OpenBLAS's own threads, still spinning after each small
+    * The kernels run on numba's threads (TBB by default); OpenBLAS's own threads, still spinning after each small
       product, then fight them for the cores (oversubscription): on a 2-core machine a softmax-regression step
       on digits took 8.4 ms with both pools and 0.76 ms with one BLAS thread. scikit-learn's ``KMeans`` limits
       BLAS the same way around its OpenMP loops. Steps whose largest product exceeds :data:`_BLAS_SMALL`

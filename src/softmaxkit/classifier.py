@@ -65,7 +65,7 @@ An L-BFGS evaluation of softmax regression is two matrix products (``[X, 1] @ [W
 :math:`G`, the bias folded into a column of ones) and one fused call of the layer's ``loss_value_and_grad``
 (numba kernels for softmax from 4096 logits on); on digits it runs the very iterations of ``LogisticRegression``.
 While a fit's products are small, BLAS gets one thread, so that its spinning threads do not fight the kernels'
-OpenMP threads for the cores.
+threads (numba's TBB pool by default) for the cores.
 
 Special values
 --------------
