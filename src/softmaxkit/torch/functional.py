@@ -79,30 +79,22 @@ Checking class indices (``check_target=True``, the default) costs one more devic
 
 from __future__ import annotations
 
-import math
 import warnings
-from types import ModuleType
 from typing import Any
 
 import array_api_compat.torch as _xp
 import torch
 
-from .. import _backend, _validate
+from .. import _validate
 from . import _core
-from ._core import Options, RowLse
+from ._core import Options
+from ._cross_entropy import CROSS_ENTROPY
+from ._dispatch import apply, checked_tensor, cpu_kernels, pick, traced
+from ._mappings import LOG_SOFTMAX, LOGSUMEXP, SOFTMAX
 
 __all__ = ["cross_entropy", "log_softmax", "logsumexp", "softmax"]
 
 Tensor = torch.Tensor
-_INF = math.inf
-
-
-def _tensor(x: Any, name: str) -> Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
-    if x.layout != torch.strided:
-        raise TypeError(f"{name} is a sparse tensor ({x.layout}); pass {name}.to_dense()")
-    return x
 
 
 def _implicit_dim(name: str, ndim: int, stacklevel: int) -> int:
@@ -119,262 +111,6 @@ def _dim(x: Tensor, dim: Any, name: str, stacklevel: int) -> int:
     if dim is None:
         return _implicit_dim(name, x.ndim, stacklevel + 1)
     return _validate.axis(dim, max(x.ndim, 1), "dim")
-
-
-# -------------------------------------------------------------------------------------- Triton dispatch
-def _rows(x: Tensor, dim: int) -> Tensor | None:
-    """``x`` as a ``(rows, C)`` view whose rows are contiguous, when ``dim`` is its last dimension and no copy is
-    needed; else None (the torch code handles it)."""
-    if x.ndim == 0 or dim != x.ndim - 1:
-        return None
-    if x.stride(-1) != 1 and x.shape[-1] > 1:
-        return None
-    try:
-        return x.view(math.prod(x.shape[:-1]), x.shape[-1])
-    except RuntimeError:  # rows that are not evenly strided
-        return None
-
-
-def _grad_rows(grad: Tensor, n_cols: int) -> Tensor:
-    """The upstream gradient as ``(rows, C)`` with contiguous rows (a copy only when it is not already)."""
-    g = _rows(grad, grad.ndim - 1) if grad.ndim else None
-    return g if g is not None else grad.contiguous().view(-1, n_cols)
-
-
-def _in_transform(x: Tensor) -> bool:
-    """Whether ``x`` is a tensor of a :mod:`torch.func` transform (vmap's batched tensors and their kin): such a
-    tensor takes the torch code (a kernel launch needs the plain tensor) and allows no data-dependent check."""
-    return bool(torch._C._functorch.is_functorch_wrapped_tensor(x))
-
-
-def _traced(*xs: Tensor) -> bool:
-    """Whether this call is traced (``torch.compile``, or a :mod:`torch.func` transform of one of ``xs``): then
-    no check may read a tensor's values on the host."""
-    return bool(torch.compiler.is_compiling()) or any(_in_transform(x) for x in xs)
-
-
-def _engine(op: str, x: Tensor, dim: int) -> str:
-    """The dispatcher's engine for this call (:func:`softmaxkit._backend.choose`): ``triton`` (a CUDA tensor of a
-    dtype the kernels take, class dimension last with contiguous rows, Triton installed), ``numba`` (a CPU
-    float32/float64 tensor of at least ``THRESHOLD`` elements, class dimension last), else ``torch``; or the one
-    ``softmaxkit.backend(...)`` names. Under ``torch.compile`` the choice is ``auto``'s: Dynamo cannot read the
-    context (``ContextVar.get``), which would break the graph."""
-    keyword = "auto" if torch.compiler.is_compiling() else None
-    return _backend.choose(op, x, keyword, front="torch", rows=_rows(x, dim) is not None, last=dim == x.ndim - 1)
-
-
-def _kernel_rows(op: str, x: Tensor, dim: int) -> tuple[ModuleType, Tensor] | None:
-    """The Triton module and ``x`` as ``(rows, C)`` when the Triton kernels take this call, else None. A tensor of
-    a :mod:`torch.func` transform always takes the torch code (a kernel launch needs the plain tensor)."""
-    if _engine(op, x, dim) != "triton" or _in_transform(x):
-        return None
-    rows = _rows(x, dim)
-    if rows is None:  # (the dispatcher saw to it)
-        return None
-    from ..kernels.triton import ops as gpu
-
-    return gpu, rows
-
-
-def _cpu_kernels(op: str, x: Tensor, dim: int) -> ModuleType | None:
-    """:mod:`softmaxkit.kernels.numba` when the dispatcher sends this CPU tensor there (float32/float64, class
-    dimension last and not empty; ``backend`` and its size threshold as for NumPy arrays) and it is not traced,
-    else None.
-
-    The kernels read the tensor through a NumPy view of its memory (no copy when its rows are contiguous) and
-    their results become tensors without a copy (``torch.from_numpy``)."""
-    if x.ndim == 0 or x.shape[-1] == 0 or _engine(op, x, dim) != "numba" or _traced(x):
-        return None
-    from ..kernels import numba as kernels
-
-    return kernels
-
-
-def _save(ctx: Any, *tensors: Tensor | None) -> None:
-    """Keep ``tensors`` for backward and for the forward-mode ``jvp`` alike."""
-    ctx.save_for_backward(*tensors)
-    ctx.save_for_forward(*tensors)
-
-
-Function = type[torch.autograd.Function]
-
-
-def _pick(function: tuple[Function, Function]) -> Any:
-    """``function[0]``; under ``torch.compile``, ``function[1]``: the same Function without its ``jvp``, which
-    Dynamo cannot trace (torch 2.13: "Unsupported custom jvp"; no forward-mode AD inside a compiled graph)."""
-    return function[1 if torch.compiler.is_compiling() else 0]
-
-
-def _apply(function: tuple[Function, Function], *args: Any) -> Tensor:
-    out: Tensor = _pick(function).apply(*args)
-    return out
-
-
-def _traceable(function: Function) -> tuple[Function, Function]:
-    """``function`` and its jvp-free twin for :func:`_apply` (the same name, so the same ``grad_fn`` name)."""
-    twin = type(function.__name__, (function,), {"jvp": staticmethod(torch.autograd.Function.jvp)})
-    return function, twin
-
-
-# --------------------------------------------------------------------------------------------- softmax
-# The Functions below are written in the ``setup_context`` style with ``generate_vmap_rule = True``: forward,
-# backward and jvp are plain torch code that vmap can batch, so that ``torch.func.grad``, ``vmap`` (per-sample
-# gradients), ``jacrev``, ``jacfwd`` and ``torch.autograd.forward_ad`` compose with them.
-class _Softmax(torch.autograd.Function):
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: Tensor, dim: int) -> Tensor:
-        k = _kernel_rows("softmax", x, dim)
-        if k is not None:
-            out: Tensor = k[0].softmax(k[1]).view(x.shape)
-            return out
-        cpu = _cpu_kernels("softmax", x, dim)
-        if cpu is not None:
-            return torch.from_numpy(cpu.softmax(x.detach().numpy(), 1.0, False))
-        work = _core.compute_dtype(x.dtype, "input")
-        p = torch.softmax(x, dim, dtype=work)
-        if x.shape[dim] > 0:  # a fully masked row has no distribution: zeros, not nan
-            p = torch.where(x.amax(dim, keepdim=True) == -_INF, 0.0, p)
-        return p.to(_core.result_dtype(x.dtype, "input"))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Tensor, int], output: Tensor) -> None:
-        x, dim = inputs
-        k = _kernel_rows("softmax", x, dim)
-        ctx.dim, ctx.kernels = dim, None if k is None else k[0]
-        _save(ctx, output)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        (out,) = ctx.saved_tensors
-        if ctx.kernels is not None and not torch.is_grad_enabled():
-            g_rows = _grad_rows(grad.to(out.dtype), out.shape[-1])
-            dx: Tensor = ctx.kernels.softmax_backward(out.view(-1, out.shape[-1]), g_rows)
-            return dx.view(out.shape), None
-        p = _core.to_compute(out)
-        g = grad.to(p.dtype)
-        dx = p * (g - (g * p).sum(ctx.dim, keepdim=True))
-        return dx.to(out.dtype), None
-
-    @staticmethod
-    def jvp(ctx: Any, tangent: Tensor, _dim: None) -> Tensor:
-        (out,) = ctx.saved_tensors
-        p = _core.to_compute(out)
-        t = torch.where(p == 0, 0.0, tangent.to(p.dtype))  # masked entries are the constant 0
-        return (p * (t - (t * p).sum(ctx.dim, keepdim=True))).to(out.dtype)
-
-
-_SOFTMAX = _traceable(_Softmax)
-
-
-class _LogSoftmax(torch.autograd.Function):
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: Tensor, dim: int) -> Tensor:
-        k = _kernel_rows("log_softmax", x, dim)
-        if k is not None:
-            out: Tensor = k[0].softmax(k[1], log=True).view(x.shape)
-            return out
-        cpu = _cpu_kernels("log_softmax", x, dim)
-        if cpu is not None:
-            return torch.from_numpy(cpu.softmax(x.detach().numpy(), 1.0, True))
-        z = _core.to_compute(x, "input")
-        if z.shape[dim] == 0:  # an empty result, never the input itself (which setup_context could not save)
-            return torch.empty_like(x, dtype=_core.result_dtype(x.dtype, "input"))
-        lse, d = _core.row_lse(z, dim)
-        z = torch.where(_core.bad_rows(lse.m), math.nan, d - lse.log_norm)
-        return z.to(_core.result_dtype(x.dtype, "input"))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Tensor, int], output: Tensor) -> None:
-        x, dim = inputs
-        k = _kernel_rows("log_softmax", x, dim)
-        ctx.dim, ctx.kernels = dim, None if k is None else k[0]
-        _save(ctx, output)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        (out,) = ctx.saved_tensors
-        if ctx.kernels is not None and not torch.is_grad_enabled():
-            g_rows = _grad_rows(grad.to(out.dtype), out.shape[-1])
-            dlog: Tensor = ctx.kernels.softmax_backward(out.view(-1, out.shape[-1]), g_rows, log=True)
-            return dlog.view(out.shape), None
-        y = _core.to_compute(out)
-        active = y != -_INF  # masked outputs are the constant -inf: their cotangent is never read
-        g = torch.where(active, grad.to(y.dtype), 0.0)
-        dx = torch.where(active, g - torch.exp(y) * g.sum(ctx.dim, keepdim=True), 0.0)
-        return dx.to(out.dtype), None
-
-    @staticmethod
-    def jvp(ctx: Any, tangent: Tensor, _dim: None) -> Tensor:
-        (out,) = ctx.saved_tensors
-        y = _core.to_compute(out)
-        active = y != -_INF  # masked entries are the constant -inf: their tangent is 0 and never read
-        t = torch.where(active, tangent.to(y.dtype), 0.0)
-        return torch.where(active, t - (torch.exp(y) * t).sum(ctx.dim, keepdim=True), 0.0).to(out.dtype)
-
-
-_LOGSOFTMAX = _traceable(_LogSoftmax)
-
-
-class _LogSumExp(torch.autograd.Function):
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: Tensor, dim: int, keepdim: bool) -> Tensor:
-        k = _kernel_rows("logsumexp", x, dim)
-        if k is not None:
-            value: Tensor = k[0].logsumexp(k[1]).view(*x.shape[:-1], 1).to(_core.result_dtype(x.dtype, "input"))
-            return value if keepdim else value.squeeze(dim)
-        z = _core.to_compute(x, "input")
-        if z.shape[dim] == 0:
-            value = torch.full_like(z.sum(dim, keepdim=True), -_INF)
-        else:
-            lse, _ = _core.row_lse(z, dim)
-            value = _core.lse_value(lse)
-        out = value.to(_core.result_dtype(x.dtype, "input"))
-        return out if keepdim else out.squeeze(dim)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Tensor, int, bool], output: Tensor) -> None:
-        x, dim, keepdim = inputs
-        k = _kernel_rows("logsumexp", x, dim)
-        ctx.dim, ctx.keepdim, ctx.kernels = dim, keepdim, None if k is None else k[0]
-        _save(ctx, x, output)
-
-    @staticmethod
-    def _softmax(ctx: Any, x: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
-        """The softmax of ``x`` in the compute dtype (0 for rows whose log-sum-exp is ``-inf``) and that mask."""
-        z = _core.to_compute(x, "input")
-        value = out if ctx.keepdim else out.unsqueeze(ctx.dim)
-        masked = value == -_INF  # every entry -inf (or the axis is empty): gradient 0, not exp(-inf + inf)
-        return torch.softmax(torch.where(masked, 0.0, z), ctx.dim), masked
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        x, out = ctx.saved_tensors
-        rows = None if ctx.kernels is None or torch.is_grad_enabled() else _rows(x, ctx.dim)
-        if rows is not None:
-            dx: Tensor = ctx.kernels.logsumexp_backward(rows, grad.reshape(-1))
-            return dx.view(x.shape), None, None
-        p, masked = _LogSumExp._softmax(ctx, x, out)
-        g = grad.to(p.dtype)
-        if not ctx.keepdim:
-            g = g.unsqueeze(ctx.dim)
-        return torch.where(masked, 0.0, g * p).to(x.dtype), None, None
-
-    @staticmethod
-    def jvp(ctx: Any, tangent: Tensor, _dim: None, _keepdim: None) -> Tensor:
-        x, out = ctx.saved_tensors
-        p, masked = _LogSumExp._softmax(ctx, x, out)
-        t = torch.where(p == 0, 0.0, tangent.to(p.dtype))
-        dv = torch.where(masked, 0.0, (p * t).sum(ctx.dim, keepdim=True))
-        return (dv if ctx.keepdim else dv.squeeze(ctx.dim)).to(out.dtype)
-
-
-_LOGSUMEXP = _traceable(_LogSumExp)
 
 
 def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None) -> Tensor:
@@ -424,13 +160,13 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: 
     tensor([[0.5000, 0.5000],
             [0.0000, 0.0000]])
     """
-    x = _tensor(input, "input")
+    x = checked_tensor(input, "input")
     d = _dim(x, dim, "softmax", _stacklevel)
     if dtype is not None:
         x = x.to(dtype)
     if x.ndim == 0:
-        return _apply(_SOFTMAX, x.unsqueeze(0), 0).squeeze(0)
-    return _apply(_SOFTMAX, x, d)
+        return apply(SOFTMAX, x.unsqueeze(0), 0).squeeze(0)
+    return apply(SOFTMAX, x, d)
 
 
 def log_softmax(
@@ -480,13 +216,13 @@ def log_softmax(
     >>> log_softmax(torch.tensor([0.0, -40.0], dtype=torch.float64), dim=0)  # log1p keeps 4.2e-18
     tensor([-4.2484e-18, -4.0000e+01], dtype=torch.float64)
     """
-    x = _tensor(input, "input")
+    x = checked_tensor(input, "input")
     d = _dim(x, dim, "log_softmax", _stacklevel)
     if dtype is not None:
         x = x.to(dtype)
     if x.ndim == 0:
-        return _apply(_LOGSOFTMAX, x.unsqueeze(0), 0).squeeze(0)
-    return _apply(_LOGSOFTMAX, x, d)
+        return apply(LOG_SOFTMAX, x.unsqueeze(0), 0).squeeze(0)
+    return apply(LOG_SOFTMAX, x, d)
 
 
 def logsumexp(input: Tensor, dim: int | tuple[int, ...] | list[int], keepdim: bool = False) -> Tensor:
@@ -533,236 +269,26 @@ def logsumexp(input: Tensor, dim: int | tuple[int, ...] | list[int], keepdim: bo
     >>> logsumexp(torch.tensor([1000.0, 1000.0], dtype=torch.float64), dim=0)
     tensor(1000.6931, dtype=torch.float64)
     """
-    x = _tensor(input, "input")
+    x = checked_tensor(input, "input")
     dims = [dim] if not isinstance(dim, (tuple, list)) else list(dim)
     norm = [_validate.axis(d, max(x.ndim, 1), "dim") for d in dims]
     if len(set(norm)) != len(norm):
         raise ValueError(f"dim holds a repeated dimension: {dim!r}")
     if x.ndim == 0:
-        out = _apply(_LOGSUMEXP, x.unsqueeze(0), 0, False)
+        out = apply(LOGSUMEXP, x.unsqueeze(0), 0, False)
         return out.reshape(())
     if len(norm) == 1:
-        return _apply(_LOGSUMEXP, x, norm[0], keepdim)
+        return apply(LOGSUMEXP, x, norm[0], keepdim)
     rest = [i for i in range(x.ndim) if i not in norm]
     flat = x.permute(*rest, *norm).reshape(*[x.shape[i] for i in rest], -1)
-    out = _apply(_LOGSUMEXP, flat, flat.ndim - 1, False)
+    out = apply(LOGSUMEXP, flat, flat.ndim - 1, False)
     if keepdim:
         out = out.reshape([1 if i in norm else x.shape[i] for i in range(x.ndim)])
     return out
 
 
-# --------------------------------------------------------------------------------------- cross-entropy
-class _CrossEntropy(torch.autograd.Function):
-    """Outputs ``(loss, m, log_norm, denom, n_rows, fused, qsum)``; all but the loss are not differentiable:
-    the saved row statistics, and on the Triton path the gradient written by the forward and its ``qsum``
-    (empty tensors elsewhere)."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(
-        logits: Tensor, target: Tensor, weight: Tensor | None, dim: int, opts: Options, fuse: bool, cpu: bool
-    ) -> tuple[Tensor, ...]:
-        if cpu:
-            out = _CrossEntropy._cpu_forward(logits, target, weight, opts, fuse)
-            if out is not None:
-                return out
-        k = _kernel_rows("cross_entropy", logits, dim)
-        # distinct empty tensors: one tensor returned as two outputs confuses torch.compile's wiring of saved tensors
-        fused, qsum = logits.new_empty(0), logits.new_empty(0)
-        if k is not None:
-            loss, lse, denom, n_rows, out = _CrossEntropy._kernel_forward(
-                k[0], k[1], logits, target, weight, opts, fuse
-            )
-            fused = fused if out.grad is None else out.grad
-            qsum = qsum if out.qsum is None else out.qsum
-        else:
-            z = _core.to_compute(logits)
-            loss, lse, denom, n_rows = _core.ce_forward(z, target, weight, dim, opts)
-        loss = loss.to(_core.result_dtype(logits.dtype))
-        if n_rows is denom:  # probability targets: one count, handed out as two distinct outputs
-            n_rows = denom.clone()
-        return loss, lse.m, lse.log_norm, denom, n_rows, fused, qsum
-
-    @staticmethod
-    def _cpu_forward(
-        logits: Tensor, target: Tensor, weight: Tensor | None, opts: Options, fuse: bool
-    ) -> tuple[Tensor, ...] | None:
-        """The numba kernels on NumPy views: the loss, and with ``fuse`` the gradient from the same pass (for
-        ``none``, each row's own). No row statistics (empty ``m``, ``log_norm``): a backward without that
-        gradient recomputes them. None for the one case the kernels leave to the reference."""
-        from ..kernels import numba as kernels
-
-        t = target.detach().to(logits.dtype) if target.is_floating_point() else target
-        w = None if weight is None else weight.detach().to(logits.dtype).numpy()
-        res = kernels.cross_entropy(
-            logits.detach().numpy(), t.numpy(), w, opts.ignore_index, opts.label_smoothing, opts.reduction,
-            opts.z_loss, opts.softcap, fuse,
-        )  # fmt: skip
-        if res is None:
-            return None
-        loss, grad = res
-        acc = _core.accumulator(logits)
-        if target.is_floating_point():
-            denom = torch.tensor(float(target.numel() // max(target.shape[-1], 1)), dtype=acc)
-            n_rows = denom.clone()
-        else:
-            valid = target != opts.ignore_index
-            w_y = valid.to(acc) if weight is None else torch.where(valid, weight.to(acc)[target.where(valid, 0)], 0.0)
-            denom, n_rows = w_y.sum(), valid.sum(dtype=acc)
-        none = logits.new_empty(0)
-        fused = none.clone() if grad is None else torch.from_numpy(grad)
-        return torch.from_numpy(loss), none, none.clone(), denom, n_rows, fused, none.clone()
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        logits, target, weight, dim, opts, _, cpu = inputs
-        _, m, log_norm, denom, n_rows, fused, qsum = output
-        ctx.mark_non_differentiable(m, log_norm, denom, n_rows, fused, qsum)
-        ctx.cpu_grad = fused if cpu and fused.numel() else None
-        k = _kernel_rows("cross_entropy", logits, dim)
-        ctx.kernels = None if k is None else k[0]
-        ctx.grad = fused if ctx.kernels is not None and fused.numel() else None
-        ctx.qsum = qsum if ctx.kernels is not None and qsum.numel() else None
-        ctx.dim, ctx.opts = dim, opts
-        _save(ctx, logits, target, weight, m, log_norm, denom, n_rows)
-
-    @staticmethod
-    def _kernel_forward(
-        kernels: ModuleType,
-        rows: Tensor,
-        logits: Tensor,
-        target: Tensor,
-        weight: Tensor | None,
-        opts: Options,
-        fuse: bool,
-    ) -> tuple[Tensor, RowLse, Tensor, Tensor, Any]:
-        """The Triton forward: per-row losses from the kernel, reduced here in float64 as the reference does."""
-        n, k = rows.shape
-        batch = logits.shape[:-1]
-        probs = target.is_floating_point()
-        if probs:
-            t = _rows(target, target.ndim - 1)
-            t = target.contiguous().view(n, k) if t is None else t
-            denom = n_rows = torch.tensor(float(n), dtype=torch.float64, device=rows.device)
-        else:
-            t = target.reshape(n)
-            denom, n_rows = kernels.label_totals(t, weight, opts.ignore_index, k)
-        scales = None
-        if fuse and opts.reduction != "none":
-            scales = torch.ones(2, dtype=torch.float64, device=rows.device)
-            if opts.reduction == "mean":
-                both = torch.stack([denom, n_rows])
-                scales = torch.where(both > 0, 1.0 / torch.where(both > 0, both, 1.0), 0.0)
-            scales = scales.to(torch.float32)
-        out = kernels.cross_entropy(
-            rows, t, weight, ignore_index=opts.ignore_index, label_smoothing=opts.label_smoothing,
-            z_loss=opts.z_loss, softcap=opts.softcap, scales=scales,
-        )  # fmt: skip
-        loss = _core.reduce_rows(out.loss, out.z_rows, denom, n_rows, opts.reduction).to(torch.float32)
-        keep = (*batch, 1)
-        lse = RowLse(out.m.view(keep), out.log_norm.view(keep))
-        return (loss.view(batch) if opts.reduction == "none" else loss), lse, denom, n_rows, out
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, Tensor | None, None, None, None, None, None]:
-        logits, target, weight, m, log_norm, denom, n_rows = ctx.saved_tensors
-        want_t = bool(ctx.needs_input_grad[1])
-        dz: Tensor | None
-        if ctx.cpu_grad is not None and not torch.is_grad_enabled() and not want_t:
-            dz, ctx.cpu_grad = ctx.cpu_grad, None  # handed over (a second backward recomputes)
-            if ctx.opts.reduction == "none":
-                return dz.mul_(grad.to(dz.dtype).unsqueeze(-1)), None, None, None, None, None, None
-            return (dz if bool(grad == 1) else dz.mul_(grad.to(dz.dtype))), None, None, None, None, None, None
-        if ctx.kernels is not None and not torch.is_grad_enabled() and not want_t:
-            dz = _CrossEntropy._kernel_backward(ctx, logits, target, weight, m, log_norm, denom, n_rows, grad)
-            return dz, None, None, None, None, None, None
-        z = _core.to_compute(logits)
-        # A double backward differentiates this function: then the lse is recomputed by differentiable ops (and
-        # so it is where the forward kept none: the CPU kernels' path).
-        lse = None if torch.is_grad_enabled() or m.numel() == 0 else RowLse(m, log_norm)
-        dz, dt = _core.ce_backward(z, target, weight, ctx.dim, ctx.opts, lse, denom, n_rows, grad, want_t)
-        return (
-            dz.to(logits.dtype) if ctx.needs_input_grad[0] else None,
-            None if dt is None else dt.to(target.dtype),
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
-
-    @staticmethod
-    def jvp(ctx: Any, t_logits: Tensor | None, t_target: Tensor | None, *_: Any) -> tuple[Tensor | None, ...]:
-        """The loss is a sum of per-row terms, so its tangent is :math:`\\sum \\nabla\\ell \\cdot t` with the
-        gradient of the backward for an upstream gradient of ones, summed per row for ``reduction="none"``."""
-        logits, target, weight, m, log_norm, denom, n_rows = ctx.saved_tensors
-        opts: Options = ctx.opts
-        z = _core.to_compute(logits)
-        want_t = t_target is not None and target.is_floating_point()
-        ones = torch.ones_like(z.sum(ctx.dim)) if opts.reduction == "none" else z.new_ones(())
-        lse = None if m.numel() == 0 else RowLse(m, log_norm)  # none kept by the CPU kernels' path: recomputed
-        dz, dt = _core.ce_backward(z, target, weight, ctx.dim, opts, lse, denom, n_rows, ones, want_t)
-        per_entry = torch.zeros_like(z)
-        if t_logits is not None:  # 0 where the loss does not read the entry (ignored rows), whatever the tangent
-            per_entry = per_entry + torch.where(dz == 0, 0.0, dz * t_logits.to(z.dtype))
-        if dt is not None and t_target is not None:
-            per_entry = per_entry + torch.where(dt == 0, 0.0, dt * t_target.to(z.dtype))
-        if opts.reduction == "none":
-            dloss = per_entry.sum(ctx.dim)
-        else:
-            dloss = per_entry.sum(dtype=_core.accumulator(per_entry))
-        return dloss.to(_core.result_dtype(logits.dtype)), None, None, None, None, None, None
-
-    @staticmethod
-    def _kernel_backward(
-        ctx: Any,
-        logits: Tensor,
-        target: Tensor,
-        weight: Tensor | None,
-        m: Tensor,
-        log_norm: Tensor,
-        denom: Tensor,
-        n_rows: Tensor,
-        grad: Tensor,
-    ) -> Tensor:
-        """The Triton backward: the gradient written by the forward (scaled if the upstream one is not 1), or a
-        launch that reads the saved row statistics."""
-        fused: Tensor | None = ctx.grad
-        ctx.grad = None
-        if fused is not None:  # one device-to-host transfer: is the upstream gradient exactly 1?
-            if bool(grad == 1):
-                return fused.view(logits.shape)
-            return (fused.to(torch.float32) * grad.to(torch.float32)).to(logits.dtype).view(logits.shape)
-        opts: Options = ctx.opts
-        rows = logits.view(-1, logits.shape[-1])
-        n, k = rows.shape
-        probs = target.is_floating_point()
-        t = target.contiguous().view(n, k) if probs else target.reshape(n)
-        g = grad.to(torch.float32)
-        if opts.reduction == "none":
-            scales, stride, zoff = g.reshape(n).contiguous(), 1, 0
-        else:
-            both = torch.stack([denom, n_rows])
-            if opts.reduction == "mean":
-                both = torch.where(both > 0, 1.0 / torch.where(both > 0, both, 1.0), 0.0)
-            else:
-                both = torch.ones_like(both)
-            scales, stride, zoff = (g * both).to(torch.float32), 0, 1
-        out = ctx.kernels.cross_entropy(
-            rows, t, weight, ignore_index=opts.ignore_index, label_smoothing=opts.label_smoothing,
-            z_loss=opts.z_loss, softcap=opts.softcap, scales=scales, scale_stride=stride, scale_zoff=zoff,
-            saved=(m.reshape(n), log_norm.reshape(n), ctx.qsum), want_loss=False,
-        )  # fmt: skip
-        dz: Tensor = out.grad.view(logits.shape)
-        return dz
-
-
-_CROSSENTROPY = _traceable(_CrossEntropy)
-
-
 def _check_target(x: Tensor, target: Any, dim: int, opts: Options, check_values: bool = True) -> Tensor:
-    t = _tensor(target, "target")
+    t = checked_tensor(target, "target")
     if t.dtype == torch.bool or t.dtype.is_complex:
         raise TypeError(f"target must hold integer class indices or floating probabilities; got dtype {t.dtype}")
     batch = tuple(s for i, s in enumerate(x.shape) if i != dim)
@@ -890,7 +416,7 @@ def cross_entropy(
     >>> cross_entropy(z, torch.tensor([-100]))  # every label ignored: 0, not nan
     tensor(0., grad_fn=<_CrossEntropyBackward>)
     """
-    x = _tensor(input, "input")
+    x = checked_tensor(input, "input")
     if size_average is not None or reduce is not None:
         reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)
     opts = _core.options(ignore_index, label_smoothing, reduction, z_loss, softcap)
@@ -900,17 +426,17 @@ def cross_entropy(
     if x.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(x.device.type):
         x = x.float()  # torch's autocast runs cross-entropy in float32 and returns float32: so do we
     dim = 1 if x.ndim >= 2 else 0
-    t = _check_target(x, target, dim, opts, bool(check_target) and not _traced(_tensor(target, "target")))
+    t = _check_target(x, target, dim, opts, bool(check_target) and not traced(checked_tensor(target, "target")))
     if weight is not None:
-        w = _tensor(weight, "weight")
-        _core.check_weight(w, x.shape[dim], values=not _traced(w))
+        w = checked_tensor(weight, "weight")
+        _core.check_weight(w, x.shape[dim], values=not traced(w))
     if x.shape[dim] == 0:  # no classes: every label was ignored (checked above)
         zero = x.sum(dim) * 0.0
         return zero if opts.reduction == "none" else zero.sum()
     target_grad = t.is_floating_point() and t.requires_grad
     fuse = torch.is_grad_enabled() and x.requires_grad and not target_grad
     # the CPU kernels index the row with the label unchecked: only labels checked here may go there
-    checked = t.is_floating_point() or (bool(check_target) and not _traced(t))
-    cpu = checked and not target_grad and _cpu_kernels("cross_entropy", x, dim) is not None
-    loss: Tensor = _pick(_CROSSENTROPY).apply(x, t, weight, dim, opts, fuse, cpu)[0]
+    checked = t.is_floating_point() or (bool(check_target) and not traced(t))
+    cpu = checked and not target_grad and cpu_kernels("cross_entropy", x, dim) is not None
+    loss: Tensor = pick(CROSS_ENTROPY).apply(x, t, weight, dim, opts, fuse, cpu)[0]
     return loss

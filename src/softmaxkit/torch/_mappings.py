@@ -1,0 +1,176 @@
+r"""The ``torch.autograd.Function``\ s of softmax, log_softmax and logsumexp (:mod:`softmaxkit.torch.functional`
+documents them): torch code, Triton kernels for CUDA tensors, the numba kernels' forward for CPU ones."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from . import _core
+from ._dispatch import cpu_kernels, grad_rows, kernel_rows, rows_view, save, traceable
+
+Tensor = torch.Tensor
+_INF = math.inf
+
+
+# --------------------------------------------------------------------------------------------- softmax
+# The Functions below are written in the ``setup_context`` style with ``generate_vmap_rule = True``: forward,
+# backward and jvp are plain torch code that vmap can batch, so that ``torch.func.grad``, ``vmap`` (per-sample
+# gradients), ``jacrev``, ``jacfwd`` and ``torch.autograd.forward_ad`` compose with them.
+class _Softmax(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, dim: int) -> Tensor:
+        k = kernel_rows("softmax", x, dim)
+        if k is not None:
+            out: Tensor = k[0].softmax(k[1]).view(x.shape)
+            return out
+        cpu = cpu_kernels("softmax", x, dim)
+        if cpu is not None:
+            return torch.from_numpy(cpu.softmax(x.detach().numpy(), 1.0, False))
+        work = _core.compute_dtype(x.dtype, "input")
+        p = torch.softmax(x, dim, dtype=work)
+        if x.shape[dim] > 0:  # a fully masked row has no distribution: zeros, not nan
+            p = torch.where(x.amax(dim, keepdim=True) == -_INF, 0.0, p)
+        return p.to(_core.result_dtype(x.dtype, "input"))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, int], output: Tensor) -> None:
+        x, dim = inputs
+        k = kernel_rows("softmax", x, dim)
+        ctx.dim, ctx.kernels = dim, None if k is None else k[0]
+        save(ctx, output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (out,) = ctx.saved_tensors
+        if ctx.kernels is not None and not torch.is_grad_enabled():
+            g_rows = grad_rows(grad.to(out.dtype), out.shape[-1])
+            dx: Tensor = ctx.kernels.softmax_backward(out.view(-1, out.shape[-1]), g_rows)
+            return dx.view(out.shape), None
+        p = _core.to_compute(out)
+        g = grad.to(p.dtype)
+        dx = p * (g - (g * p).sum(ctx.dim, keepdim=True))
+        return dx.to(out.dtype), None
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor, _dim: None) -> Tensor:
+        (out,) = ctx.saved_tensors
+        p = _core.to_compute(out)
+        t = torch.where(p == 0, 0.0, tangent.to(p.dtype))  # masked entries are the constant 0
+        return (p * (t - (t * p).sum(ctx.dim, keepdim=True))).to(out.dtype)
+
+
+SOFTMAX = traceable(_Softmax)
+
+
+class _LogSoftmax(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, dim: int) -> Tensor:
+        k = kernel_rows("log_softmax", x, dim)
+        if k is not None:
+            out: Tensor = k[0].softmax(k[1], log=True).view(x.shape)
+            return out
+        cpu = cpu_kernels("log_softmax", x, dim)
+        if cpu is not None:
+            return torch.from_numpy(cpu.softmax(x.detach().numpy(), 1.0, True))
+        z = _core.to_compute(x, "input")
+        if z.shape[dim] == 0:  # an empty result, never the input itself (which setup_context could not save)
+            return torch.empty_like(x, dtype=_core.result_dtype(x.dtype, "input"))
+        lse, d = _core.row_lse(z, dim)
+        z = torch.where(_core.bad_rows(lse.m), math.nan, d - lse.log_norm)
+        return z.to(_core.result_dtype(x.dtype, "input"))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, int], output: Tensor) -> None:
+        x, dim = inputs
+        k = kernel_rows("log_softmax", x, dim)
+        ctx.dim, ctx.kernels = dim, None if k is None else k[0]
+        save(ctx, output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (out,) = ctx.saved_tensors
+        if ctx.kernels is not None and not torch.is_grad_enabled():
+            g_rows = grad_rows(grad.to(out.dtype), out.shape[-1])
+            dlog: Tensor = ctx.kernels.softmax_backward(out.view(-1, out.shape[-1]), g_rows, log=True)
+            return dlog.view(out.shape), None
+        y = _core.to_compute(out)
+        active = y != -_INF  # masked outputs are the constant -inf: their cotangent is never read
+        g = torch.where(active, grad.to(y.dtype), 0.0)
+        dx = torch.where(active, g - torch.exp(y) * g.sum(ctx.dim, keepdim=True), 0.0)
+        return dx.to(out.dtype), None
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor, _dim: None) -> Tensor:
+        (out,) = ctx.saved_tensors
+        y = _core.to_compute(out)
+        active = y != -_INF  # masked entries are the constant -inf: their tangent is 0 and never read
+        t = torch.where(active, tangent.to(y.dtype), 0.0)
+        return torch.where(active, t - (torch.exp(y) * t).sum(ctx.dim, keepdim=True), 0.0).to(out.dtype)
+
+
+LOG_SOFTMAX = traceable(_LogSoftmax)
+
+
+class _LogSumExp(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, dim: int, keepdim: bool) -> Tensor:
+        k = kernel_rows("logsumexp", x, dim)
+        if k is not None:
+            value: Tensor = k[0].logsumexp(k[1]).view(*x.shape[:-1], 1).to(_core.result_dtype(x.dtype, "input"))
+            return value if keepdim else value.squeeze(dim)
+        z = _core.to_compute(x, "input")
+        if z.shape[dim] == 0:
+            value = torch.full_like(z.sum(dim, keepdim=True), -_INF)
+        else:
+            lse, _ = _core.row_lse(z, dim)
+            value = _core.lse_value(lse)
+        out = value.to(_core.result_dtype(x.dtype, "input"))
+        return out if keepdim else out.squeeze(dim)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, int, bool], output: Tensor) -> None:
+        x, dim, keepdim = inputs
+        k = kernel_rows("logsumexp", x, dim)
+        ctx.dim, ctx.keepdim, ctx.kernels = dim, keepdim, None if k is None else k[0]
+        save(ctx, x, output)
+
+    @staticmethod
+    def _softmax(ctx: Any, x: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
+        """The softmax of ``x`` in the compute dtype (0 for rows whose log-sum-exp is ``-inf``) and that mask."""
+        z = _core.to_compute(x, "input")
+        value = out if ctx.keepdim else out.unsqueeze(ctx.dim)
+        masked = value == -_INF  # every entry -inf (or the axis is empty): gradient 0, not exp(-inf + inf)
+        return torch.softmax(torch.where(masked, 0.0, z), ctx.dim), masked
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        x, out = ctx.saved_tensors
+        rows = None if ctx.kernels is None or torch.is_grad_enabled() else rows_view(x, ctx.dim)
+        if rows is not None:
+            dx: Tensor = ctx.kernels.logsumexp_backward(rows, grad.reshape(-1))
+            return dx.view(x.shape), None, None
+        p, masked = _LogSumExp._softmax(ctx, x, out)
+        g = grad.to(p.dtype)
+        if not ctx.keepdim:
+            g = g.unsqueeze(ctx.dim)
+        return torch.where(masked, 0.0, g * p).to(x.dtype), None, None
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor, _dim: None, _keepdim: None) -> Tensor:
+        x, out = ctx.saved_tensors
+        p, masked = _LogSumExp._softmax(ctx, x, out)
+        t = torch.where(p == 0, 0.0, tangent.to(p.dtype))
+        dv = torch.where(masked, 0.0, (p * t).sum(ctx.dim, keepdim=True))
+        return (dv if ctx.keepdim else dv.squeeze(ctx.dim)).to(out.dtype)
+
+
+LOGSUMEXP = traceable(_LogSumExp)
