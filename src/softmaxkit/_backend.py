@@ -39,9 +39,9 @@ import contextvars
 import functools
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -86,6 +86,10 @@ _OPS = {
 """The operations each engine implements (on the array front; ``numba-torch``: numba on softmaxkit.torch's)."""
 
 _CHOICE: contextvars.ContextVar[str | None] = contextvars.ContextVar("softmaxkit_backend", default=None)
+_GENERIC: contextvars.ContextVar[bool] = contextvars.ContextVar("softmaxkit_generic", default=False)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _checked(value: Any, name: str) -> str:
@@ -491,3 +495,59 @@ def short_cross_entropy(
         if engine not in ("numpy", "numba"):
             return None
     return run_cross_entropy(engine, logits, target, None, ignore_index, 0.0, reduction, 0.0, None, want_grad)
+
+
+# ------------------------------------------------------------------------------------------------ the family
+# Every public mapping and loss of softmaxkit.family is wrapped by ``routed``: its first call is ``route``, which
+# hands the call to the engine of its data, or answers NotImplemented and the generic code of the module runs.
+def route(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``softmaxkit.family.<name>(*args, **kwargs)`` computed by the engine of its data, or ``NotImplemented``:
+    then the caller's generic code runs.
+
+    ==========================  ==========================================================================
+    data (``args[0]``)          engine
+    ==========================  ==========================================================================
+    a torch tensor              :func:`softmaxkit.torch.family.route`: autograd Functions whose backward is
+                                the analytic derivative (their forward follows :func:`backend`; under
+                                ``reference`` it is the generic code), so autograd never differentiates
+                                the generic code (a bisection, a sort), whatever the engine
+    anything else               ``NotImplemented``: the generic code
+    ==========================  ==========================================================================
+
+    An engine's entry takes the generic function's name, positional arguments and keywords (``axis=``, not
+    torch's ``dim=``), validates them with the generic names and messages, and may itself answer
+    ``NotImplemented`` for a name it does not implement. Inside :func:`generic` every call answers
+    ``NotImplemented``: an engine that computes its forward with the generic code runs it there.
+    """
+    if _GENERIC.get():
+        return NotImplemented
+    data = args[0] if args else None
+    if _is_torch(data):
+        from .torch import family as torch_family
+
+        return torch_family.route(name, args, kwargs)
+    return NotImplemented
+
+
+def routed(func: Callable[P, R]) -> Callable[P, R]:
+    """Decorator of a public function of :mod:`softmaxkit.family`: :func:`route` first, the function if that
+    answers ``NotImplemented``."""
+    name = func.__name__
+
+    @functools.wraps(func)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        out = route(name, args, kwargs)
+        return func(*args, **kwargs) if out is NotImplemented else out
+
+    return call
+
+
+@contextmanager
+def generic() -> Iterator[None]:
+    """Run the enclosed calls of :mod:`softmaxkit.family` on their generic code (:func:`route` answers
+    ``NotImplemented``): for an engine that computes with it, and would otherwise be routed back to itself."""
+    token = _GENERIC.set(True)
+    try:
+        yield
+    finally:
+        _GENERIC.reset(token)

@@ -32,6 +32,7 @@ entries are masked (probability exactly 0), a fully masked row is all zeros, a `
 
 from __future__ import annotations
 
+from .. import _backend
 from .._array import Array, Namespace, quiet
 from ._tsallis import (
     JACOBIAN_SPECIAL_VALUES,
@@ -81,6 +82,7 @@ def _entmax15_solve(xp: Namespace, d: Array) -> Array:
 _ENTMAX15 = Tsallis(1.5, _entmax15_solve)
 
 
+@_backend.routed
 @quiet
 def entmax15(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
     r"""1.5-entmax along ``axis``: sparse like sparsemax, smooth like softmax, computed exactly.
@@ -237,6 +239,7 @@ def entmax15_jacobian(x: Array, /, *, axis: int = -1, where: Array | None = None
     return jacobian(x, axis, where, _ENTMAX15)
 
 
+@_backend.routed
 @quiet
 def entmax15_loss(
     logits: Array,
@@ -308,6 +311,7 @@ def entmax15_loss(
     return loss
 
 
+@_backend.routed
 @quiet
 def entmax15_loss_value_and_grad(
     logits: Array,

@@ -40,7 +40,7 @@ from typing import Any
 
 import array_api_compat
 
-from .. import _validate
+from .. import _backend, _validate
 from .._array import Array, Namespace, accumulator, cast, quiet
 from ._tsallis import (
     JACOBIAN_SPECIAL_VALUES,
@@ -111,6 +111,7 @@ def _family(alpha: Any, n_iter: Any) -> Tsallis:
     return Tsallis(a, functools.partial(_bisect_solve, alpha=a, n_iter=n))
 
 
+@_backend.routed
 @quiet
 def entmax_bisect(
     x: Array, /, *, alpha: float = 1.5, axis: int = -1, n_iter: int = N_ITER, where: Array | None = None
@@ -299,6 +300,7 @@ def entmax_bisect_jacobian(
     return jacobian(x, axis, where, _family(alpha, n_iter))
 
 
+@_backend.routed
 @quiet
 def entmax_bisect_loss(
     logits: Array,
@@ -379,6 +381,7 @@ def entmax_bisect_loss(
     return loss
 
 
+@_backend.routed
 @quiet
 def entmax_bisect_loss_value_and_grad(
     logits: Array,

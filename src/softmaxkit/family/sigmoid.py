@@ -31,7 +31,7 @@ from typing import Any
 
 import array_api_compat
 
-from .. import _doc, _engine, _loss
+from .. import _backend, _doc, _engine, _loss
 from .._array import Array, cast, quiet, to_last
 
 __all__ = [
@@ -63,6 +63,7 @@ _MAPPING_TABLE = """
 
 
 # ------------------------------------------------------------------------------------------------ mappings
+@_backend.routed
 @quiet
 def sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
     r"""Logistic sigmoid, elementwise, accurate in both tails: one-vs-rest class probabilities.
@@ -115,6 +116,7 @@ def sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array
     return cast(xp, p, out_dtype)
 
 
+@_backend.routed
 @quiet
 def log_sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
     r"""Logarithm of :func:`sigmoid`, computed directly: :math:`\log \sigma(x) = -\operatorname{softplus}(-x)`.
@@ -338,6 +340,7 @@ def _sigmoid_cross_entropy(
     return _loss.finish(t, row, xp.where(bad, _NAN, grad))
 
 
+@_backend.routed
 @quiet
 def sigmoid_cross_entropy(
     logits: Array,
@@ -403,6 +406,7 @@ def sigmoid_cross_entropy(
     return loss
 
 
+@_backend.routed
 @quiet
 def sigmoid_cross_entropy_value_and_grad(
     logits: Array,

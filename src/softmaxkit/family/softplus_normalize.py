@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import array_api_compat
 
-from .. import _doc, _engine, _loss
+from .. import _backend, _doc, _engine, _loss
 from .._array import Array, DType, Namespace, cast, from_last, quiet
 
 __all__ = [
@@ -106,6 +106,7 @@ def _soft_result(xp: Namespace, r: Array, st: _Soft, axis: int, dtype: DType) ->
     return cast(xp, from_last(xp, xp.where(st.bad, _NAN, r), axis), dtype)
 
 
+@_backend.routed
 @quiet
 def softplus_normalize(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
     r"""Standard normalisation as an output layer: softplus makes the logits positive, then divide by the sum.
@@ -153,6 +154,7 @@ def softplus_normalize(x: Array, /, *, axis: int = -1, where: Array | None = Non
     return _soft_result(xp, st.p, st, ax, out_dtype)
 
 
+@_backend.routed
 @quiet
 def log_softplus_normalize(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
     r"""Logarithm of :func:`softplus_normalize`, accurate where the probabilities underflow.
@@ -364,6 +366,7 @@ def _soft_cross_entropy(
     return _loss.finish(t, row, xp.where(st.bad, _NAN, grad))
 
 
+@_backend.routed
 @quiet
 def softplus_normalize_cross_entropy(
     logits: Array,
@@ -424,6 +427,7 @@ def softplus_normalize_cross_entropy(
     return loss
 
 
+@_backend.routed
 @quiet
 def softplus_normalize_cross_entropy_value_and_grad(
     logits: Array,

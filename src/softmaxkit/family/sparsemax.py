@@ -79,6 +79,7 @@ gradient, :math:`p^\star - e_y`, stays finite), ignored rows are never read.
 
 from __future__ import annotations
 
+from .. import _backend
 from .._array import Array, Namespace, quiet
 from ._tsallis import (
     JACOBIAN_SPECIAL_VALUES,
@@ -119,6 +120,7 @@ _SPARSEMAX = Tsallis(2.0, _sparsemax_solve)
 
 
 # ---------------------------------------------------------------------------------------------- sparsemax
+@_backend.routed
 @quiet
 def sparsemax(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
     r"""Sparsemax along ``axis``: the Euclidean projection of the logits onto the probability simplex.
@@ -276,6 +278,7 @@ def sparsemax_jacobian(x: Array, /, *, axis: int = -1, where: Array | None = Non
     return jacobian(x, axis, where, _SPARSEMAX)
 
 
+@_backend.routed
 @quiet
 def sparsemax_loss(
     logits: Array,
@@ -348,6 +351,7 @@ def sparsemax_loss(
     return loss
 
 
+@_backend.routed
 @quiet
 def sparsemax_loss_value_and_grad(
     logits: Array,

@@ -58,7 +58,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from .. import _validate
+from .. import _backend, _validate
 from .._array import Array, quiet
 from . import _ratio
 
@@ -95,6 +95,7 @@ def _poly(eps: Any) -> _ratio.Polynomial:
     return _polynomial(_validate.positive(eps, "eps"))
 
 
+@_backend.routed
 @quiet
 @_ratio.special_values("mapping")
 def spherical_softmax(x: Array, /, *, axis: int = -1, eps: float = DEFAULT_EPS, where: Array | None = None) -> Array:
@@ -141,6 +142,7 @@ def spherical_softmax(x: Array, /, *, axis: int = -1, eps: float = DEFAULT_EPS, 
     return _ratio.mapping(_poly(eps), x, axis, where, log=False)
 
 
+@_backend.routed
 @quiet
 @_ratio.special_values("log")
 def log_spherical_softmax(
@@ -300,6 +302,7 @@ def spherical_softmax_jacobian(
     return _ratio.jacobian(_poly(eps), x, axis, where)
 
 
+@_backend.routed
 @quiet
 @_ratio.special_values("loss")
 def spherical_cross_entropy(
@@ -375,6 +378,7 @@ def spherical_cross_entropy(
     return value
 
 
+@_backend.routed
 @quiet
 @_ratio.special_values("loss")
 def spherical_cross_entropy_value_and_grad(

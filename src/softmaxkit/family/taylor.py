@@ -55,7 +55,7 @@ import functools
 import math
 from typing import Any
 
-from .. import _validate
+from .. import _backend, _validate
 from .._array import Array, quiet
 from . import _ratio
 
@@ -101,6 +101,7 @@ def _polynomial(order: int) -> _ratio.Polynomial:
     return _ratio.Polynomial(order, _ratio.horner(inverse_factorials), _ratio.horner(inverse_factorials[:-1]))
 
 
+@_backend.routed
 @quiet
 @_ratio.special_values("mapping")
 def taylor_softmax(x: Array, /, *, axis: int = -1, order: int = 2, where: Array | None = None) -> Array:
@@ -148,6 +149,7 @@ def taylor_softmax(x: Array, /, *, axis: int = -1, order: int = 2, where: Array 
     return _ratio.mapping(_polynomial(_order(order)), x, axis, where, log=False)
 
 
+@_backend.routed
 @quiet
 @_ratio.special_values("log")
 def log_taylor_softmax(x: Array, /, *, axis: int = -1, order: int = 2, where: Array | None = None) -> Array:
@@ -308,6 +310,7 @@ def taylor_softmax_jacobian(x: Array, /, *, axis: int = -1, order: int = 2, wher
     return _ratio.jacobian(_polynomial(_order(order)), x, axis, where)
 
 
+@_backend.routed
 @quiet
 @_ratio.special_values("loss")
 def taylor_cross_entropy(
@@ -380,6 +383,7 @@ def taylor_cross_entropy(
     return value
 
 
+@_backend.routed
 @quiet
 @_ratio.special_values("loss")
 def taylor_cross_entropy_value_and_grad(
