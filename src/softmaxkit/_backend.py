@@ -77,10 +77,13 @@ _LACKS: dict[tuple[str, str], frozenset[str]] = {
 }
 """The options of an operation that an engine does not implement (the reference implements every one)."""
 
+FAMILY = ("sparsemax", "entmax15", "entmax_bisect")
+"""The α-entmax mappings the numba kernels compute (forward, and the VJP from their output)."""
+
 _OPS = {
     "numpy": ("softmax", "log_softmax", "logsumexp", "cross_entropy"),
-    "numba": ("softmax", "log_softmax", "logsumexp", "cross_entropy"),
-    "numba-torch": ("softmax", "log_softmax", "cross_entropy"),
+    "numba": ("softmax", "log_softmax", "logsumexp", "cross_entropy", *FAMILY),
+    "numba-torch": ("softmax", "log_softmax", "cross_entropy", *FAMILY),
     "triton-array": ("softmax", "log_softmax", "logsumexp", "cross_entropy"),
 }
 """The operations each engine implements (on the array front; ``numba-torch``: numba on softmaxkit.torch's)."""
@@ -354,6 +357,23 @@ def run_softmax(engine: str, z: Any, temperature: float, log: bool) -> Any:
 
     k = z.shape[-1]
     return gpu.softmax(z.reshape(-1, k).contiguous(), log=log).reshape(z.shape)
+
+
+def run_family(engine: str, op: str, z: Any, alpha: float = 1.5, n_iter: int = 64) -> Any:
+    """``op`` (one of :data:`FAMILY`) of ``z`` along its last axis on ``engine`` (``numba``; NumPy arrays, or
+    NumPy views of CPU tensors); ``alpha`` and ``n_iter`` for ``entmax_bisect`` only, checked by the caller."""
+    from .kernels import numba as kernels
+
+    if op == "entmax_bisect":
+        return kernels.entmax_bisect(z, alpha, n_iter)
+    return kernels.sparsemax(z) if op == "sparsemax" else kernels.entmax15(z)
+
+
+def run_family_vjp(engine: str, op: str, p: Any, g: Any, alpha: float = 1.5) -> Any:
+    """``g^T J`` of ``op`` (one of :data:`FAMILY`) at its output ``p``, along the last axis, on ``engine``."""
+    from .kernels import numba as kernels
+
+    return kernels.entmax_vjp(p, g, {"sparsemax": 2.0, "entmax15": 1.5}.get(op, alpha))
 
 
 def run_logsumexp(engine: str, z: Any) -> Any:

@@ -1,10 +1,11 @@
 """CPU kernels for NumPy float32/float64 arrays, with numba; numba is imported by the first kernel call.
 
 The entry points the dispatcher calls, one per operation: :func:`softmax` (and log-softmax), :func:`logsumexp`,
-:func:`cross_entropy`; :func:`available` says whether they can run. The generic code in
-:mod:`softmaxkit.softmax` and :mod:`softmaxkit.cross_entropy` is the oracle: these functions compute exactly its
-formulas and special values, faster. They take arrays that the public functions have already validated and
-prepared (compute dtype, class axis last) and never import the public API.
+:func:`cross_entropy`; for the α-entmax family (:mod:`._family`, loaded on its first call) :func:`sparsemax`,
+:func:`entmax15`, :func:`entmax_bisect` and :func:`entmax_vjp`; :func:`available` says whether they can run. The
+generic code in :mod:`softmaxkit.softmax`, :mod:`softmaxkit.cross_entropy` and :mod:`softmaxkit.family` is the
+oracle: these functions compute exactly its formulas and special values, faster. They take arrays that the public
+functions have already validated and prepared (compute dtype, class axis last) and never import the public API.
 
 Layout: the jitted kernels (:mod:`._kernels`) need C-contiguous ``(rows, classes)`` arrays. An input whose class
 axis is the last and contiguous is used as it is (a view); any other layout (class axis not last, strided rows) is
@@ -35,7 +36,18 @@ NARROW, BLOCK, STORE = 32, 2048, 1 << 21
 """:mod:`._rows`'s constants (imported with numba): rows of at most NARROW classes, and rows of more than STORE
 bytes when the first pass would keep their exponentials, run the general kernels; BLOCK: the online pass's."""
 
-__all__ = ["available", "cache_dir", "cross_entropy", "logsumexp", "softmax", "start"]
+__all__ = [
+    "available",
+    "cache_dir",
+    "cross_entropy",
+    "entmax15",
+    "entmax_bisect",
+    "entmax_vjp",
+    "logsumexp",
+    "softmax",
+    "sparsemax",
+    "start",
+]
 
 
 @functools.cache
@@ -212,3 +224,49 @@ def _cross_entropy(
             zl = zl / n_rows if n_rows > 0 else 0.0
         loss = np.asarray(ce + zl, dtype=dt)
     return loss, (grad.reshape(shape) if want_grad else None)
+
+
+# ------------------------------------------------------------------------------------------------ the family
+def _family_mapping(z: np.ndarray, kind: str, alpha: float, n_iter: int) -> np.ndarray:
+    family = _runtime.load_extra("_family")
+    x = _as_rows(z)
+    out = np.empty(x.shape, dtype=x.dtype)
+    code = {"sparsemax": family.SPARSEMAX, "entmax15": family.ENTMAX15, "bisect": family.BISECT}[kind]
+    with _runtime.threads(x.size) as pieces:
+        if pieces > 1:
+            family.mapping_rows_parallel(x, out, code, alpha, n_iter, pieces)
+        else:
+            family.mapping_rows(x, out, code, alpha, n_iter)
+    return out.reshape(z.shape)
+
+
+def sparsemax(z: np.ndarray) -> np.ndarray:
+    """Sparsemax of ``z`` along its last axis; ``z`` is float32/float64 with a non-empty last axis."""
+    return _family_mapping(z, "sparsemax", 2.0, 0)
+
+
+def entmax15(z: np.ndarray) -> np.ndarray:
+    """1.5-entmax of ``z`` along its last axis (exact threshold), as :func:`sparsemax`."""
+    return _family_mapping(z, "entmax15", 1.5, 0)
+
+
+def entmax_bisect(z: np.ndarray, alpha: float, n_iter: int) -> np.ndarray:
+    """α-entmax of ``z`` along its last axis by ``n_iter`` bisection steps (``alpha >= 1``, checked by the
+    caller); ``alpha == 1`` is softmax, computed as such (as the generic code does)."""
+    if alpha == 1.0:
+        return softmax(z, 1.0, log=False)
+    return _family_mapping(z, "bisect", float(alpha), int(n_iter))
+
+
+def entmax_vjp(p: np.ndarray, g: np.ndarray, alpha: float) -> np.ndarray:
+    """``g^T J`` along the last axis, :math:`J` the Jacobian of α-entmax (``alpha`` 2: sparsemax, 1.5: entmax15,
+    1: softmax) at its output ``p``; ``p`` and ``g`` have one shape and one dtype (float32/float64)."""
+    family = _runtime.load_extra("_family")
+    rows_p, rows_g = _as_rows(p), _as_rows(g)
+    out = np.empty(rows_p.shape, dtype=rows_p.dtype)
+    with _runtime.threads(rows_p.size) as pieces:
+        if pieces > 1:
+            family.vjp_rows_parallel(rows_p, rows_g, out, float(alpha), pieces)
+        else:
+            family.vjp_rows(rows_p, rows_g, out, float(alpha))
+    return out.reshape(p.shape)

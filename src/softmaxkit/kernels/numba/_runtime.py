@@ -61,6 +61,7 @@ __all__ = [
     "cache_dir",
     "caching",
     "load",
+    "load_extra",
     "pieces",
     "threading_layer",
     "threads",
@@ -309,3 +310,42 @@ def load() -> ModuleType:
                     _tolerate_damage(value)
         _loaded.append(kernels)
         return kernels
+
+
+_extra: dict[str, ModuleType] = {}
+
+
+def load_extra(name: str) -> ModuleType:
+    """Another module of jitted kernels of this package (``"_family"``), imported on its first call as
+    :func:`load` imports its own: after the threading layer and the cache are chosen, cached in the same
+    directory, an unreadable cache file treated as a miss.
+
+    Raises
+    ------
+    ImportError
+        numba is not installed.
+    """
+    module = _extra.get(name)
+    if module is not None:
+        return module
+    load()
+    with _load_lock:
+        module = _extra.get(name)
+        if module is not None:
+            return module
+        import numba
+        from numba.core.registry import CPUDispatcher
+
+        config: Any = numba.config
+        saved = config.CACHE_DIR
+        try:
+            if _state["cache"] is not None:
+                config.CACHE_DIR = str(_state["cache"])
+            module = importlib.import_module(f".{name}", __name__.rpartition(".")[0])
+        finally:
+            config.CACHE_DIR = saved
+        for value in vars(module).values():
+            if isinstance(value, CPUDispatcher):
+                _tolerate_damage(value)
+        _extra[name] = module
+        return module
