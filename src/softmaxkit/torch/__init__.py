@@ -6,8 +6,9 @@ Import it explicitly (``import softmaxkit.torch``); ``import softmaxkit`` does n
   values, double backward; cross-entropy keeps only the per-row log-sum-exp for backward.
 * :class:`CrossEntropyLoss`, :class:`Softmax`, :class:`LogSoftmax`: subclasses of torch's modules.
 * :func:`sparsemax`, :func:`entmax15`, :func:`entmax_bisect` (a learnable tensor ``alpha``),
-  :func:`taylor_softmax`, :func:`spherical_softmax`, :func:`sigmoid`, :func:`softplus_normalize` and their losses:
-  the alternatives of :mod:`softmaxkit.family` with their analytic derivatives (:mod:`softmaxkit.torch.family`);
+  :func:`taylor_softmax`, :func:`spherical_softmax`, :func:`sigmoid`, :func:`softplus_normalize`, their logs and
+  their losses: the alternatives of :mod:`softmaxkit.family` with their analytic derivatives
+  (:mod:`softmaxkit.torch.family`);
   :class:`Sparsemax`, :class:`Entmax15`, :class:`EntmaxBisect` and their losses with the ``entmax`` package's
   signatures.
 * :func:`linear_cross_entropy`, :class:`LinearCrossEntropyLoss`: the loss of ``hidden @ weight.T + bias`` without
@@ -22,6 +23,10 @@ from .family import (
     entmax15_loss,
     entmax_bisect,
     entmax_bisect_loss,
+    log_sigmoid,
+    log_softplus_normalize,
+    log_spherical_softmax,
+    log_taylor_softmax,
     sigmoid,
     sigmoid_cross_entropy,
     softplus_normalize,
@@ -55,7 +60,11 @@ __all__ = [
     "entmax_bisect",
     "entmax_bisect_loss",
     "linear_cross_entropy",
+    "log_sigmoid",
     "log_softmax",
+    "log_softplus_normalize",
+    "log_spherical_softmax",
+    "log_taylor_softmax",
     "logsumexp",
     "sigmoid",
     "sigmoid_cross_entropy",

@@ -39,24 +39,25 @@ that follow them: 0 off the support, ``nan`` on a bad row.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from .. import _backend, _doc, _validate
+from .. import _doc
 from .. import family as generic
 from ..family.entmax_bisect import N_ITER
 from ..family.spherical import DEFAULT_EPS
-from . import _core
+from ._family import apply_bisect, apply_loss, apply_mapping, check_k, options, route
 
 __all__ = [
     "entmax15",
     "entmax15_loss",
     "entmax_bisect",
     "entmax_bisect_loss",
+    "log_sigmoid",
+    "log_softplus_normalize",
+    "log_spherical_softmax",
+    "log_taylor_softmax",
     "route",
     "sigmoid",
     "sigmoid_cross_entropy",
@@ -71,395 +72,16 @@ __all__ = [
 ]
 
 Tensor = torch.Tensor
-Options = tuple[tuple[str, Any], ...]
-"""A call's scalar options (``alpha``, ``n_iter``, ``order``, ``eps``, ...) as sorted ``(name, value)`` pairs."""
-
-_INF = math.inf
-
-
-# ------------------------------------------------------------------------------------------------ forward
-def engine(name: str, x: Tensor) -> str:
-    """The engine of this call's forward: ``"torch"`` (the generic code on tensors), the only one so far, under
-    ``auto``, ``reference`` and ``torch``. Another name raises: the family has no kernels on this front yet."""
-    mode = _backend.resolve("auto" if torch.compiler.is_compiling() else None)
-    if mode in ("auto", "reference", "torch"):
-        return "torch"
-    raise ValueError(f"backend={mode!r} cannot run softmaxkit.torch.{name} on this input: it does not implement {name}")
-
-
-def forward_mapping(name: str, x: Tensor, where: Any, axis: int, options: Options) -> Tensor:
-    """``softmaxkit.family.<name>`` of ``x`` (no autograd), on the engine of :func:`engine`."""
-    engine(name, x)
-    with _backend.generic(), torch.no_grad():
-        out: Tensor = getattr(generic, name)(x.detach(), axis=axis, where=where, **dict(options))
-    return out
-
-
-def forward_loss(
-    name: str, logits: Tensor, target: Any, weight: Any, axis: int, ignore_index: Any, reduction: Any, options: Options
-) -> tuple[Tensor, Tensor]:
-    """``softmaxkit.family.<name>_value_and_grad`` (no autograd): the loss and its gradient."""
-    engine(name, logits)
-    with _backend.generic(), torch.no_grad():
-        loss, grad = getattr(generic, name + "_value_and_grad")(
-            logits.detach(), target, axis=axis, weight=weight, ignore_index=ignore_index, reduction=reduction,
-            **dict(options),
-        )  # fmt: skip
-    return loss, grad
-
-
-# ------------------------------------------------------------------------------------------- derivatives
-def tsallis_product(p: Tensor, v: Tensor, dim: int, alpha: float | Tensor) -> Tensor:
-    r""":math:`J v = J^\top v = s \odot v - s \langle s, v\rangle / \sum_j s_j`, :math:`s = p^{2-\alpha}` on the
-    support (0 off it), from the output ``p`` alone; in float32 for float16/bfloat16, returned in ``p``'s dtype."""
-    q = p.float() if p.dtype in (torch.float16, torch.bfloat16) else p
-    live = q > 0
-    if isinstance(alpha, float) and alpha == 2.0:
-        s = live.to(q.dtype)
-    elif isinstance(alpha, float) and alpha == 1.5:
-        s = torch.sqrt(q)
-    else:  # (p = 0 replaced by 1 before the power: p**(2 - alpha) is inf there for alpha > 2)
-        s = torch.where(live, torch.where(live, q, 1.0) ** (2.0 - alpha), 0.0)
-    sv = torch.where(live, s * v.to(q.dtype), 0.0)  # a tangent at a masked entry is never read
-    total = s.sum(dim, keepdim=True)
-    mean = sv.sum(dim, keepdim=True) / torch.where(total > 0, total, 1.0)
-    out = torch.where(live, sv - s * mean, 0.0)
-    return torch.where(torch.isnan(q), math.nan, out).to(p.dtype)  # a bad row (p all nan): nan
-
-
-def alpha_derivative(p: Tensor, dim: int, alpha: Tensor) -> Tensor:
-    r""":math:`\partial p / \partial \alpha` of α-entmax, from ``p`` alone (``alpha`` > 1, shaped to broadcast).
-
-    On the support, :math:`p_i = u_i^{\beta}` with :math:`u_i = (\alpha-1) z_i - \tau` and
-    :math:`\beta = 1/(\alpha-1)`; differentiating, using :math:`\sum_i \partial_\alpha p_i = 0` for
-    :math:`\partial_\alpha \tau` and :math:`z_i = \beta(p_i^{\alpha-1} + \tau)` to remove the logits:
-
-    .. math:: \partial_\alpha p_i = \beta^2 (p_i - \hat s_i) - \beta\,(p_i \log p_i - \hat s_i \textstyle\sum_j
-              p_j \log p_j), \qquad \hat s = s / \textstyle\sum_j s_j,\ s_i = p_i^{2-\alpha},
-
-    and 0 off the support (the formula of the ``entmax`` package's ``EntmaxBisect``, derived here).
-    """
-    live = p > 0
-    safe = torch.where(live, p, 1.0)
-    s = torch.where(live, safe ** (2.0 - alpha), 0.0)
-    total = s.sum(dim, keepdim=True)
-    s_hat = s / torch.where(total > 0, total, 1.0)
-    plogp = torch.where(live, p * torch.log(safe), 0.0)
-    beta = 1.0 / (alpha - 1.0)
-    return beta * beta * (p - s_hat) - beta * (plogp - s_hat * plogp.sum(dim, keepdim=True))
-
-
-def bisect_rows(x: Tensor, where: Tensor | None, dim: int, alpha: Tensor, n_iter: int) -> Tensor:
-    r"""α-entmax of ``x`` along ``dim`` for a tensor ``alpha`` (> 1, broadcastable with ``dim`` of length 1):
-    the bisection of :mod:`softmaxkit.family.entmax_bisect` with one :math:`\alpha` per row, the masses added in
-    float64 for float32 input, the result divided by its sum. Special values as the generic one's."""
-    work = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    z = x.to(work)
-    if where is not None:
-        z = torch.where(where, z, -_INF)
-    acc = torch.float64 if work == torch.float32 and z.device.type != "mps" else work
-    m = z.amax(dim, keepdim=True)
-    ok = torch.isfinite(m)
-    bad = ~(ok | (m == -_INF))
-    a = alpha.to(work)
-    w = torch.where(ok, z - torch.where(ok, m, 0.0), -_INF) * (a - 1.0)
-    beta = 1.0 / (a - 1.0)
-    lo = torch.full_like(m, -1.0)
-    hi = torch.zeros_like(m)
-    for _ in range(n_iter):
-        mid = (lo + hi) / 2.0
-        mass = (torch.clamp(w - mid, min=0.0) ** beta).to(acc).sum(dim, keepdim=True)
-        right = mass >= 1.0  # the root lies in [mid, hi]
-        lo = torch.where(right, mid, lo)
-        hi = torch.where(right, hi, mid)
-    q = (torch.clamp(w - lo, min=0.0) ** beta).to(acc)
-    total = q.sum(dim, keepdim=True)
-    p = (q / torch.where(total > 0, total, 1.0)).to(work)
-    return torch.where(bad, math.nan, p).to(x.dtype)
-
-
-def _sum_to(grad: Tensor, shape: torch.Size) -> Tensor:
-    """``grad`` summed over the dimensions that broadcasting added to a tensor of ``shape``."""
-    extra = grad.ndim - len(shape)
-    if extra:
-        grad = grad.sum(tuple(range(extra)))
-    kept = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
-    return grad.sum(kept, keepdim=True) if kept else grad
-
-
-def _save(ctx: Any, *tensors: Tensor | None) -> None:
-    ctx.save_for_backward(*tensors)
-    ctx.save_for_forward(*tensors)
-
-
-# -------------------------------------------------------------------------------------------- Functions
-@dataclass(frozen=True)
-class _Mapping:
-    """One mapping of the family: its generic name, and ``alpha`` when it is a member of the α-entmax family
-    (its derivative then comes from the output; else from the family's ``<name>_vjp`` / ``_jvp``)."""
-
-    name: str
-    alpha: float | None = None
-
-    def product(self, x: Tensor, where: Any, out: Tensor, v: Tensor, dim: int, options: Options, kind: str) -> Tensor:
-        alpha = self.alpha if self.alpha is not None else dict(options).get("alpha")
-        if alpha is not None:
-            return tsallis_product(out, v, dim, float(alpha))
-        with _backend.generic():
-            dx: Tensor = getattr(generic, f"{self.name}_{kind}")(x, v, axis=dim, where=where, **dict(options))
-        return dx
-
-
-class _Map(torch.autograd.Function):
-    """A mapping of the family with its analytic derivative (subclassed per mapping, for ``grad_fn``'s name)."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: Tensor, where: Any, dim: int, op: _Mapping, options: Options) -> Tensor:
-        return forward_mapping(op.name, x, where, dim, options)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        x, where, dim, op, options = inputs
-        ctx.dim, ctx.op, ctx.options = dim, op, options
-        ctx.where = where if not isinstance(where, torch.Tensor) else None
-        tensors = (output,) if op.alpha is not None or "alpha" in dict(options) else (output, x)
-        if isinstance(where, torch.Tensor):
-            tensors = (*tensors, where)
-        ctx.has_where = isinstance(where, torch.Tensor)
-        _save(ctx, *tensors)
-
-    @staticmethod
-    def _unpack(ctx: Any) -> tuple[Tensor, Tensor | None, Any]:
-        saved = ctx.saved_tensors
-        where = saved[-1] if ctx.has_where else ctx.where
-        x = saved[1] if len(saved) - ctx.has_where > 1 else None
-        return saved[0], x, where
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
-        out, x, where = _Map._unpack(ctx)
-        dx = ctx.op.product(x, where, out, grad, ctx.dim, ctx.options, "vjp")
-        return dx, None, None, None, None
-
-    @staticmethod
-    def jvp(ctx: Any, tangent: Tensor, *_: Any) -> Tensor:
-        out, x, where = _Map._unpack(ctx)
-        dp: Tensor = ctx.op.product(x, where, out, tangent, ctx.dim, ctx.options, "jvp")
-        return dp
-
-
-class EntmaxBisectAlpha(torch.autograd.Function):
-    """α-entmax by bisection with a tensor ``alpha`` that gets its gradient."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: Tensor, alpha: Tensor, where: Tensor | None, dim: int, n_iter: int) -> Tensor:
-        engine("entmax_bisect", x)
-        return bisect_rows(x.detach(), where, dim, alpha.detach(), n_iter)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        _, alpha, _, dim, _ = inputs
-        ctx.dim, ctx.alpha_shape = dim, alpha.shape
-        _save(ctx, output, alpha)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None, None]:
-        p, alpha = ctx.saved_tensors
-        a = alpha.to(torch.float32 if p.dtype in (torch.float16, torch.bfloat16) else p.dtype)
-        dx = tsallis_product(p, grad, ctx.dim, a)
-        dalpha = None
-        if ctx.needs_input_grad[1]:
-            q = p.to(a.dtype)
-            da = (grad.to(a.dtype) * alpha_derivative(q, ctx.dim, a)).sum(ctx.dim, keepdim=True)
-            dalpha = _sum_to(da, ctx.alpha_shape).to(alpha.dtype)
-        return dx, dalpha, None, None, None
-
-    @staticmethod
-    def jvp(ctx: Any, tx: Tensor, talpha: Tensor | None, *_: Any) -> Tensor:
-        p, alpha = ctx.saved_tensors
-        a = alpha.to(torch.float32 if p.dtype in (torch.float16, torch.bfloat16) else p.dtype)
-        dp = tsallis_product(p, tx, ctx.dim, a)
-        if talpha is not None:
-            dp = dp + (alpha_derivative(p.to(a.dtype), ctx.dim, a) * talpha.to(a.dtype)).to(dp.dtype)
-        return dp
-
-
-class _Loss(torch.autograd.Function):
-    """A loss of the family; its backward scales the gradient that the forward computed in closed form."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(
-        logits: Tensor, target: Any, weight: Any, dim: int, ignore_index: Any, reduction: Any, name: str,
-        options: Options,
-    ) -> tuple[Tensor, Tensor]:  # fmt: skip
-        return forward_loss(name, logits, target, weight, dim, ignore_index, reduction, options)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
-        ctx.dim, ctx.reduction = inputs[3], inputs[5]
-        ctx.mark_non_differentiable(output[1])
-        _save(ctx, output[1])
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor, _grad_of_grad: Any) -> tuple[Tensor, None, None, None, None, None, None, None]:
-        (g,) = ctx.saved_tensors
-        scale = grad.unsqueeze(ctx.dim) if ctx.reduction == "none" else grad
-        return (scale.to(g.dtype) * g), None, None, None, None, None, None, None
-
-    @staticmethod
-    def jvp(ctx: Any, tangent: Tensor, *_: Any) -> tuple[Tensor, None]:
-        (g,) = ctx.saved_tensors
-        dot = g * tangent.to(g.dtype)
-        dloss = dot.sum(ctx.dim) if ctx.reduction == "none" else dot.sum()
-        return dloss, None
-
-
-_MAPS = {
-    "sparsemax": _Mapping("sparsemax", 2.0),
-    "entmax15": _Mapping("entmax15", 1.5),
-    "entmax_bisect": _Mapping("entmax_bisect"),
-    "taylor_softmax": _Mapping("taylor_softmax"),
-    "spherical_softmax": _Mapping("spherical_softmax"),
-    "sigmoid": _Mapping("sigmoid"),
-    "softplus_normalize": _Mapping("softplus_normalize"),
-}
-_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {
-    name: type(name.title().replace("_", ""), (_Map,), {}) for name in _MAPS
-}
-_LOSSES = (
-    "sparsemax_loss",
-    "entmax15_loss",
-    "entmax_bisect_loss",
-    "taylor_cross_entropy",
-    "spherical_cross_entropy",
-    "sigmoid_cross_entropy",
-    "softplus_normalize_cross_entropy",
-)
-_LOSS_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {
-    name: type(name.title().replace("_", ""), (_Loss,), {}) for name in _LOSSES
-}
-
-
-def _options(**options: Any) -> Options:
-    return tuple(sorted(options.items()))
-
-
-def _map(name: str, x: Tensor, where: Any, dim: Any, options: Options, dim_name: str = "dim") -> Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"input must be a torch.Tensor; got {type(x).__name__}")
-    d = _validate.axis(dim, x.ndim, dim_name)
-    return _core.apply(_FUNCTIONS[name], x, where, d, _MAPS[name], options)
-
-
-def _loss(
-    name: str, logits: Tensor, target: Any, dim: Any, weight: Any, ignore_index: Any, reduction: Any,
-    options: Options, dim_name: str = "dim",
-) -> tuple[Tensor, Tensor]:  # fmt: skip
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"logits must be a torch.Tensor; got {type(logits).__name__}")
-    d = _validate.axis(dim, logits.ndim, dim_name)
-    out: tuple[Tensor, Tensor] = _LOSS_FUNCTIONS[name].apply(  # type: ignore[no-untyped-call]
-        logits, target, weight, d, ignore_index, reduction, name, options
-    )
-    return out
-
-
-def _alpha_tensor(alpha: Tensor, x: Tensor, dim: int) -> Tensor:
-    """``alpha`` checked (floating, > 1 where its values may be read) and shaped to broadcast with ``dim`` of
-    length 1, as the ``entmax`` package takes it."""
-    if not alpha.is_floating_point():
-        raise TypeError(f"alpha must be a floating tensor or a float; got a tensor of {alpha.dtype}")
-    shape = list(x.shape)
-    shape[dim] = 1
-    a = alpha.reshape(1) if alpha.ndim == 0 else alpha
-    try:
-        torch.broadcast_shapes(a.shape, tuple(shape))  # type: ignore[no-untyped-call]
-    except RuntimeError:
-        raise ValueError(
-            f"alpha with shape {tuple(alpha.shape)} does not broadcast to {tuple(shape)} (the input's shape with "
-            f"dim={dim} of length 1)"
-        ) from None
-    traced = torch.compiler.is_compiling() or bool(torch._C._functorch.is_functorch_wrapped_tensor(alpha))
-    if not traced and not bool(((a > 1.0) & torch.isfinite(a)).all()):
-        raise ValueError(f"alpha must be finite and > 1 (a tensor alpha: 1 is softmax); got {alpha!r}")
-    return a if a.ndim == x.ndim else a.reshape((1,) * (x.ndim - a.ndim) + tuple(a.shape))
-
-
-# ------------------------------------------------------------------------------------------------- routing
-def route(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """``softmaxkit.family.<name>(*args, **kwargs)`` (its generic signature, ``axis=``) for a torch tensor, by
-    this module's Functions; ``NotImplemented`` for a name they do not cover (the generic code then runs).
-
-    Called by :func:`softmaxkit._backend.route`; errors name the generic function's arguments.
-    """
-    kw = dict(kwargs)
-    axis = kw.pop("axis", -1)
-    if name in _MAPS and len(args) == 1:
-        where = kw.pop("where", None)
-        if name == "entmax_bisect" and isinstance(kw.get("alpha"), torch.Tensor):
-            unknown = set(kw) - {"alpha", "n_iter"}
-            if unknown:
-                return NotImplemented  # the generic code names the bad keyword
-            return _bisect(args[0], kw["alpha"], axis, kw.get("n_iter", N_ITER), where, "axis")
-        return _map(name, args[0], where, axis, _options(**kw), "axis")
-    base = name.removesuffix("_value_and_grad")
-    if base in _LOSSES and len(args) == 2:
-        common = {k: kw.pop(k) for k in ("weight", "ignore_index", "reduction") if k in kw}
-        loss, grad = _loss(
-            base, args[0], args[1], axis, common.get("weight"), common.get("ignore_index", -100),
-            common.get("reduction", "mean"), _options(**kw), "axis",
-        )  # fmt: skip
-        return (loss, grad) if name != base else loss
-    return NotImplemented
-
-
-def _bisect(x: Tensor, alpha: Any, dim: Any, n_iter: Any, where: Any, dim_name: str) -> Tensor:
-    if isinstance(alpha, torch.Tensor):
-        d = _validate.axis(dim, x.ndim, dim_name)
-        n = _n_iter(n_iter)
-        w = None if where is None else torch.as_tensor(where, device=x.device)
-        if w is not None and w.dtype != torch.bool:
-            raise TypeError(f"where must be a boolean array; got {w.dtype}")
-        return _core.apply(EntmaxBisectAlpha, x, _alpha_tensor(alpha, x, d), w, d, n)
-    return _map("entmax_bisect", x, where, dim, _options(alpha=alpha, n_iter=n_iter), dim_name)
-
-
-def _n_iter(value: Any) -> int:
-    n = _validate.integer(value, "n_iter")
-    if n < 1:
-        raise ValueError(f"n_iter must be >= 1; got {value!r}")
-    return n
 
 
 # ---------------------------------------------------------------------------------------- public functions
-_MAPPING_TABLE = """
-    ==============================  =========================================
-    row                             result (gradient)
-    ==============================  =========================================
-    ``-inf`` or masked entry        exactly 0 there (0)
-    all ``-inf`` / all masked       zeros (zeros)
-    contains ``nan`` or ``+inf``    ``nan`` for that row only (``nan`` row)
-    float16 / bfloat16              computed in float32, returned as is
-    ==============================  =========================================
-"""
-
-_LOSS_TABLE = """
-    ======================================  ==============================================
-    case                                    loss (gradient)
-    ======================================  ==============================================
-    target's logit is ``-inf``              ``inf`` (the finite closed-form gradient)
-    all ignored / zero weight, ``mean``     0 (zeros)
-    row with ``nan`` / ``+inf`` (kept)      ``nan`` for that row (its gradient row nan)
-    ignored row holding ``nan``             0 (zeros): ignored rows are never read
-    float16 / bfloat16 logits               computed in float32, returned as is
-    ======================================  ==============================================
-"""
+def _generic_table(name: str) -> str:
+    """The special-value table of ``softmaxkit.family.<name>``: the values here are its values (the forward is
+    its code); the gradients follow them (0 at masked entries, ``nan`` rows where the value is ``nan``)."""
+    doc = getattr(generic, name).__doc__ or ""
+    head = "Special values\n    --------------\n"
+    start = doc.find(head)
+    return "" if start < 0 else doc[start + len(head) :].split("\n\n", 1)[0] + "\n"
 
 
 def sparsemax(input: Tensor, dim: int = -1, *, where: Tensor | None = None) -> Tensor:
@@ -502,7 +124,7 @@ def sparsemax(input: Tensor, dim: int = -1, *, where: Tensor | None = None) -> T
     >>> p[0].backward(); x.grad
     tensor([ 0.5000, -0.5000,  0.0000])
     """
-    return _map("sparsemax", input, where, dim, ())
+    return apply_mapping("sparsemax", input, where, dim, ())
 
 
 def entmax15(input: Tensor, dim: int = -1, k: int | None = None, *, where: Tensor | None = None) -> Tensor:
@@ -543,13 +165,7 @@ def entmax15(input: Tensor, dim: int = -1, k: int | None = None, *, where: Tenso
     tensor([0.8307, 0.1693, 0.0000])
     """
     check_k(k)
-    return _map("entmax15", input, where, dim, ())
-
-
-def check_k(k: Any) -> None:
-    """``k`` of the ``entmax`` package's signatures: None or a positive int."""
-    if k is not None and _validate.integer(k, "k") < 1:
-        raise ValueError(f"k must be a positive int or None; got {k!r}")
+    return apply_mapping("entmax15", input, where, dim, ())
 
 
 def entmax_bisect(
@@ -610,7 +226,7 @@ def entmax_bisect(
     >>> p[1].backward(); x.grad.round(decimals=4), alpha.grad.round(decimals=4)
     (tensor([-0.1570,  0.4145, -0.0249, -0.2325], dtype=torch.float64), tensor(0.1874, dtype=torch.float64))
     """
-    return _bisect(input, alpha, dim, n_iter, where, "dim")
+    return apply_bisect(input, alpha, dim, n_iter, where, "dim")
 
 
 def taylor_softmax(input: Tensor, dim: int = -1, *, order: int = 2, where: Tensor | None = None) -> Tensor:
@@ -648,7 +264,7 @@ def taylor_softmax(input: Tensor, dim: int = -1, *, order: int = 2, where: Tenso
     >>> taylor_softmax(torch.tensor([0.0, 0.0, 2.0]))
     tensor([0.1429, 0.1429, 0.7143])
     """
-    return _map("taylor_softmax", input, where, dim, _options(order=order))
+    return apply_mapping("taylor_softmax", input, where, dim, options(order=order))
 
 
 def spherical_softmax(input: Tensor, dim: int = -1, *, eps: float = DEFAULT_EPS, where: Tensor | None = None) -> Tensor:
@@ -685,7 +301,7 @@ def spherical_softmax(input: Tensor, dim: int = -1, *, eps: float = DEFAULT_EPS,
     >>> spherical_softmax(torch.tensor([1.0, -1.0, 2.0]), eps=1e-30)
     tensor([0.1667, 0.1667, 0.6667])
     """
-    return _map("spherical_softmax", input, where, dim, _options(eps=eps))
+    return apply_mapping("spherical_softmax", input, where, dim, options(eps=eps))
 
 
 def sigmoid(input: Tensor, dim: int = -1, *, where: Tensor | None = None) -> Tensor:
@@ -718,7 +334,7 @@ def sigmoid(input: Tensor, dim: int = -1, *, where: Tensor | None = None) -> Ten
     >>> sigmoid(torch.tensor([0.0, 2.0]))
     tensor([0.5000, 0.8808])
     """
-    return _map("sigmoid", input, where, dim, ())
+    return apply_mapping("sigmoid", input, where, dim, ())
 
 
 def softplus_normalize(input: Tensor, dim: int = -1, *, where: Tensor | None = None) -> Tensor:
@@ -749,7 +365,125 @@ def softplus_normalize(input: Tensor, dim: int = -1, *, where: Tensor | None = N
     >>> softplus_normalize(torch.tensor([0.0, 0.0]))
     tensor([0.5000, 0.5000])
     """
-    return _map("softplus_normalize", input, where, dim, ())
+    return apply_mapping("softplus_normalize", input, where, dim, ())
+
+
+def log_taylor_softmax(input: Tensor, dim: int = -1, *, order: int = 2, where: Tensor | None = None) -> Tensor:
+    r"""Log of :func:`taylor_softmax` (:func:`softmaxkit.log_taylor_softmax`), accurate where it underflows.
+
+    Parameters
+    ----------
+    input, dim, order, where
+        As for :func:`taylor_softmax`.
+
+    Returns
+    -------
+    Tensor
+        ``input``'s shape and dtype, every entry ``<= 0``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`taylor_softmax`.
+
+    {special_values}
+    Examples
+    --------
+    >>> import torch
+    >>> from softmaxkit.torch import log_taylor_softmax
+    >>> log_taylor_softmax(torch.zeros(4)).exp()
+    tensor([0.2500, 0.2500, 0.2500, 0.2500])
+    """
+    return apply_mapping("log_taylor_softmax", input, where, dim, options(order=order))
+
+
+def log_spherical_softmax(
+    input: Tensor, dim: int = -1, *, eps: float = DEFAULT_EPS, where: Tensor | None = None
+) -> Tensor:
+    r"""Log of :func:`spherical_softmax` (:func:`softmaxkit.log_spherical_softmax`).
+
+    Parameters
+    ----------
+    input, dim, eps, where
+        As for :func:`spherical_softmax`.
+
+    Returns
+    -------
+    Tensor
+        ``input``'s shape and dtype, every entry ``<= 0``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`spherical_softmax`.
+
+    {special_values}
+    Examples
+    --------
+    >>> import torch
+    >>> from softmaxkit.torch import log_spherical_softmax
+    >>> log_spherical_softmax(torch.ones(4)).exp()
+    tensor([0.2500, 0.2500, 0.2500, 0.2500])
+    """
+    return apply_mapping("log_spherical_softmax", input, where, dim, options(eps=eps))
+
+
+def log_sigmoid(input: Tensor, dim: int = -1, *, where: Tensor | None = None) -> Tensor:
+    r"""Log of :func:`sigmoid` (:func:`softmaxkit.log_sigmoid`), :math:`-\operatorname{softplus}(-x)`.
+
+    Parameters
+    ----------
+    input, dim, where
+        As for :func:`sigmoid`.
+
+    Returns
+    -------
+    Tensor
+        ``input``'s shape and dtype, every entry ``<= 0``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`sigmoid`.
+
+    {special_values}
+    Examples
+    --------
+    >>> import torch
+    >>> from softmaxkit.torch import log_sigmoid
+    >>> log_sigmoid(torch.tensor([0.0, -100.0]))
+    tensor([  -0.6931, -100.0000])
+    """
+    return apply_mapping("log_sigmoid", input, where, dim, ())
+
+
+def log_softplus_normalize(input: Tensor, dim: int = -1, *, where: Tensor | None = None) -> Tensor:
+    r"""Log of :func:`softplus_normalize` (:func:`softmaxkit.log_softplus_normalize`).
+
+    Parameters
+    ----------
+    input, dim, where
+        As for :func:`softplus_normalize`.
+
+    Returns
+    -------
+    Tensor
+        ``input``'s shape and dtype, every entry ``<= 0``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`softplus_normalize`.
+
+    {special_values}
+    Examples
+    --------
+    >>> import torch
+    >>> from softmaxkit.torch import log_softplus_normalize
+    >>> log_softplus_normalize(torch.zeros(2)).exp()
+    tensor([0.5000, 0.5000])
+    """
+    return apply_mapping("log_softplus_normalize", input, where, dim, ())
 
 
 # ----------------------------------------------------------------------------------------------- losses
@@ -816,7 +550,7 @@ def sparsemax_loss(
     >>> sparsemax_loss(z, torch.tensor([1, 0]), reduction="none")
     tensor([0.5625, 0.0000], grad_fn=<SparsemaxLossBackward>)
     """
-    return _loss("sparsemax_loss", input, target, dim, weight, ignore_index, reduction, ())[0]
+    return apply_loss("sparsemax_loss", input, target, dim, weight, ignore_index, reduction, ())[0]
 
 
 @_loss_doc
@@ -853,7 +587,7 @@ def entmax15_loss(
     >>> entmax15_loss(torch.tensor([[3.0, 0.0, 0.0]]), torch.tensor([0]))
     tensor(0.)
     """
-    return _loss("entmax15_loss", input, target, dim, weight, ignore_index, reduction, ())[0]
+    return apply_loss("entmax15_loss", input, target, dim, weight, ignore_index, reduction, ())[0]
 
 
 @_loss_doc
@@ -899,8 +633,8 @@ def entmax_bisect_loss(
     >>> z.grad.round(decimals=4)
     tensor([[ 0.1730, -0.5566,  0.0043,  0.3793]], dtype=torch.float64)
     """
-    options = _options(alpha=alpha, n_iter=n_iter)
-    return _loss("entmax_bisect_loss", input, target, dim, weight, ignore_index, reduction, options)[0]
+    chosen = options(alpha=alpha, n_iter=n_iter)
+    return apply_loss("entmax_bisect_loss", input, target, dim, weight, ignore_index, reduction, chosen)[0]
 
 
 @_loss_doc
@@ -940,7 +674,9 @@ def taylor_cross_entropy(
     >>> taylor_cross_entropy(torch.zeros(1, 4), torch.tensor([2]))  # log 4
     tensor(1.3863)
     """
-    return _loss("taylor_cross_entropy", input, target, dim, weight, ignore_index, reduction, _options(order=order))[0]
+    return apply_loss(
+        "taylor_cross_entropy", input, target, dim, weight, ignore_index, reduction, options(order=order)
+    )[0]
 
 
 @_loss_doc
@@ -980,7 +716,9 @@ def spherical_cross_entropy(
     >>> spherical_cross_entropy(torch.ones(1, 4), torch.tensor([2]))  # log 4
     tensor(1.3863)
     """
-    return _loss("spherical_cross_entropy", input, target, dim, weight, ignore_index, reduction, _options(eps=eps))[0]
+    return apply_loss("spherical_cross_entropy", input, target, dim, weight, ignore_index, reduction, options(eps=eps))[
+        0
+    ]
 
 
 @_loss_doc
@@ -1018,7 +756,7 @@ def sigmoid_cross_entropy(
     >>> sigmoid_cross_entropy(torch.zeros(1, 2), torch.tensor([0]))  # 2 log 2
     tensor(1.3863)
     """
-    return _loss("sigmoid_cross_entropy", input, target, dim, weight, ignore_index, reduction, ())[0]
+    return apply_loss("sigmoid_cross_entropy", input, target, dim, weight, ignore_index, reduction, ())[0]
 
 
 @_loss_doc
@@ -1056,14 +794,14 @@ def softplus_normalize_cross_entropy(
     >>> softplus_normalize_cross_entropy(torch.zeros(1, 4), torch.tensor([2]))  # log 4
     tensor(1.3863)
     """
-    return _loss("softplus_normalize_cross_entropy", input, target, dim, weight, ignore_index, reduction, ())[0]
+    return apply_loss("softplus_normalize_cross_entropy", input, target, dim, weight, ignore_index, reduction, ())[0]
 
 
-for _func in (sparsemax, entmax15, entmax_bisect, taylor_softmax, spherical_softmax, sigmoid, softplus_normalize):
-    _doc.special_values(_MAPPING_TABLE)(_func)
 for _func in (
-    sparsemax_loss, entmax15_loss, entmax_bisect_loss, taylor_cross_entropy, spherical_cross_entropy,
-    sigmoid_cross_entropy, softplus_normalize_cross_entropy,
+    sparsemax, entmax15, entmax_bisect, taylor_softmax, log_taylor_softmax, spherical_softmax, log_spherical_softmax,
+    sigmoid, log_sigmoid, softplus_normalize, log_softplus_normalize, sparsemax_loss, entmax15_loss,
+    entmax_bisect_loss, taylor_cross_entropy, spherical_cross_entropy, sigmoid_cross_entropy,
+    softplus_normalize_cross_entropy,
 ):  # fmt: skip
-    _doc.special_values(_LOSS_TABLE)(_func)
+    _doc.special_values(_generic_table(_func.__name__))(_func)
 del _func

@@ -24,6 +24,7 @@ import torch
 from .. import _validate
 from ..family.entmax_bisect import N_ITER
 from . import family
+from ._family import check_k
 
 __all__ = ["Entmax15", "Entmax15Loss", "EntmaxBisect", "EntmaxBisectLoss", "Sparsemax", "SparsemaxLoss"]
 
@@ -47,7 +48,7 @@ class Sparsemax(torch.nn.Module):
     """
 
     def __init__(self, dim: int = -1, k: int | None = None) -> None:
-        family.check_k(k)
+        check_k(k)
         super().__init__()
         self.dim, self.k = dim, k
 
@@ -70,7 +71,7 @@ class Entmax15(torch.nn.Module):
     """
 
     def __init__(self, dim: int = -1, k: int | None = None) -> None:
-        family.check_k(k)
+        check_k(k)
         super().__init__()
         self.dim, self.k = dim, k
 
@@ -129,7 +130,7 @@ class SparsemaxLoss(_Loss):
     """
 
     def __init__(self, k: int | None = None, ignore_index: int = -100, reduction: str = "elementwise_mean") -> None:
-        family.check_k(k)
+        check_k(k)
         super().__init__(ignore_index, reduction)
         self.k = k
 
@@ -150,7 +151,7 @@ class Entmax15Loss(_Loss):
     """
 
     def __init__(self, k: int | None = None, ignore_index: int = -100, reduction: str = "elementwise_mean") -> None:
-        family.check_k(k)
+        check_k(k)
         super().__init__(ignore_index, reduction)
         self.k = k
 

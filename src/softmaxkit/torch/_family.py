@@ -1,0 +1,468 @@
+r"""The autograd Functions of :mod:`softmaxkit.torch.family`, their forward and their derivatives.
+
+The seam for fast kernels: :func:`forward_mapping` and :func:`forward_loss` compute every forward (today the
+generic code of :mod:`softmaxkit.family`, on detached tensors), :func:`engine` says which engine runs it; the
+Functions keep the analytic backward whatever computed the forward. :func:`route` is the entry of
+:func:`softmaxkit._backend.route` for torch tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .. import _backend, _validate
+from .. import family as generic
+from ..family.entmax_bisect import N_ITER
+from . import _core
+
+__all__ = [
+    "EntmaxBisectAlpha",
+    "Options",
+    "alpha_derivative",
+    "apply_bisect",
+    "apply_loss",
+    "apply_mapping",
+    "bisect_rows",
+    "check_k",
+    "check_n_iter",
+    "engine",
+    "forward_loss",
+    "forward_mapping",
+    "options",
+    "route",
+    "tsallis_product",
+]
+
+Tensor = torch.Tensor
+Options = tuple[tuple[str, Any], ...]
+"""A call's scalar options (``alpha``, ``n_iter``, ``order``, ``eps``, ...) as sorted ``(name, value)`` pairs."""
+
+_INF = math.inf
+
+
+# ------------------------------------------------------------------------------------------------ forward
+def engine(name: str, x: Tensor) -> str:
+    """The engine of this call's forward: ``"torch"`` (the generic code on tensors), the only one so far, under
+    ``auto``, ``reference`` and ``torch``. Another name raises: the family has no kernels on this front yet."""
+    mode = _backend.resolve("auto" if torch.compiler.is_compiling() else None)
+    if mode in ("auto", "reference", "torch"):
+        return "torch"
+    raise ValueError(f"backend={mode!r} cannot run softmaxkit.torch.{name} on this input: it does not implement {name}")
+
+
+def forward_mapping(name: str, x: Tensor, where: Any, axis: int, options: Options) -> Tensor:
+    """``softmaxkit.family.<name>`` of ``x`` (no autograd), on the engine of :func:`engine`."""
+    engine(name, x)
+    with _backend.generic(), torch.no_grad():
+        out: Tensor = getattr(generic, name)(x.detach(), axis=axis, where=where, **dict(options))
+    return out
+
+
+def forward_loss(
+    name: str, logits: Tensor, target: Any, weight: Any, axis: int, ignore_index: Any, reduction: Any, options: Options
+) -> tuple[Tensor, Tensor]:
+    """``softmaxkit.family.<name>_value_and_grad`` (no autograd): the loss and its gradient."""
+    engine(name, logits)
+    with _backend.generic(), torch.no_grad():
+        loss, grad = getattr(generic, name + "_value_and_grad")(
+            logits.detach(), target, axis=axis, weight=weight, ignore_index=ignore_index, reduction=reduction,
+            **dict(options),
+        )  # fmt: skip
+    return loss, grad
+
+
+# ------------------------------------------------------------------------------------------- derivatives
+def tsallis_product(p: Tensor, v: Tensor, dim: int, alpha: float | Tensor) -> Tensor:
+    r""":math:`J v = J^\top v = s \odot v - s \langle s, v\rangle / \sum_j s_j`, :math:`s = p^{2-\alpha}` on the
+    support (0 off it), from the output ``p`` alone; in float32 for float16/bfloat16, returned in ``p``'s dtype."""
+    q = p.float() if p.dtype in (torch.float16, torch.bfloat16) else p
+    live = q > 0
+    if isinstance(alpha, float) and alpha == 2.0:
+        s = live.to(q.dtype)
+    elif isinstance(alpha, float) and alpha == 1.5:
+        s = torch.sqrt(q)
+    else:  # (p = 0 replaced by 1 before the power: p**(2 - alpha) is inf there for alpha > 2)
+        s = torch.where(live, torch.where(live, q, 1.0) ** (2.0 - alpha), 0.0)
+    sv = torch.where(live, s * v.to(q.dtype), 0.0)  # a tangent at a masked entry is never read
+    total = s.sum(dim, keepdim=True)
+    mean = sv.sum(dim, keepdim=True) / torch.where(total > 0, total, 1.0)
+    out = torch.where(live, sv - s * mean, 0.0)
+    return torch.where(torch.isnan(q), math.nan, out).to(p.dtype)  # a bad row (p all nan): nan
+
+
+def alpha_derivative(p: Tensor, dim: int, alpha: Tensor) -> Tensor:
+    r""":math:`\partial p / \partial \alpha` of α-entmax, from ``p`` alone (``alpha`` > 1, shaped to broadcast).
+
+    On the support, :math:`p_i = u_i^{\beta}` with :math:`u_i = (\alpha-1) z_i - \tau` and
+    :math:`\beta = 1/(\alpha-1)`; differentiating, using :math:`\sum_i \partial_\alpha p_i = 0` for
+    :math:`\partial_\alpha \tau` and :math:`z_i = \beta(p_i^{\alpha-1} + \tau)` to remove the logits:
+
+    .. math:: \partial_\alpha p_i = \beta^2 (p_i - \hat s_i) - \beta\,(p_i \log p_i - \hat s_i \textstyle\sum_j
+              p_j \log p_j), \qquad \hat s = s / \textstyle\sum_j s_j,\ s_i = p_i^{2-\alpha},
+
+    and 0 off the support (the formula of the ``entmax`` package's ``EntmaxBisect``, derived here).
+    """
+    live = p > 0
+    safe = torch.where(live, p, 1.0)
+    s = torch.where(live, safe ** (2.0 - alpha), 0.0)
+    total = s.sum(dim, keepdim=True)
+    s_hat = s / torch.where(total > 0, total, 1.0)
+    plogp = torch.where(live, p * torch.log(safe), 0.0)
+    beta = 1.0 / (alpha - 1.0)
+    return beta * beta * (p - s_hat) - beta * (plogp - s_hat * plogp.sum(dim, keepdim=True))
+
+
+def bisect_rows(x: Tensor, where: Tensor | None, dim: int, alpha: Tensor, n_iter: int) -> Tensor:
+    r"""α-entmax of ``x`` along ``dim`` for a tensor ``alpha`` (> 1, broadcastable with ``dim`` of length 1):
+    the bisection of :mod:`softmaxkit.family.entmax_bisect` with one :math:`\alpha` per row, the masses added in
+    float64 for float32 input, the result divided by its sum. Special values as the generic one's."""
+    work = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    z = x.to(work)
+    if where is not None:
+        z = torch.where(where, z, -_INF)
+    acc = torch.float64 if work == torch.float32 and z.device.type != "mps" else work
+    m = z.amax(dim, keepdim=True)
+    ok = torch.isfinite(m)
+    bad = ~(ok | (m == -_INF))
+    a = alpha.to(work)
+    w = torch.where(ok, z - torch.where(ok, m, 0.0), -_INF) * (a - 1.0)
+    beta = 1.0 / (a - 1.0)
+    lo = torch.full_like(m, -1.0)
+    hi = torch.zeros_like(m)
+    for _ in range(n_iter):
+        mid = (lo + hi) / 2.0
+        mass = (torch.clamp(w - mid, min=0.0) ** beta).to(acc).sum(dim, keepdim=True)
+        right = mass >= 1.0  # the root lies in [mid, hi]
+        lo = torch.where(right, mid, lo)
+        hi = torch.where(right, hi, mid)
+    q = (torch.clamp(w - lo, min=0.0) ** beta).to(acc)
+    total = q.sum(dim, keepdim=True)
+    p = (q / torch.where(total > 0, total, 1.0)).to(work)
+    return torch.where(bad, math.nan, p).to(x.dtype)
+
+
+def _sum_to(grad: Tensor, shape: torch.Size) -> Tensor:
+    """``grad`` summed over the dimensions that broadcasting added to a tensor of ``shape``."""
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(tuple(range(extra)))
+    kept = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    return grad.sum(kept, keepdim=True) if kept else grad
+
+
+def _save(ctx: Any, *tensors: Tensor | None) -> None:
+    ctx.save_for_backward(*tensors)
+    ctx.save_for_forward(*tensors)
+
+
+# -------------------------------------------------------------------------------------------- Functions
+@dataclass(frozen=True)
+class _Mapping:
+    """One mapping of the family: its generic name, and ``alpha`` when it is a member of the α-entmax family
+    (its derivative then comes from the output; else from the family's ``<name>_vjp`` / ``_jvp``)."""
+
+    name: str
+    alpha: float | None = None
+    log: bool = False
+
+    def product(self, x: Tensor, where: Any, out: Tensor, v: Tensor, dim: int, options: Options, kind: str) -> Tensor:
+        alpha = self.alpha if self.alpha is not None else dict(options).get("alpha")
+        if alpha is not None:
+            return tsallis_product(out, v, dim, float(alpha))
+        if self.log:
+            return self._log_product(x, where, out, v, dim, options, kind)
+        with _backend.generic():
+            dx: Tensor = getattr(generic, f"{self.name}_{kind}")(x, v, axis=dim, where=where, **dict(options))
+        return dx
+
+    def _log_product(
+        self, x: Tensor, where: Any, out: Tensor, v: Tensor, dim: int, options: Options, kind: str
+    ) -> Tensor:
+        """The log mappings (smooth, written for accuracy, without a ``*_vjp`` of their own): the derivative of
+        their generic code by :mod:`torch.func`, 0 at masked entries (``-inf`` out), where it would be ``nan``, and
+        the cotangent there unread (as the family's ``*_vjp``)."""
+
+        def log_map(t: Tensor) -> Tensor:
+            with _backend.generic():
+                y: Tensor = getattr(generic, self.name)(t, axis=dim, where=where, **dict(options))
+            return y
+
+        masked = out == -_INF
+        v = torch.where(masked, 0.0, v)  # a cotangent (tangent) at a masked entry is never read
+        if kind == "vjp":
+            dx: Tensor = torch.func.vjp(log_map, x)[1](v)[0]
+        else:
+            dx = torch.func.jvp(log_map, (x,), (v,))[1]
+        return torch.where(masked, 0.0, dx)
+
+
+class _Map(torch.autograd.Function):
+    """A mapping of the family with its analytic derivative (subclassed per mapping, for ``grad_fn``'s name)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, where: Any, dim: int, op: _Mapping, options: Options) -> Tensor:
+        return forward_mapping(op.name, x, where, dim, options)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        x, where, dim, op, options = inputs
+        ctx.dim, ctx.op, ctx.options = dim, op, options
+        ctx.where = where if not isinstance(where, torch.Tensor) else None
+        tensors = (output,) if op.alpha is not None or "alpha" in dict(options) else (output, x)
+        if isinstance(where, torch.Tensor):
+            tensors = (*tensors, where)
+        ctx.has_where = isinstance(where, torch.Tensor)
+        _save(ctx, *tensors)
+
+    @staticmethod
+    def _unpack(ctx: Any) -> tuple[Tensor, Tensor | None, Any]:
+        saved = ctx.saved_tensors
+        where = saved[-1] if ctx.has_where else ctx.where
+        x = saved[1] if len(saved) - ctx.has_where > 1 else None
+        return saved[0], x, where
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+        out, x, where = _Map._unpack(ctx)
+        dx = ctx.op.product(x, where, out, grad, ctx.dim, ctx.options, "vjp")
+        return dx, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor, *_: Any) -> Tensor:
+        out, x, where = _Map._unpack(ctx)
+        dp: Tensor = ctx.op.product(x, where, out, tangent, ctx.dim, ctx.options, "jvp")
+        return dp
+
+
+class EntmaxBisectAlpha(torch.autograd.Function):
+    """α-entmax by bisection with a tensor ``alpha`` that gets its gradient."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, alpha: Tensor, where: Tensor | None, dim: int, n_iter: int) -> Tensor:
+        engine("entmax_bisect", x)
+        return bisect_rows(x.detach(), where, dim, alpha.detach(), n_iter)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        _, alpha, _, dim, _ = inputs
+        ctx.dim, ctx.alpha_shape = dim, alpha.shape
+        _save(ctx, output, alpha)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None, None]:
+        p, alpha = ctx.saved_tensors
+        a = alpha.to(torch.float32 if p.dtype in (torch.float16, torch.bfloat16) else p.dtype)
+        dx = tsallis_product(p, grad, ctx.dim, a)
+        dalpha = None
+        if ctx.needs_input_grad[1]:
+            q = p.to(a.dtype)
+            da = (grad.to(a.dtype) * alpha_derivative(q, ctx.dim, a)).sum(ctx.dim, keepdim=True)
+            dalpha = _sum_to(da, ctx.alpha_shape).to(alpha.dtype)
+        return dx, dalpha, None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, tx: Tensor, talpha: Tensor | None, *_: Any) -> Tensor:
+        p, alpha = ctx.saved_tensors
+        a = alpha.to(torch.float32 if p.dtype in (torch.float16, torch.bfloat16) else p.dtype)
+        dp = tsallis_product(p, tx, ctx.dim, a)
+        if talpha is not None:
+            dp = dp + (alpha_derivative(p.to(a.dtype), ctx.dim, a) * talpha.to(a.dtype)).to(dp.dtype)
+        return dp
+
+
+class _Loss(torch.autograd.Function):
+    """A loss of the family; its backward scales the gradient that the forward computed in closed form."""
+
+    @staticmethod
+    def forward(
+        logits: Tensor, target: Any, weight: Any, dim: int, ignore_index: Any, reduction: Any, name: str,
+        options: Options,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        return forward_loss(name, logits, target, weight, dim, ignore_index, reduction, options)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+        ctx.dim, ctx.reduction = inputs[3], inputs[5]
+        ctx.mark_non_differentiable(output[1])
+        _save(ctx, output[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor, _grad_of_grad: Any) -> tuple[Tensor, None, None, None, None, None, None, None]:
+        (g,) = ctx.saved_tensors
+        scale = grad.unsqueeze(ctx.dim) if ctx.reduction == "none" else grad
+        return (scale.to(g.dtype) * g), None, None, None, None, None, None, None
+
+    @staticmethod
+    def vmap(
+        info: Any, in_dims: tuple[int | None, ...], logits: Tensor, target: Any, weight: Any, dim: int,
+        ignore_index: Any, reduction: Any, name: str, options: Options,
+    ) -> tuple[tuple[Tensor, Tensor], tuple[int, int]]:  # fmt: skip
+        """One loss per sample (``torch.func.vmap``; per-sample gradients with ``torch.func.grad``): the batch
+        dimension joins the rows, the rows' losses (``reduction="none"``) are reduced per sample. The generic
+        code reads the class indices (it checks them), which it cannot do on vmap's batched tensors."""
+        if in_dims[2] is not None:
+            raise ValueError(f"softmaxkit.torch.{name}: a batched weight under vmap is not supported")
+        n = info.batch_size
+        z = logits.movedim(in_dims[0], 0) if in_dims[0] is not None else logits.expand(n, *logits.shape)
+        t = torch.as_tensor(target, device=z.device)
+        t = t.movedim(in_dims[1], 0) if in_dims[1] is not None else t.expand(n, *t.shape)
+        rows, grad = forward_loss(name, z, t, weight, dim + 1, ignore_index, "none", options)
+        if _validate.reduction(reduction) == "none":
+            return (rows, grad), (0, 0)
+        within = tuple(range(1, rows.ndim))
+        total = rows.to(_core.accumulator(rows)).sum(within)
+        if reduction == "mean":  # over each sample's weight of the rows not ignored; nothing to average: 0
+            kept = t != ignore_index
+            if weight is None:
+                w_y = kept.to(total.dtype)
+            else:  # (the forward checked the labels: clamping only moves the ignored ones)
+                w = torch.as_tensor(weight, device=z.device).to(total.dtype)
+                w_y = torch.where(kept, w[t.clamp(0, z.shape[dim + 1] - 1)], 0.0)
+            denom = w_y.sum(within)
+            safe = torch.where(denom > 0, denom, 1.0)
+            total = torch.where(denom > 0, total / safe, 0.0)
+            grad = grad / safe.to(grad.dtype).reshape(n, *([1] * (grad.ndim - 1)))
+        return (total.to(rows.dtype), grad), (0, 0)
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor, *_: Any) -> tuple[Tensor, None]:
+        (g,) = ctx.saved_tensors
+        dot = g * tangent.to(g.dtype)
+        dloss = dot.sum(ctx.dim) if ctx.reduction == "none" else dot.sum()
+        return dloss, None
+
+
+_MAPS = {
+    "sparsemax": _Mapping("sparsemax", 2.0),
+    "entmax15": _Mapping("entmax15", 1.5),
+    "entmax_bisect": _Mapping("entmax_bisect"),
+    "taylor_softmax": _Mapping("taylor_softmax"),
+    "spherical_softmax": _Mapping("spherical_softmax"),
+    "sigmoid": _Mapping("sigmoid"),
+    "softplus_normalize": _Mapping("softplus_normalize"),
+    "log_taylor_softmax": _Mapping("log_taylor_softmax", log=True),
+    "log_spherical_softmax": _Mapping("log_spherical_softmax", log=True),
+    "log_sigmoid": _Mapping("log_sigmoid", log=True),
+    "log_softplus_normalize": _Mapping("log_softplus_normalize", log=True),
+}
+_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {
+    name: type(name.title().replace("_", ""), (_Map,), {}) for name in _MAPS
+}
+_LOSSES = (
+    "sparsemax_loss",
+    "entmax15_loss",
+    "entmax_bisect_loss",
+    "taylor_cross_entropy",
+    "spherical_cross_entropy",
+    "sigmoid_cross_entropy",
+    "softplus_normalize_cross_entropy",
+)
+_LOSS_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {
+    name: type(name.title().replace("_", ""), (_Loss,), {}) for name in _LOSSES
+}
+
+
+def options(**values: Any) -> Options:
+    """Scalar options as :data:`Options`."""
+    return tuple(sorted(values.items()))
+
+
+def apply_mapping(name: str, x: Tensor, where: Any, dim: Any, options: Options, dim_name: str = "dim") -> Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor; got {type(x).__name__}")
+    d = _validate.axis(dim, x.ndim, dim_name)
+    return _core.apply(_FUNCTIONS[name], x, where, d, _MAPS[name], options)
+
+
+def apply_loss(
+    name: str, logits: Tensor, target: Any, dim: Any, weight: Any, ignore_index: Any, reduction: Any,
+    options: Options, dim_name: str = "dim",
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"logits must be a torch.Tensor; got {type(logits).__name__}")
+    d = _validate.axis(dim, logits.ndim, dim_name)
+    out: tuple[Tensor, Tensor] = _LOSS_FUNCTIONS[name].apply(  # type: ignore[no-untyped-call]
+        logits, target, weight, d, ignore_index, reduction, name, options
+    )
+    return out
+
+
+def _alpha_tensor(alpha: Tensor, x: Tensor, dim: int) -> Tensor:
+    """``alpha`` checked (floating, > 1 where its values may be read) and shaped to broadcast with ``dim`` of
+    length 1, as the ``entmax`` package takes it."""
+    if not alpha.is_floating_point():
+        raise TypeError(f"alpha must be a floating tensor or a float; got a tensor of {alpha.dtype}")
+    shape = list(x.shape)
+    shape[dim] = 1
+    a = alpha.reshape(1) if alpha.ndim == 0 else alpha
+    try:
+        torch.broadcast_shapes(a.shape, tuple(shape))  # type: ignore[no-untyped-call]
+    except RuntimeError:
+        raise ValueError(
+            f"alpha with shape {tuple(alpha.shape)} does not broadcast to {tuple(shape)} (the input's shape with "
+            f"dim={dim} of length 1)"
+        ) from None
+    traced = torch.compiler.is_compiling() or bool(torch._C._functorch.is_functorch_wrapped_tensor(alpha))
+    if not traced and not bool(((a > 1.0) & torch.isfinite(a)).all()):
+        raise ValueError(f"alpha must be finite and > 1 (a tensor alpha: 1 is softmax); got {alpha!r}")
+    return a if a.ndim == x.ndim else a.reshape((1,) * (x.ndim - a.ndim) + tuple(a.shape))
+
+
+# ------------------------------------------------------------------------------------------------- routing
+def route(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``softmaxkit.family.<name>(*args, **kwargs)`` (its generic signature, ``axis=``) for a torch tensor, by
+    this module's Functions; ``NotImplemented`` for a name they do not cover (the generic code then runs).
+
+    Called by :func:`softmaxkit._backend.route`; errors name the generic function's arguments.
+    """
+    kw = dict(kwargs)
+    axis = kw.pop("axis", -1)
+    if name in _MAPS and len(args) == 1:
+        where = kw.pop("where", None)
+        if name == "entmax_bisect" and isinstance(kw.get("alpha"), torch.Tensor):
+            unknown = set(kw) - {"alpha", "n_iter"}
+            if unknown:
+                return NotImplemented  # the generic code names the bad keyword
+            return apply_bisect(args[0], kw["alpha"], axis, kw.get("n_iter", N_ITER), where, "axis")
+        return apply_mapping(name, args[0], where, axis, options(**kw), "axis")
+    base = name.removesuffix("_value_and_grad")
+    if base in _LOSSES and len(args) == 2:
+        common = {k: kw.pop(k) for k in ("weight", "ignore_index", "reduction") if k in kw}
+        loss, grad = apply_loss(
+            base, args[0], args[1], axis, common.get("weight"), common.get("ignore_index", -100),
+            common.get("reduction", "mean"), options(**kw), "axis",
+        )  # fmt: skip
+        return (loss, grad) if name != base else loss
+    return NotImplemented
+
+
+def apply_bisect(x: Tensor, alpha: Any, dim: Any, n_iter: Any, where: Any, dim_name: str) -> Tensor:
+    if isinstance(alpha, torch.Tensor):
+        d = _validate.axis(dim, x.ndim, dim_name)
+        n = check_n_iter(n_iter)
+        w = None if where is None else torch.as_tensor(where, device=x.device)
+        if w is not None and w.dtype != torch.bool:
+            raise TypeError(f"where must be a boolean array; got {w.dtype}")
+        return _core.apply(EntmaxBisectAlpha, x, _alpha_tensor(alpha, x, d), w, d, n)
+    return apply_mapping("entmax_bisect", x, where, dim, options(alpha=alpha, n_iter=n_iter), dim_name)
+
+
+def check_n_iter(value: Any) -> int:
+    n = _validate.integer(value, "n_iter")
+    if n < 1:
+        raise ValueError(f"n_iter must be >= 1; got {value!r}")
+    return n
+
+
+def check_k(k: Any) -> None:
+    """``k`` of the ``entmax`` package's signatures: None or a positive int."""
+    if k is not None and _validate.integer(k, "k") < 1:
+        raise ValueError(f"k must be a positive int or None; got {k!r}")
