@@ -447,3 +447,21 @@ def test_log_mappings_route_with_the_derivative_of_the_log(name: str) -> None:
     jac_fwd = torch.func.jacfwd(lambda t: log(t, **kw))(x0[0])
     jac_rev = torch.func.jacrev(lambda t: log(t, **kw))(x0[0])
     _close(jac_fwd, jac_rev, 1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("name", LOSSES)
+def test_loss_double_backward_is_the_mappings_derivative(name: str, reduction: str) -> None:
+    """gradgradcheck: the backward of a loss is differentiable (through the mapping's analytic derivative),
+    not a constant whose Hessian would be a silent 0."""
+    ours, _, kw = LOSSES[name]
+    x = _logits((3, 4), seed=18).requires_grad_()
+    y = torch.tensor([0, -100, 3])
+    weight = torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=torch.float64)
+    assert torch.autograd.gradgradcheck(lambda t: ours(t, y, weight=weight, reduction=reduction, **kw), (x,), atol=1e-6)
+
+
+def test_sparsemax_loss_hessian_is_the_jacobian_of_sparsemax() -> None:
+    x = torch.tensor([0.5, 1.0, -0.2, 0.9], dtype=torch.float64)
+    hess = torch.func.hessian(lambda t: skt.sparsemax_loss(t[None], torch.tensor([1])))(x)
+    _close(hess, family.sparsemax_jacobian(x.numpy()), 1e-12)

@@ -38,10 +38,12 @@ __all__ = [
 ]
 
 Tensor = torch.Tensor
-Options = tuple[tuple[str, Any], ...]
-"""A call's scalar options (``alpha``, ``n_iter``, ``order``, ``eps``, ...) as sorted ``(name, value)`` pairs."""
+Options = frozenset[tuple[str, Any]]
+"""A call's scalar options (``alpha``, ``n_iter``, ``order``, ``eps``, ...) as ``(name, value)`` pairs: a
+frozenset, one leaf for :mod:`torch.utils._pytree` (a tuple would be flattened by the vmap rules)."""
 
 _INF = math.inf
+_SAVED = object()  # a Function's argument kept in ctx.saved_tensors
 
 
 # ------------------------------------------------------------------------------------------------ forward
@@ -278,6 +280,57 @@ class EntmaxBisectAlpha(torch.autograd.Function):
         return dp
 
 
+def row_scale(target: Tensor, weight: Any, ignore_index: int, reduction: str, n_classes: int, dtype: Any) -> Tensor:
+    r"""The factor :math:`c_n` of each row in the reduced loss :math:`\sum_n c_n \ell_n`: its class weight
+    (1 without ``weight``), 0 for an ignored row, divided by the total for ``mean`` (all 0 when that is 0).
+    ``target`` has the batch shape; its labels were checked by the forward."""
+    kept = target != ignore_index
+    if weight is None:
+        w_y = kept.to(dtype)
+    else:  # (clamping only moves the ignored labels)
+        w = torch.as_tensor(weight, device=target.device).to(dtype)
+        w_y = torch.where(kept, w[target.clamp(0, n_classes - 1)], 0.0)
+    if reduction != "mean":
+        return w_y
+    denom = w_y.sum()
+    return torch.where(denom > 0, w_y / torch.where(denom > 0, denom, 1.0), 0.0)
+
+
+_LOSS_GRADIENTS = {
+    "sparsemax_loss": "sparsemax",
+    "entmax15_loss": "entmax15",
+    "entmax_bisect_loss": "entmax_bisect",
+    "sigmoid_cross_entropy": "sigmoid",
+    "taylor_cross_entropy": "log_taylor_softmax",
+    "spherical_cross_entropy": "log_spherical_softmax",
+    "softplus_normalize_cross_entropy": "log_softplus_normalize",
+}
+"""The mapping whose derivative is each loss's second derivative: the gradient is :math:`c_n (p - e_y)` with
+that mapping's :math:`p` (the Fenchel–Young losses; one-vs-rest sigmoids), or :math:`-c_n J_{\\log p}^\top e_y`
+with that log mapping (the cross-entropies of the ratio mappings)."""
+
+
+def differentiable_grad(logits: Tensor, target: Any, weight: Any, ctx: Any) -> Tensor:
+    """Zero, with the derivative of the loss's gradient with respect to ``logits``: added to the gradient the
+    forward computed, it makes the backward differentiable (Hessian-vector products, ``torch.func.hessian``)
+    through the mappings' analytic derivatives."""
+    dim, mapping = ctx.dim, _LOSS_GRADIENTS[ctx.name]
+    options = ctx.options  # (each loss's options are its mapping's)
+    t = torch.as_tensor(target, device=logits.device)
+    k = logits.shape[dim]
+    work = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    c = row_scale(t, weight, ctx.ignore_index, ctx.reduction, k, work.dtype).unsqueeze(dim)
+    onehot = torch.zeros_like(work).scatter(dim, t.clamp(0, k - 1).unsqueeze(dim).to(torch.int64), 1.0)
+    if mapping.startswith("log_"):
+        out = forward_mapping(mapping, logits, None, dim, options)
+        dg = -_MAPS[mapping].product(logits, None, out, onehot.to(logits.dtype), dim, options, "vjp").to(work.dtype)
+    else:
+        dg = apply_mapping(mapping, logits, None, dim, options).to(work.dtype) - onehot
+    live = c != 0  # ignored rows are never read (a nan there stays out)
+    full = torch.where(live, c * torch.where(live, dg, 0.0), 0.0)
+    return (full - full.detach()).to(logits.dtype)
+
+
 class _Loss(torch.autograd.Function):
     """A loss of the family; its backward scales the gradient that the forward computed in closed form."""
 
@@ -290,13 +343,18 @@ class _Loss(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
-        ctx.dim, ctx.reduction = inputs[3], inputs[5]
+        logits, target, weight, ctx.dim, ctx.ignore_index, ctx.reduction, ctx.name, ctx.options = inputs
         ctx.mark_non_differentiable(output[1])
-        _save(ctx, output[1])
+        ctx.objects = tuple(_SAVED if isinstance(a, torch.Tensor) else a for a in (target, weight))
+        tensors = [a for a in (target, weight) if isinstance(a, torch.Tensor)]
+        _save(ctx, output[1], logits, *tensors)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor, _grad_of_grad: Any) -> tuple[Tensor, None, None, None, None, None, None, None]:
-        (g,) = ctx.saved_tensors
+        g, logits, *tensors = ctx.saved_tensors
+        if torch.is_grad_enabled() and ctx.needs_input_grad[0]:  # it may be differentiated again
+            target, weight = (tensors.pop(0) if obj is _SAVED else obj for obj in ctx.objects)
+            g = g + differentiable_grad(logits, target, weight, ctx)
         scale = grad.unsqueeze(ctx.dim) if ctx.reduction == "none" else grad
         return (scale.to(g.dtype) * g), None, None, None, None, None, None, None
 
@@ -320,13 +378,7 @@ class _Loss(torch.autograd.Function):
         within = tuple(range(1, rows.ndim))
         total = rows.to(_core.accumulator(rows)).sum(within)
         if reduction == "mean":  # over each sample's weight of the rows not ignored; nothing to average: 0
-            kept = t != ignore_index
-            if weight is None:
-                w_y = kept.to(total.dtype)
-            else:  # (the forward checked the labels: clamping only moves the ignored ones)
-                w = torch.as_tensor(weight, device=z.device).to(total.dtype)
-                w_y = torch.where(kept, w[t.clamp(0, z.shape[dim + 1] - 1)], 0.0)
-            denom = w_y.sum(within)
+            denom = row_scale(t, weight, ignore_index, "sum", z.shape[dim + 1], total.dtype).sum(within)
             safe = torch.where(denom > 0, denom, 1.0)
             total = torch.where(denom > 0, total / safe, 0.0)
             grad = grad / safe.to(grad.dtype).reshape(n, *([1] * (grad.ndim - 1)))
@@ -334,7 +386,7 @@ class _Loss(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx: Any, tangent: Tensor, *_: Any) -> tuple[Tensor, None]:
-        (g,) = ctx.saved_tensors
+        g = ctx.saved_tensors[0]
         dot = g * tangent.to(g.dtype)
         dloss = dot.sum(ctx.dim) if ctx.reduction == "none" else dot.sum()
         return dloss, None
@@ -372,7 +424,7 @@ _LOSS_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {
 
 def options(**values: Any) -> Options:
     """Scalar options as :data:`Options`."""
-    return tuple(sorted(values.items()))
+    return frozenset(values.items())
 
 
 def apply_mapping(name: str, x: Tensor, where: Any, dim: Any, options: Options, dim_name: str = "dim") -> Tensor:

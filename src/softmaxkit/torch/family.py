@@ -124,7 +124,7 @@ def sparsemax(input: Tensor, dim: int = -1, *, where: Tensor | None = None) -> T
     >>> p[0].backward(); x.grad
     tensor([ 0.5000, -0.5000,  0.0000])
     """
-    return apply_mapping("sparsemax", input, where, dim, ())
+    return apply_mapping("sparsemax", input, where, dim, options())
 
 
 def entmax15(input: Tensor, dim: int = -1, k: int | None = None, *, where: Tensor | None = None) -> Tensor:
@@ -165,7 +165,7 @@ def entmax15(input: Tensor, dim: int = -1, k: int | None = None, *, where: Tenso
     tensor([0.8307, 0.1693, 0.0000])
     """
     check_k(k)
-    return apply_mapping("entmax15", input, where, dim, ())
+    return apply_mapping("entmax15", input, where, dim, options())
 
 
 def entmax_bisect(
@@ -334,7 +334,7 @@ def sigmoid(input: Tensor, dim: int = -1, *, where: Tensor | None = None) -> Ten
     >>> sigmoid(torch.tensor([0.0, 2.0]))
     tensor([0.5000, 0.8808])
     """
-    return apply_mapping("sigmoid", input, where, dim, ())
+    return apply_mapping("sigmoid", input, where, dim, options())
 
 
 def softplus_normalize(input: Tensor, dim: int = -1, *, where: Tensor | None = None) -> Tensor:
@@ -365,7 +365,7 @@ def softplus_normalize(input: Tensor, dim: int = -1, *, where: Tensor | None = N
     >>> softplus_normalize(torch.tensor([0.0, 0.0]))
     tensor([0.5000, 0.5000])
     """
-    return apply_mapping("softplus_normalize", input, where, dim, ())
+    return apply_mapping("softplus_normalize", input, where, dim, options())
 
 
 def log_taylor_softmax(input: Tensor, dim: int = -1, *, order: int = 2, where: Tensor | None = None) -> Tensor:
@@ -454,7 +454,7 @@ def log_sigmoid(input: Tensor, dim: int = -1, *, where: Tensor | None = None) ->
     >>> log_sigmoid(torch.tensor([0.0, -100.0]))
     tensor([  -0.6931, -100.0000])
     """
-    return apply_mapping("log_sigmoid", input, where, dim, ())
+    return apply_mapping("log_sigmoid", input, where, dim, options())
 
 
 def log_softplus_normalize(input: Tensor, dim: int = -1, *, where: Tensor | None = None) -> Tensor:
@@ -483,7 +483,7 @@ def log_softplus_normalize(input: Tensor, dim: int = -1, *, where: Tensor | None
     >>> log_softplus_normalize(torch.zeros(2)).exp()
     tensor([0.5000, 0.5000])
     """
-    return apply_mapping("log_softplus_normalize", input, where, dim, ())
+    return apply_mapping("log_softplus_normalize", input, where, dim, options())
 
 
 # ----------------------------------------------------------------------------------------------- losses
@@ -550,7 +550,7 @@ def sparsemax_loss(
     >>> sparsemax_loss(z, torch.tensor([1, 0]), reduction="none")
     tensor([0.5625, 0.0000], grad_fn=<SparsemaxLossBackward>)
     """
-    return apply_loss("sparsemax_loss", input, target, dim, weight, ignore_index, reduction, ())[0]
+    return apply_loss("sparsemax_loss", input, target, dim, weight, ignore_index, reduction, options())[0]
 
 
 @_loss_doc
@@ -587,7 +587,7 @@ def entmax15_loss(
     >>> entmax15_loss(torch.tensor([[3.0, 0.0, 0.0]]), torch.tensor([0]))
     tensor(0.)
     """
-    return apply_loss("entmax15_loss", input, target, dim, weight, ignore_index, reduction, ())[0]
+    return apply_loss("entmax15_loss", input, target, dim, weight, ignore_index, reduction, options())[0]
 
 
 @_loss_doc
@@ -756,7 +756,7 @@ def sigmoid_cross_entropy(
     >>> sigmoid_cross_entropy(torch.zeros(1, 2), torch.tensor([0]))  # 2 log 2
     tensor(1.3863)
     """
-    return apply_loss("sigmoid_cross_entropy", input, target, dim, weight, ignore_index, reduction, ())[0]
+    return apply_loss("sigmoid_cross_entropy", input, target, dim, weight, ignore_index, reduction, options())[0]
 
 
 @_loss_doc
@@ -794,7 +794,9 @@ def softplus_normalize_cross_entropy(
     >>> softplus_normalize_cross_entropy(torch.zeros(1, 4), torch.tensor([2]))  # log 4
     tensor(1.3863)
     """
-    return apply_loss("softplus_normalize_cross_entropy", input, target, dim, weight, ignore_index, reduction, ())[0]
+    return apply_loss(
+        "softplus_normalize_cross_entropy", input, target, dim, weight, ignore_index, reduction, options()
+    )[0]
 
 
 for _func in (
