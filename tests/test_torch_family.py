@@ -465,3 +465,36 @@ def test_sparsemax_loss_hessian_is_the_jacobian_of_sparsemax() -> None:
     x = torch.tensor([0.5, 1.0, -0.2, 0.9], dtype=torch.float64)
     hess = torch.func.hessian(lambda t: skt.sparsemax_loss(t[None], torch.tensor([1])))(x)
     _close(hess, family.sparsemax_jacobian(x.numpy()), 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_extreme_finite_logits_give_finite_values_and_gradients(dtype: Any) -> None:
+    """bf16/fp16 (and float32/64) at the ends of their range: no nan, values and gradients (autograd through the
+    generic log_softplus_normalize gave nan where softplus underflows)."""
+    big = torch.finfo(dtype).max / 2
+    x = torch.tensor([[big, -big, 0.0, big / 4], [1.0, 2.0, 3.0, 4.0]], dtype=torch.float64).to(dtype)
+    x.requires_grad_()
+    g = torch.arange(4.0).to(dtype).expand(2, 4)
+    for name, (ours, _, _, _, kw) in MAPPINGS.items():
+        p = ours(x, **kw)
+        assert torch.isfinite(p).all(), name
+        assert torch.isfinite(torch.autograd.grad(p, x, g)[0]).all(), name
+    for name, (log, _, _, kw) in LOG_MAPPINGS.items():
+        logp = log(x, **kw)
+        assert not torch.isnan(logp).any(), name
+        assert torch.isfinite(torch.autograd.grad(logp, x, g)[0]).all(), name
+    y = torch.tensor([0, 1])
+    for name, (ours, _, kw) in LOSSES.items():
+        assert torch.isfinite(torch.autograd.grad(ours(x, y, **kw), x)[0]).all(), name
+
+
+def test_log_softplus_normalize_gradient_where_softplus_underflows() -> None:
+    x0 = torch.tensor([-800.0, -50.0, 0.0, 3.0], dtype=torch.float64)
+    g = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    x = x0.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(skt.log_softplus_normalize(x), x, g)
+    # r = sigmoid/softplus -> 1 for very negative x; J^T g = r * (g - p * sum(g))
+    p = family.softplus_normalize(x0)
+    r = torch.where(x0 < -30, 1.0, torch.sigmoid(x0) / torch.nn.functional.softplus(x0))
+    _close(grad, r * (g - p * g.sum()), 1e-12)
+    assert grad[0] == pytest.approx(1.0)

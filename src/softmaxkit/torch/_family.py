@@ -32,6 +32,7 @@ __all__ = [
     "engine",
     "forward_loss",
     "forward_mapping",
+    "log_softplus_product",
     "options",
     "route",
     "tsallis_product",
@@ -94,6 +95,22 @@ def tsallis_product(p: Tensor, v: Tensor, dim: int, alpha: float | Tensor) -> Te
     mean = sv.sum(dim, keepdim=True) / torch.where(total > 0, total, 1.0)
     out = torch.where(live, sv - s * mean, 0.0)
     return torch.where(torch.isnan(q), math.nan, out).to(p.dtype)  # a bad row (p all nan): nan
+
+
+def log_softplus_product(x: Tensor, out: Tensor, v: Tensor, dim: int, kind: str) -> Tensor:
+    r""":math:`J^\top v` (``kind="vjp"``) or :math:`J v` of :math:`\log p`, :math:`p = \operatorname{softplus}(x) /
+    \sum \operatorname{softplus}`, from ``x`` and ``out`` :math:`= \log p`. With
+    :math:`r = (\log \operatorname{softplus})' = \sigma(x) / \operatorname{softplus}(x)`,
+    :math:`J_{ij} = r_j (\delta_{ij} - p_j)`. Autograd through the generic code gives ``nan`` for very negative
+    logits (both factors of :math:`r` underflow), where :math:`r \to 1`: below -30 it is 1 to within
+    :math:`e^{-30}/2`."""
+    z = _core.to_compute(x, "input")
+    r = torch.where(z < -30.0, 1.0, torch.sigmoid(z) / torch.nn.functional.softplus(torch.where(z < -30.0, 0.0, z)))
+    p = torch.exp(out.to(z.dtype))
+    w = v.to(z.dtype)
+    if kind == "vjp":
+        return (r * (w - p * w.sum(dim, keepdim=True))).to(out.dtype)
+    return (r * w - (p * r * w).sum(dim, keepdim=True)).to(out.dtype)
 
 
 def alpha_derivative(p: Tensor, dim: int, alpha: Tensor) -> Tensor:
@@ -185,8 +202,9 @@ class _Mapping:
         self, x: Tensor, where: Any, out: Tensor, v: Tensor, dim: int, options: Options, kind: str
     ) -> Tensor:
         """The log mappings (smooth, written for accuracy, without a ``*_vjp`` of their own): the derivative of
-        their generic code by :mod:`torch.func`, 0 at masked entries (``-inf`` out), where it would be ``nan``, and
-        the cotangent there unread (as the family's ``*_vjp``)."""
+        their generic code by :mod:`torch.func` (log softplus-normalize: :func:`log_softplus_product`), 0 at
+        masked entries (``-inf`` out), where it would be ``nan``, and the cotangent there unread (as the
+        family's ``*_vjp``)."""
 
         def log_map(t: Tensor) -> Tensor:
             with _backend.generic():
@@ -195,6 +213,8 @@ class _Mapping:
 
         masked = out == -_INF
         v = torch.where(masked, 0.0, v)  # a cotangent (tangent) at a masked entry is never read
+        if self.name == "log_softplus_normalize":
+            return torch.where(masked, 0.0, log_softplus_product(x, out, v, dim, kind))
         if kind == "vjp":
             dx: Tensor = torch.func.vjp(log_map, x)[1](v)[0]
         else:
@@ -322,7 +342,7 @@ def differentiable_grad(logits: Tensor, target: Any, weight: Any, ctx: Any) -> T
     c = row_scale(t, weight, ctx.ignore_index, ctx.reduction, k, work.dtype).unsqueeze(dim)
     onehot = torch.zeros_like(work).scatter(dim, t.clamp(0, k - 1).unsqueeze(dim).to(torch.int64), 1.0)
     if mapping.startswith("log_"):
-        out = forward_mapping(mapping, logits, None, dim, options)
+        out = apply_mapping(mapping, logits, None, dim, options)  # (differentiable: the product may read it)
         dg = -_MAPS[mapping].product(logits, None, out, onehot.to(logits.dtype), dim, options, "vjp").to(work.dtype)
     else:
         dg = apply_mapping(mapping, logits, None, dim, options).to(work.dtype) - onehot

@@ -47,7 +47,8 @@ from .. import _doc
 from .. import family as generic
 from ..family.entmax_bisect import N_ITER
 from ..family.spherical import DEFAULT_EPS
-from ._family import apply_bisect, apply_loss, apply_mapping, check_k, options, route
+from ._family import apply_bisect, apply_loss, apply_mapping, check_k, options
+from ._family import route as route  # the dispatcher's entry (softmaxkit._backend.route), not API
 
 __all__ = [
     "entmax15",
@@ -58,7 +59,6 @@ __all__ = [
     "log_softplus_normalize",
     "log_spherical_softmax",
     "log_taylor_softmax",
-    "route",
     "sigmoid",
     "sigmoid_cross_entropy",
     "softplus_normalize",
