@@ -75,6 +75,12 @@ def make_plan(chunk_size: Any, n: int, v: int, d: int = 0, buffers: int = 1) -> 
     return Plan(max(1, min(rows, n)), max(1, min(cols, v)))
 
 
+def apply_all(function: Any, *args: Any) -> tuple[Tensor, ...]:
+    """``function.apply(*args)`` for a ``torch.autograd.Function`` with several outputs, typed."""
+    out: tuple[Tensor, ...] = function.apply(*args)
+    return out
+
+
 def accumulator(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     return torch.float64 if dtype == torch.float32 and device.type != "mps" else dtype
 
@@ -504,6 +510,18 @@ def fused(prob: Problem, n_total: int, need: tuple[bool, ...]) -> tuple[Tensor, 
     ce_all = torch.cat(ce_rows) if ce_rows else empty
     z_all = (torch.cat(z_rows) if z_rows else empty) if prob.tg.opts.z_loss > 0 else None
     return reduce(prob.tg, ce_all, z_all, n_total), grads
+
+
+def all_rows(tg: Targets, x: Tensor, n_total: int) -> Tensor:
+    """Per-row values of the rows not ignored spread over all ``n_total`` rows (0 where ignored)."""
+    if tg.idx is None:
+        return x
+    return x.new_zeros(n_total).index_copy_(0, tg.idx, x)
+
+
+def valid_rows(tg: Targets, x: Tensor) -> Tensor:
+    """The inverse of :func:`all_rows`: the entries of the rows not ignored."""
+    return x if tg.idx is None else x.index_select(0, tg.idx)
 
 
 def total_loss(tg: Targets, st: RowStats, n_total: int) -> Tensor:

@@ -109,11 +109,29 @@ def _valid_rows(x: Tensor, tg: blk.Targets) -> Tensor:
     return x if tg.idx is None else x.index_select(0, tg.idx)
 
 
+def _statistics(tg: blk.Targets, st: blk.RowStats) -> tuple[Tensor, ...]:
+    """What the backward needs of the combined statistics, as tensors (``setup_context`` saves them): the row
+    statistics, the global target weights, the global class-weight sum and vocabulary size."""
+    size = torch.tensor(tg.size, dtype=torch.int64)
+    return st.m, st.log_s, tg.w_y, torch.as_tensor(tg.w_sum, dtype=st.m.dtype, device=st.m.device), size
+
+
+def _save(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+    """Saves the tensor inputs and the statistics (outputs 1-4, not differentiable); ``ctx.size`` the global
+    vocabulary."""
+    ctx.mark_non_differentiable(*output[1:])
+    ctx.size = int(output[5])
+    ctx.save_for_backward(*(x if isinstance(x, Tensor) or x is None else None for x in inputs[:5]), *output[1:5])
+
+
 class _VocabParallelCrossEntropy(torch.autograd.Function):
+    """Outputs ``(loss, m, log_s, w_y, w_sum, size)``; all but the loss are not differentiable (see
+    :func:`_statistics`)."""
+
     @staticmethod
     def forward(
-        ctx: Any, logits: Tensor, target: Tensor, weight: Tensor | None, opts: Options, start: int, group: Any
-    ) -> Tensor:
+        logits: Tensor, target: Tensor, weight: Tensor | None, opts: Options, start: int, group: Any
+    ) -> tuple[Tensor, ...]:
         ct = _core.compute_dtype(logits.dtype)
         vocab = int(logits.shape[1])
         tg = blk.targets(target, weight, vocab, opts, ct, start)
@@ -124,21 +142,25 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
         st = _combine(blk.block_stats_(work, tg.y, 0, vocab, tg.cw, opts.label_smoothing > 0), tg, group)
         del work
         _core.check_labels(target, tg.size, opts.ignore_index, "the vocabulary of the group")
-        ctx.opts, ctx.start, ctx.size = opts, start, tg.size
-        ctx.save_for_backward(logits, target, weight, st.m, st.log_s, tg.w_y, torch.as_tensor(tg.w_sum))
-        return blk.total_loss(tg, st, logits.shape[0]).to(_core.result_dtype(logits.dtype))
+        loss = blk.total_loss(tg, st, logits.shape[0]).to(_core.result_dtype(logits.dtype))
+        return (loss, *_statistics(tg, st))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        _save(ctx, inputs, output)
+        ctx.opts, ctx.start = inputs[3], inputs[4]
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        logits, target, weight, m, log_s, w_y, w_sum = ctx.saved_tensors
+    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+        logits, target, weight, _opts, _start, m, log_s, w_y, w_sum = ctx.saved_tensors
         ct = _core.compute_dtype(logits.dtype)
         vocab = int(logits.shape[1])
         tg = blk.targets(target, weight, vocab, ctx.opts, ct, ctx.start)
         _restore(tg, ctx.size, w_sum, w_y)
         zc, dcap = _core.cap(_valid_rows(logits, tg).to(ct), ctx.opts.softcap)
         e = zc - blk.finite_or_zero(m).unsqueeze(1)
-        loc, _ = blk.local_targets(tg.y, 0, vocab)
+        loc = blk.local_targets(tg.y, 0, vocab)[0]
         d_y = e.gather(1, loc).squeeze(1)
         st = blk.RowStats(m, log_s, d_y, None)
         g = blk.block_grad_(tg, e.exp_(), dcap, tg.y, d_y, 0, vocab, st, tg.w_y, blk.upstream_scale(tg, grad, ct))
@@ -148,9 +170,10 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
 
 
 class _VocabParallelLinearCrossEntropy(torch.autograd.Function):
+    """Outputs ``(loss, m, log_s, w_y, w_sum, size)``, as :class:`_VocabParallelCrossEntropy`."""
+
     @staticmethod
     def forward(
-        ctx: Any,
         hidden: Tensor,
         lw: Tensor,
         bias: Tensor | None,
@@ -160,9 +183,8 @@ class _VocabParallelLinearCrossEntropy(torch.autograd.Function):
         plan: blk.Plan,
         start: int,
         group: Any,
-    ) -> Tensor:
-        ctx.triton = _triton.use_triton(hidden, lw)
-        if ctx.triton:  # the rank's slice by the Triton kernels (CUDA), inputs in their own dtype
+    ) -> tuple[Tensor, ...]:
+        if _triton.use_triton(hidden, lw):  # the rank's slice by the Triton kernels (CUDA), inputs in their dtype
             tg = blk.targets(target, weight, int(lw.shape[0]), opts, torch.float32, start)
             local = _triton.row_stats(hidden, lw, bias, tg)
         else:
@@ -170,14 +192,19 @@ class _VocabParallelLinearCrossEntropy(torch.autograd.Function):
             tg, local = prob.tg, blk.local_stats(prob)
         st = _combine(local, tg, group)
         _core.check_labels(target, tg.size, opts.ignore_index, "the vocabulary of the group")
-        ctx.opts, ctx.plan, ctx.start, ctx.group, ctx.size = opts, plan, start, group, tg.size
+        return (blk.total_loss(tg, st, hidden.shape[0]).to(hidden.dtype), *_statistics(tg, st))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        _save(ctx, inputs, output)
+        hidden, lw = inputs[0], inputs[1]
+        ctx.opts, ctx.plan, ctx.start, ctx.group = inputs[5:9]
+        ctx.triton = _triton.use_triton(hidden, lw)
         ctx.need = tuple(bool(n) for n in ctx.needs_input_grad[:3])
-        ctx.save_for_backward(hidden, lw, bias, target, weight, st.m, st.log_s, tg.w_y, torch.as_tensor(tg.w_sum))
-        return blk.total_loss(tg, st, hidden.shape[0]).to(hidden.dtype)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
         hidden, lw, bias, target, weight, m, log_s, w_y, w_sum = ctx.saved_tensors
         st = blk.RowStats(m, log_s, m, None)
         if ctx.triton:
@@ -300,7 +327,7 @@ def vocab_parallel_cross_entropy(
         _core.check_weight(weight, local_vocab)
     start = _group_start(group, vocab_start, local_vocab)
     z2 = local_logits.reshape(-1, local_vocab)
-    loss = _core.apply(_VocabParallelCrossEntropy, z2, t.reshape(-1), weight, opts, start, group)
+    loss = blk.apply_all(_VocabParallelCrossEntropy, z2, t.reshape(-1), weight, opts, start, group)[0]
     return loss.reshape(t.shape) if opts.reduction == "none" else loss
 
 
@@ -393,7 +420,6 @@ def vocab_parallel_linear_cross_entropy(
     h2 = hidden.reshape(-1, hidden.shape[-1])
     buffers = 1 if opts.softcap is None else 2  # the softcap keeps its derivative in a second block
     plan = blk.make_plan(chunk_size, h2.shape[0], local_weight.shape[0], h2.shape[1], buffers)
-    loss = _core.apply(
-        _VocabParallelLinearCrossEntropy, h2, local_weight, bias, t.reshape(-1), weight, opts, plan, start, group
-    )
+    args = (h2, local_weight, bias, t.reshape(-1), weight, opts, plan, start, group)
+    loss = blk.apply_all(_VocabParallelLinearCrossEntropy, *args)[0]
     return loss.reshape(t.shape) if opts.reduction == "none" else loss

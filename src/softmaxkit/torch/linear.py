@@ -40,6 +40,11 @@ row differently, so :math:`\nabla_W = \sum_n g_n G_n^\top h_n` cannot be formed 
 Liger-Kernel #678 / #968 scaled precomputed gradients and got this wrong), the forward keeps only
 :math:`(M, \log S)` per row and the backward recomputes each block: one product more.
 
+The Functions are written in the ``setup_context`` style, so that :mod:`torch.func` composes with them: the
+forward returns the loss with, as outputs that are not differentiable, either the gradients it computed or the
+row statistics; the backward that recomputes is a Function of its own, whose ``vmap`` rule (as the forward's)
+takes a batch one sample at a time, since the blocks size their work from the data.
+
 Rows whose target is ``ignore_index`` are dropped before any product: a batch whose prompt tokens are ignored
 costs only its answer tokens, and an ignored row is never read (a ``nan`` in it changes nothing).
 
@@ -96,10 +101,38 @@ def _outputs(grads: tuple[Tensor | None, ...], dtypes: tuple[torch.dtype | None,
     return [None if t is None or d is None else t.to(d) for t, d in zip(grads, dtypes, strict=True)]
 
 
+def _dtypes(hidden: Tensor, lw: Tensor, bias: Tensor | None) -> tuple[torch.dtype | None, ...]:
+    return hidden.dtype, lw.dtype, None if bias is None else bias.dtype
+
+
+def _in_transform(*xs: Tensor | None) -> bool:
+    """Whether any of ``xs`` is a tensor of a :mod:`torch.func` transform (grad, vmap, jacrev)."""
+    return any(x is not None and bool(torch._C._functorch.is_functorch_wrapped_tensor(x)) for x in xs)
+
+
+def loop_vmap(
+    function: Any, info: Any, in_dims: tuple[Any, ...], *args: Any
+) -> tuple[tuple[Tensor, ...], tuple[int, ...]]:
+    """A ``vmap`` rule that applies ``function`` to one sample at a time and stacks the outputs (dimension 0).
+
+    The blocks' code sizes its work from the data (ignored rows, chunks), which a batched tensor cannot do; each
+    sample is a plain tensor at the level below, where ``function.apply`` runs as in eager mode (and composes with
+    the transforms below it)."""
+    outs = []
+    for i in range(int(info.batch_size)):
+        # (a non-tensor argument's in_dims may be a tuple: NamedTuples are pytrees)
+        pairs = zip(args, in_dims, strict=True)
+        sample = [a.select(d, i) if isinstance(a, Tensor) and isinstance(d, int) else a for a, d in pairs]
+        outs.append(blk.apply_all(function, *sample))
+    stacked = tuple(torch.stack(col) for col in zip(*outs, strict=True))
+    return stacked, (0,) * len(stacked)
+
+
 class _TritonLinearCrossEntropy(torch.autograd.Function):
+    """Outputs ``(loss, m, log_s)``; the row statistics are not differentiable."""
+
     @staticmethod
     def forward(
-        ctx: Any,
         hidden: Tensor,
         lw: Tensor,
         bias: Tensor | None,
@@ -108,31 +141,45 @@ class _TritonLinearCrossEntropy(torch.autograd.Function):
         opts: Options,
         deterministic: bool,
         threshold: float,
-    ) -> Tensor:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         tg = blk.targets(target, weight, int(lw.shape[0]), opts, torch.float32, 0)
         st = _triton.row_stats(hidden, lw, bias, tg)
+        return blk.total_loss(tg, st, int(hidden.shape[0])).to(hidden.dtype), st.m, st.log_s
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor, Tensor]) -> None:
+        hidden, lw, bias, target, weight, opts, deterministic, threshold = inputs
+        ctx.mark_non_differentiable(output[1], output[2])
         ctx.opts, ctx.deterministic, ctx.threshold = opts, deterministic, threshold
         ctx.need = tuple(bool(n) for n in ctx.needs_input_grad[:3])
         if any(ctx.need):
-            ctx.save_for_backward(hidden, lw, bias, target, weight, st.m, st.log_s)
-        return blk.total_loss(tg, st, int(hidden.shape[0])).to(hidden.dtype)
+            ctx.save_for_backward(hidden, lw, bias, target, weight, output[1], output[2])
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
         hidden, lw, bias, target, weight, m, log_s = ctx.saved_tensors
         tg = blk.targets(target, weight, int(lw.shape[0]), ctx.opts, torch.float32, 0)
         st = blk.RowStats(m, log_s, m, None)
         scale = blk.upstream_scale(tg, grad, torch.float32)
         grads = _triton.grads(hidden, lw, bias, tg, st, scale, ctx.need, ctx.deterministic, ctx.threshold)
-        outs = _outputs(grads, (hidden.dtype, lw.dtype, None if bias is None else bias.dtype))
+        outs = _outputs(grads, _dtypes(hidden, lw, bias))
         return outs[0], outs[1], outs[2], None, None, None, None, None
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
+    """Outputs ``(loss, grad_h, grad_w, grad_b, m, log_s)``; all but the loss are not differentiable.
+
+    ``fuse`` (gradients required, ``mean``/``sum``, one vocabulary block, no transform): the forward also computes the
+    gradients for a unit upstream gradient (compute dtype; empty where not asked for) and the backward hands
+    them over, multiplied in place by the upstream gradient. Otherwise the forward returns the row statistics
+    ``(m, log_s)`` of the rows not ignored and the backward recomputes the blocks (:class:`_LinearGrads`).
+    Under ``vmap`` the samples run one at a time (:func:`loop_vmap`), after the checks of the values that the
+    call could not make on the batched tensors.
+    """
+
     @staticmethod
     def forward(
-        ctx: Any,
         hidden: Tensor,
         lw: Tensor,
         bias: Tensor | None,
@@ -140,41 +187,113 @@ class _LinearCrossEntropy(torch.autograd.Function):
         weight: Tensor | None,
         opts: Options,
         plan: blk.Plan,
-    ) -> Tensor:
-        need = tuple(bool(n) for n in ctx.needs_input_grad[:3])
+        need: tuple[bool, bool, bool],
+        fuse: bool,
+    ) -> tuple[Tensor, ...]:
         prob = blk.local_problem(hidden, lw, bias, weight, target, opts, plan)
-        ctx.opts, ctx.plan, ctx.need, ctx.grads = opts, plan, need, None
-        ctx.dtypes = (hidden.dtype, lw.dtype, None if bias is None else bias.dtype)
-        if any(need) and opts.reduction != "none" and plan.cols >= prob.tg.vocab:
-            loss, ctx.grads = blk.fused(prob, hidden.shape[0], need)
-            return loss.to(hidden.dtype)
+        empty = [hidden.new_empty(0, dtype=prob.h.dtype) for _ in range(5)]  # distinct tensors, one per output
+        if fuse:
+            loss, grads = blk.fused(prob, hidden.shape[0], need)
+            gs = [e if g is None else g for g, e in zip((grads.h, grads.w, grads.b), empty, strict=False)]
+            return loss.to(hidden.dtype), gs[0], gs[1], gs[2], empty[3], empty[4]
         st = blk.local_stats(prob)
-        if any(need):
-            ctx.save_for_backward(hidden, lw, bias, target, weight, st.m, st.log_s)
-        return blk.total_loss(prob.tg, st, hidden.shape[0]).to(hidden.dtype)
+        loss = blk.total_loss(prob.tg, st, hidden.shape[0]).to(hidden.dtype)
+        # one entry per row (0 where ignored), so that the samples of a vmap stack
+        m, log_s = (blk.all_rows(prob.tg, x, hidden.shape[0]) for x in (st.m, st.log_s))
+        return loss, empty[0], empty[1], empty[2], m, log_s
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        if ctx.saved_tensors:
-            hidden, lw, bias, target, weight, m, log_s = ctx.saved_tensors
-            prob = blk.local_problem(hidden, lw, bias, weight, target, ctx.opts, ctx.plan)
-            st = blk.RowStats(m, log_s, m, None)
-            grads = blk.recompute(prob, st, blk.upstream_scale(prob.tg, grad, prob.h.dtype), hidden.shape[0], ctx.need)
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        hidden, lw, bias, target, weight, opts, plan, need, fuse = inputs
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.opts, ctx.plan, ctx.need = opts, plan, need
+        ctx.dtypes = _dtypes(hidden, lw, bias)
+        ctx.fused, ctx.grads = fuse, None
+        if fuse:
+            ctx.grads = output[1:4]  # held on ctx (not saved): handed over to the first backward
         else:
-            grads = ctx.grads
-            if grads is None:
-                raise RuntimeError(
-                    "linear_cross_entropy computed its gradients in the forward and handed them to the first "
-                    "backward; a second backward through the same graph (retain_graph=True) is not supported: "
-                    "call linear_cross_entropy again"
-                )
-            ctx.grads = None  # hand the buffers over, so that autograd can adopt them without a copy
-            for t in (grads.h, grads.w, grads.b):
-                if t is not None:
-                    t.mul_(grad.to(t.dtype))
-        outs = [None if t is None else t.to(d) for t, d in zip((grads.h, grads.w, grads.b), ctx.dtypes, strict=True)]
-        return outs[0], outs[1], outs[2], None, None, None, None
+            ctx.save_for_backward(hidden, lw, bias, target, weight, output[4], output[5])
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Any, ...], *args: Any) -> tuple[tuple[Tensor, ...], tuple[int, ...]]:
+        _check_values(args[3], args[4], int(args[1].shape[-2]), args[5])
+        return loop_vmap(_LinearCrossEntropy, info, in_dims, *args)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+        none = (None,) * 6
+        if not ctx.fused:
+            hidden, lw, bias, target, weight, m, log_s = ctx.saved_tensors
+            args = (grad, hidden, lw, bias, target, weight, m, log_s, ctx.opts, ctx.plan, ctx.need)
+            gs = blk.apply_all(_LinearGrads, *args)
+            outs = [g.to(d) if n and d is not None else None for g, d, n in zip(gs, ctx.dtypes, ctx.need, strict=True)]
+            return (*outs, *none)
+        return (*_handover(ctx, grad), *none)
+
+
+@once_differentiable
+def _handover(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    """The gradients the forward computed, scaled by the upstream gradient in place (the buffers become
+    autograd's without a copy); a second backward through the same graph raises."""
+    grads = ctx.grads
+    if grads is None:
+        raise RuntimeError(
+            "linear_cross_entropy computed its gradients in the forward and handed them to the first "
+            "backward; a second backward through the same graph (retain_graph=True) is not supported: "
+            "call linear_cross_entropy again"
+        )
+    ctx.grads = None
+    unit = bool(grad == 1)  # one host read of a 0-d tensor
+    outs: list[Tensor | None] = []
+    for g, d, need in zip(grads, ctx.dtypes, ctx.need, strict=True):
+        if not need or d is None:
+            outs.append(None)
+            continue
+        outs.append((g if unit else g.mul_(grad.to(g.dtype))).to(d))
+    return tuple(outs)
+
+
+class _LinearGrads(torch.autograd.Function):
+    """The gradients ``(grad_h, grad_w, grad_b)`` (compute dtype; empty where not asked for) for the upstream
+    gradient ``grad``, every block recomputed against the saved row statistics. A Function of its own so that a
+    transform's batched upstream gradient (``jacrev``, ``vmap`` of ``grad``) is taken one sample at a time
+    (:func:`loop_vmap`); it cannot be differentiated (``linear_cross_entropy`` is differentiable once)."""
+
+    @staticmethod
+    def forward(
+        grad: Tensor,
+        hidden: Tensor,
+        lw: Tensor,
+        bias: Tensor | None,
+        target: Tensor,
+        weight: Tensor | None,
+        m: Tensor,
+        log_s: Tensor,
+        opts: Options,
+        plan: blk.Plan,
+        need: tuple[bool, bool, bool],
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        prob = blk.local_problem(hidden, lw, bias, weight, target, opts, plan)
+        m, log_s = (blk.valid_rows(prob.tg, x) for x in (m, log_s))
+        st = blk.RowStats(m, log_s, m, None)
+        grads = blk.recompute(prob, st, blk.upstream_scale(prob.tg, grad, prob.h.dtype), hidden.shape[0], need)
+        gs = (grads.h, grads.w, grads.b)
+        return tuple(hidden.new_empty(0, dtype=prob.h.dtype) if g is None else g for g in gs)  # type: ignore[return-value]
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        pass
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Any, ...], *args: Any) -> tuple[tuple[Tensor, ...], tuple[int, ...]]:
+        return loop_vmap(_LinearGrads, info, in_dims, *args)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> tuple[None, ...]:
+        raise RuntimeError(
+            "linear_cross_entropy is differentiable once: its backward cannot be differentiated again (no double "
+            "backward, hessian or grad of grad); differentiate cross_entropy(hidden @ linear_weight.T, target) instead"
+        )
 
 
 def _chunk(
@@ -248,10 +367,19 @@ def _check(hidden: Any, lw: Any, target: Any, bias: Any, weight: Any, opts: Opti
     if weight is not None:
         if not isinstance(weight, torch.Tensor):
             raise TypeError(f"weight must be a torch.Tensor; got {type(weight).__name__}")
-        _core.check_weight(weight, vocab, values=not torch.compiler.is_compiling())
+        _core.check_weight(weight, vocab, values=False)
     if not torch.compiler.is_compiling():  # traced: an out-of-range label is a nan row (a host sync breaks graphs)
-        _core.check_labels(target, vocab, opts.ignore_index, "the vocabulary (linear_weight.shape[0])")
+        _check_values(target, weight, vocab, opts)
     return hidden.reshape(-1, hidden.shape[-1]), target.reshape(-1)
+
+
+def _check_values(target: Tensor, weight: Tensor | None, vocab: int, opts: Options) -> None:
+    """The checks that read values on the host (class indices in range, finite non-negative class weights); a
+    tensor batched by ``vmap`` is checked by the Function's ``vmap`` rule instead, where its values are plain."""
+    if weight is not None and not _in_transform(weight):
+        _core.check_weight(weight, vocab)
+    if not _in_transform(target):
+        _core.check_labels(target, vocab, opts.ignore_index, "the vocabulary (linear_weight.shape[0])")
 
 
 def _gpu_options(deterministic: Any, grad_threshold: Any) -> tuple[bool, float]:
@@ -344,6 +472,13 @@ def linear_cross_entropy(
     no input requiring them) only the loss is computed. ``reduction="none"`` recomputes the blocks in backward,
     weighting each row by its own upstream gradient.
 
+    Under :mod:`torch.func` (``grad``, ``vmap``, ``jacrev``, per-sample gradients as ``vmap(grad(...))``) the
+    values and gradients are those of autodiff through ``hidden @ linear_weight.T + bias`` and
+    ``F.cross_entropy``; the forward never computes the gradients there (the backward recomputes the blocks),
+    ``vmap`` runs the samples one after the other, and the label check reads the batch's plain values (an
+    out-of-range class index still raises). Forward-mode AD (``jacfwd``, ``torch.autograd.forward_ad``) is not
+    supported, nor is a second derivative (it raises).
+
     Under ``torch.compile`` (``fullgraph=True`` works) the traced path runs instead: token chunks of the same
     size, each chunk's logits passed to :func:`softmaxkit.torch.cross_entropy` under activation checkpointing
     (the same values and gradients; ignored rows are multiplied too, ``chunk_size``'s vocabulary part and the
@@ -387,12 +522,22 @@ def linear_cross_entropy(
     h2, t1 = _check(hidden, linear_weight, target, bias, weight, opts)
     buffers = 1 if opts.softcap is None else 2  # the softcap keeps its derivative in a second block
     plan = blk.make_plan(chunk_size, h2.shape[0], linear_weight.shape[0], h2.shape[1], buffers)
-    if torch.compiler.is_compiling():
-        loss = _traced_loss(h2, linear_weight, bias, t1, weight, opts, plan.rows)
-    elif _triton.use_triton(h2, linear_weight):
-        loss = _core.apply(_TritonLinearCrossEntropy, h2, linear_weight, bias, t1, weight, opts, det, threshold)
+    if torch.compiler.is_compiling():  # (before the transform test below, which Dynamo cannot trace)
+        return _reshaped(_traced_loss(h2, linear_weight, bias, t1, weight, opts, plan.rows), target, opts)
+    transform = _in_transform(h2, linear_weight, bias, t1, weight)
+    if _triton.use_triton(h2, linear_weight) and not transform:
+        loss = blk.apply_all(_TritonLinearCrossEntropy, h2, linear_weight, bias, t1, weight, opts, det, threshold)[0]
     else:
-        loss = _core.apply(_LinearCrossEntropy, h2, linear_weight, bias, t1, weight, opts, plan)
+        grad_on = torch.is_grad_enabled()
+        need = (grad_on and h2.requires_grad, grad_on and linear_weight.requires_grad,
+                grad_on and bias is not None and bias.requires_grad)  # fmt: skip
+        # a transform's backward may run more than once (vjp) or batched (jacrev): no gradients from the forward
+        fuse = any(need) and opts.reduction != "none" and plan.cols >= linear_weight.shape[0] and not transform
+        loss = blk.apply_all(_LinearCrossEntropy, h2, linear_weight, bias, t1, weight, opts, plan, need, fuse)[0]
+    return _reshaped(loss, target, opts)
+
+
+def _reshaped(loss: Tensor, target: Tensor, opts: Options) -> Tensor:
     return loss.reshape(target.shape) if opts.reduction == "none" else loss
 
 
