@@ -2,7 +2,8 @@
 
 Each measurement is a fresh Python process with its own empty cache directory (``SOFTMAXKIT_CACHE_DIR``): the
 time of the first ``softmax`` of 64 x 1000 float32 logits (issue 14's target: 3 s), of the first
-``cross_entropy_value_and_grad`` (target: 5 s), and of a first call large enough to use threads, each after
+``cross_entropy_value_and_grad`` (target: 5 s), of a first call large enough to use threads, and of both on
+short rows (10 classes: their own kernels) and with an option (a temperature, label smoothing), each after
 ``import softmaxkit``; then the same process again on the cache it left. Wall-clock and CPU seconds (the
 compile runs on one thread, so on a machine busy with other work the CPU time is the idle machine's wall
 time). Writes ``bench_cold_start.json``::
@@ -27,6 +28,12 @@ CALLS = {
     "softmax_64x1000": "sk.softmax(np.ones((64, 1000), np.float32))",
     "cross_entropy_64x1000": "sk.cross_entropy_value_and_grad(np.ones((64, 1000), np.float32), np.zeros(64, int))",
     "softmax_1024x1024_threads": "sk.softmax(np.ones((1024, 1024), np.float32))",
+    "softmax_64x10": "sk.softmax(np.ones((64, 10), np.float32))",
+    "cross_entropy_64x10": "sk.cross_entropy_value_and_grad(np.ones((64, 10), np.float32), np.zeros(64, int))",
+    "softmax_temperature_64x1000": "sk.softmax(np.ones((64, 1000), np.float32), temperature=2.0)",
+    "cross_entropy_smoothing_64x1000": (
+        "sk.cross_entropy_value_and_grad(np.ones((64, 1000), np.float32), np.zeros(64, int), label_smoothing=0.1)"
+    ),
 }
 CODE = """
 import time, json

@@ -14,6 +14,8 @@ copied once into that form, and results are given back in the caller's layout. R
 The common calls (softmax, log-softmax and lse without a temperature; class-index cross-entropy without label
 smoothing, z-loss or softcap; rows of more than NARROW classes) run kernels with those options fixed
 (:mod:`._plain`): the same results (up to the last bits) and a first call compiled in about a quarter of the time.
+Rows of at most NARROW classes run the general kernels' short-row path on its own (``*_narrow_rows``), without the
+softcap's code unless a softcap is asked for.
 
 Runtime (:mod:`._runtime`): the threading layer (TBB, else workqueue made thread-safe; fork-safe either way), the
 number of threads a call uses (from its work; small work runs on the calling thread), and the private on-disk
@@ -109,6 +111,11 @@ def softmax(z: np.ndarray, temperature: float, log: bool) -> np.ndarray:
                 (plain.log_softmax_rows_parallel if log else plain.softmax_rows_parallel)(x, out, mb)
             else:
                 (plain.log_softmax_rows if log else plain.softmax_rows)(x, out, mb)
+        elif k <= NARROW:  # short rows: only their path is compiled
+            if pieces > 1:
+                kernels.softmax_narrow_rows_parallel(x, out, t, log, pieces)
+            else:
+                kernels.softmax_narrow_rows(x, out, t, log)
         elif pieces > 1:
             kernels.softmax_rows_parallel(x, out, t, log, pieces)
         else:
@@ -126,9 +133,9 @@ def logsumexp(z: np.ndarray) -> np.ndarray:
             run = kernels.plain.logsumexp_rows_parallel if pieces > 1 else kernels.plain.logsumexp_rows
             run(x, out, _scratch(x, pieces))
         elif pieces > 1:
-            kernels.logsumexp_rows_parallel(x, out, pieces)
+            kernels.logsumexp_narrow_rows_parallel(x, out, pieces)
         else:
-            kernels.logsumexp_rows(x, out)
+            kernels.logsumexp_narrow_rows(x, out)
     return out.astype(z.dtype, copy=False).reshape(*z.shape[:-1], 1)
 
 
@@ -212,7 +219,10 @@ def _cross_entropy(
         run(x, y, ignore_index, w, rows, _scratch(x, pieces), sums)
     else:
         cap = dt.type(1.0 if softcap is None else softcap)
-        run = kernels.cross_entropy_rows_parallel if pieces > 1 else kernels.cross_entropy_rows
+        if k <= NARROW and softcap is None:  # short rows without a softcap: only their path is compiled
+            run = kernels.cross_entropy_narrow_rows_parallel if pieces > 1 else kernels.cross_entropy_narrow_rows
+        else:
+            run = kernels.cross_entropy_rows_parallel if pieces > 1 else kernels.cross_entropy_rows
         run(x, y, ignore_index, q, w, kind, label_smoothing, z_loss, cap, softcap is not None, inv_ce, inv_z, grad,
             rows, sums)  # fmt: skip
     if reduction == "none":

@@ -72,6 +72,7 @@ from ._rows import (
     minus_,
     narrow_out,
     narrow_tile,
+    narrow_tile_uncapped,
     neumaier,
     pass1,
     scale_by,
@@ -84,18 +85,24 @@ from ._vmath import jit, vexp, vlog1p
 
 __all__ = [
     "SOURCES_SHA",
+    "cross_entropy_narrow_rows",
+    "cross_entropy_narrow_rows_parallel",
     "cross_entropy_rows",
     "cross_entropy_rows_parallel",
     "label_totals",
     "label_totals_parallel",
+    "logsumexp_narrow_rows",
+    "logsumexp_narrow_rows_parallel",
     "logsumexp_rows",
     "logsumexp_rows_parallel",
     "plain",
+    "softmax_narrow_rows",
+    "softmax_narrow_rows_parallel",
     "softmax_rows",
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "cfff43d74718d009"
+SOURCES_SHA = "3a36a84161d40039"
 """First 16 hex digits of the SHA-256 of ``_rows.py`` and ``_vmath.py`` together (tests/test_kernels_cpu.py).
 
 numba's on-disk cache keys a kernel on the source of its own file only: a kernel cached before an edit of those
@@ -106,30 +113,39 @@ invalidates the kernels' cache.
 
 # ------------------------------------------------------------------------------------ softmax and lse
 @jit()
+def _softmax_narrow(x: Any, out: Any, t: Any, log: bool, r0: int, r1: int) -> None:
+    """Rows ``r0:r1`` of :func:`softmax_rows` for rows of at most :data:`._rows.NARROW` classes, by tiles."""
+    k = x.shape[1]
+    mode = PLAIN if t == 1 else SCALED
+    buf = np.zeros((3, BLOCK), x.dtype)
+    mrow = np.zeros(BLOCK, x.dtype)
+    rows = np.zeros((6, BLOCK))
+    per = BLOCK // k
+    for i0 in range(r0, r1, per):
+        i1 = min(i0 + per, r1)
+        nr = i1 - i0
+        narrow_tile_uncapped(x, i0, i1, mode, t, buf, mrow, rows)
+        f = rows[2, :nr]
+        for r in range(nr):
+            rest = rows[1, r]
+            if not rest < np.inf:  # a nan in the row, or a +inf
+                f[r] = np.nan
+            else:
+                f[r] = vlog1p(rest) if log else 1.0 / (1.0 + rest)
+        narrow_out(buf[0] if log else buf[1], f, log, out, i0, nr)
+
+
+@jit()
 def _softmax_chunk(x: Any, out: Any, t: Any, log: bool, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`softmax_rows`."""
     k = x.shape[1]
     mode = PLAIN if t == 1 else SCALED
     store = (not log) and k * x.itemsize <= STORE
+    if k <= NARROW:
+        _softmax_narrow(x, out, t, log, r0, r1)
+        return
     buf = np.zeros((3, BLOCK), x.dtype)
     mb = np.zeros((k + BLOCK - 1) // BLOCK, x.dtype)
-    if k <= NARROW:
-        mrow = np.zeros(BLOCK, x.dtype)
-        rows = np.zeros((6, BLOCK))
-        per = BLOCK // k
-        for i0 in range(r0, r1, per):
-            i1 = min(i0 + per, r1)
-            nr = i1 - i0
-            narrow_tile(x, i0, i1, mode, t, buf, mrow, rows)
-            f = rows[2, :nr]
-            for r in range(nr):
-                rest = rows[1, r]
-                if not rest < np.inf:  # a nan in the row, or a +inf
-                    f[r] = np.nan
-                else:
-                    f[r] = vlog1p(rest) if log else 1.0 / (1.0 + rest)
-            narrow_out(buf[0] if log else buf[1], f, log, out, i0, nr)
-        return
     for i in range(r0, r1):
         m, rest, _, _ = pass1(x[i], mode, t, INDEX, x[i], x[i], 0.0, 0.0, store, out[i], mb, buf)
         if not rest < np.inf or m == np.inf:
@@ -174,23 +190,46 @@ def softmax_rows_parallel(x: Any, out: Any, t: Any, log: bool, pieces: int) -> N
         _softmax_chunk(x, out, t, log, ch * n // pieces, (ch + 1) * n // pieces)
 
 
+@jit(cache=True)
+def softmax_narrow_rows(x: Any, out: Any, t: Any, log: bool) -> None:
+    """:func:`softmax_rows` for rows of at most :data:`._rows.NARROW` classes, compiling only their path."""
+    _softmax_narrow(x, out, t, log, 0, x.shape[0])
+
+
+@jit(cache=True, parallel=True)
+def softmax_narrow_rows_parallel(x: Any, out: Any, t: Any, log: bool, pieces: int) -> None:
+    """:func:`softmax_narrow_rows` with the rows cut into ``pieces`` pieces, one per thread."""
+    n = x.shape[0]
+    for ch in prange(pieces):
+        _softmax_narrow(x, out, t, log, ch * n // pieces, (ch + 1) * n // pieces)
+
+
+@jit()
+def _logsumexp_narrow(x: Any, out: Any, r0: int, r1: int) -> None:
+    """Rows ``r0:r1`` of :func:`logsumexp_rows` for rows of at most :data:`._rows.NARROW` classes, by tiles."""
+    k = x.shape[1]
+    one = x.dtype.type(1.0)
+    buf = np.zeros((3, BLOCK), x.dtype)
+    mrow = np.zeros(BLOCK, x.dtype)
+    rows = np.zeros((6, BLOCK))
+    per = BLOCK // k
+    for i0 in range(r0, r1, per):
+        i1 = min(i0 + per, r1)
+        narrow_tile_uncapped(x, i0, i1, PLAIN, one, buf, mrow, rows)
+        for r in range(i1 - i0):
+            out[i0 + r] = rows[0, r] + vlog1p(rows[1, r])
+
+
 @jit()
 def _logsumexp_chunk(x: Any, out: Any, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`logsumexp_rows`."""
     k = x.shape[1]
     one = x.dtype.type(1.0)
+    if k <= NARROW:
+        _logsumexp_narrow(x, out, r0, r1)
+        return
     buf = np.zeros((3, BLOCK), x.dtype)
     mb = np.zeros((k + BLOCK - 1) // BLOCK, x.dtype)
-    if k <= NARROW:
-        mrow = np.zeros(BLOCK, x.dtype)
-        rows = np.zeros((6, BLOCK))
-        per = BLOCK // k
-        for i0 in range(r0, r1, per):
-            i1 = min(i0 + per, r1)
-            narrow_tile(x, i0, i1, PLAIN, one, buf, mrow, rows)
-            for r in range(i1 - i0):
-                out[i0 + r] = rows[0, r] + vlog1p(rows[1, r])
-        return
     for i in range(r0, r1):
         m, rest, _, _ = pass1(x[i], PLAIN, one, INDEX, x[i], x[i], 0.0, 0.0, False, x[i], mb, buf)
         if m == np.inf:
@@ -210,6 +249,20 @@ def logsumexp_rows_parallel(x: Any, out: Any, pieces: int) -> None:
     n = x.shape[0]
     for ch in prange(pieces):
         _logsumexp_chunk(x, out, ch * n // pieces, (ch + 1) * n // pieces)
+
+
+@jit(cache=True)
+def logsumexp_narrow_rows(x: Any, out: Any) -> None:
+    """:func:`logsumexp_rows` for rows of at most :data:`._rows.NARROW` classes, compiling only their path."""
+    _logsumexp_narrow(x, out, 0, x.shape[0])
+
+
+@jit(cache=True, parallel=True)
+def logsumexp_narrow_rows_parallel(x: Any, out: Any, pieces: int) -> None:
+    """:func:`logsumexp_narrow_rows` with the rows cut into ``pieces`` pieces, one per thread."""
+    n = x.shape[0]
+    for ch in prange(pieces):
+        _logsumexp_narrow(x, out, ch * n // pieces, (ch + 1) * n // pieces)
 
 
 # ------------------------------------------------------------------------------------------ cross-entropy
@@ -398,6 +451,36 @@ def _narrow_ce(
             grad[i, yi] = v * np.float64(g[j]) if capped else v
 
 
+def _ce_narrow_chunk(capped_ok: bool) -> Any:
+    """Rows ``r0:r1`` of :func:`cross_entropy_rows` of at most :data:`._rows.NARROW` classes, by tiles; with
+    ``capped_ok`` False (a constant of the closure) for calls without a softcap only, whose softcap code numba
+    then does not compile (:func:`._rows.narrow_tile_uncapped`)."""
+    tile = narrow_tile if capped_ok else narrow_tile_uncapped
+
+    @jit()
+    def ce_narrow(x: Any, y: Any, ignore: int, q: Any, w: Any, kind: int, eps: float, lam: float, cap: Any,
+                  capped: bool, inv_ce: float, inv_z: float, grad: Any, rows: Any, r0: int, r1: int,
+                  acc: Any) -> None:  # fmt: skip
+        k = x.shape[1]
+        mode = CAPPED if capped else PLAIN
+        buf = np.zeros((3, BLOCK), x.dtype)
+        stats = np.zeros((8, BLOCK))
+        mrow = np.zeros(BLOCK, x.dtype)
+        per = BLOCK // k
+        for i0 in range(r0, r1, per):
+            i1 = min(i0 + per, r1)
+            tile(x, i0, i1, mode, cap, buf, mrow, stats)
+            _narrow_ce(
+                x, y, ignore, q, w, kind, eps, lam, capped, inv_ce, inv_z, i0, i1 - i0, buf, stats, grad, rows, acc
+            )
+
+    return ce_narrow
+
+
+_ce_narrow = _ce_narrow_chunk(True)
+_ce_narrow_uncapped = _ce_narrow_chunk(False)
+
+
 @jit()
 def _cross_entropy_chunk(
     x: Any,
@@ -428,21 +511,13 @@ def _cross_entropy_chunk(
     wsum = 0.0
     for j in range(k):
         wsum += np.float64(w[j])
+    if k <= NARROW:
+        _ce_narrow(x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, r0, r1, acc)
+        return
     zero = x.dtype.type(0.0)
     store = want and not capped and k * x.itemsize <= STORE
     buf = np.zeros((3, BLOCK), x.dtype)
     mb = np.zeros((k + BLOCK - 1) // BLOCK, x.dtype)
-    if k <= NARROW:
-        stats = np.zeros((8, BLOCK))
-        mrow = np.zeros(BLOCK, x.dtype)
-        per = BLOCK // k
-        for i0 in range(r0, r1, per):
-            i1 = min(i0 + per, r1)
-            narrow_tile(x, i0, i1, mode, cap, buf, mrow, stats)
-            _narrow_ce(
-                x, y, ignore, q, w, kind, eps, lam, capped, inv_ce, inv_z, i0, i1 - i0, buf, stats, grad, rows, acc
-            )
-        return
     for i in range(r0, r1):
         yi = y[i if by_index else 0]
         if by_index and yi == ignore:
@@ -559,5 +634,56 @@ def cross_entropy_rows_parallel(
     for ch in prange(pieces):
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
         _cross_entropy_chunk(
+            x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, r0, r1, sums[ch]
+        )
+
+
+@jit(cache=True)
+def cross_entropy_narrow_rows(
+    x: Any,
+    y: Any,
+    ignore: int,
+    q: Any,
+    w: Any,
+    kind: int,
+    eps: float,
+    lam: float,
+    cap: Any,
+    capped: bool,
+    inv_ce: float,
+    inv_z: float,
+    grad: Any,
+    rows: Any,
+    sums: Any,
+) -> None:
+    """:func:`cross_entropy_rows` for rows of at most :data:`._rows.NARROW` classes and no softcap (``capped``
+    False), compiling only that path."""
+    n = x.shape[0]
+    _ce_narrow_uncapped(x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, 0, n, sums[0])
+
+
+@jit(cache=True, parallel=True)
+def cross_entropy_narrow_rows_parallel(
+    x: Any,
+    y: Any,
+    ignore: int,
+    q: Any,
+    w: Any,
+    kind: int,
+    eps: float,
+    lam: float,
+    cap: Any,
+    capped: bool,
+    inv_ce: float,
+    inv_z: float,
+    grad: Any,
+    rows: Any,
+    sums: Any,
+) -> None:
+    """:func:`cross_entropy_narrow_rows` per piece of rows, one piece per row of ``sums``."""
+    n, pieces = x.shape[0], sums.shape[0]
+    for ch in prange(pieces):
+        r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
+        _ce_narrow_uncapped(
             x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, r0, r1, sums[ch]
         )

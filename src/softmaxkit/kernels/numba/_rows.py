@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ._vmath import jit, maxnum, vexp, vexpm1
+from ._vmath import jit, maxnum, vexp, vexp_nonpos, vexpm1
 
 BLOCK = 2048
 """Entries per block of the online pass and per tile of short rows; each per-thread buffer holds one."""
@@ -58,7 +58,53 @@ def has_nan(x: Any) -> bool:
     return False
 
 
+SUB = 512
+"""Entries per partial sum of the exponentials, added in the logits' dtype before the float64 row sum."""
+
+
 @jit(fastmath=_REASSOC)
+def _part_exp(x: Any, m: Any) -> Any:
+    """``(sum of e != 1, number of e == 1)``, ``e = exp(x - m)``, in ``x``'s dtype (at most :data:`SUB` terms)."""
+    zero, one = x.dtype.type(0.0), x.dtype.type(1.0)
+    s, ties = zero, zero
+    for j in range(x.size):
+        v = vexp_nonpos(x[j] - m)  # m is the running maximum: x - m <= 0 or nan
+        s += zero if v == one else v
+        ties += one if v == one else zero
+    return s, ties
+
+
+@jit(fastmath=_REASSOC)
+def _part_exp_store(x: Any, m: Any, e: Any) -> Any:
+    """As :func:`_part_exp`, keeping ``e``."""
+    zero, one = x.dtype.type(0.0), x.dtype.type(1.0)
+    s, ties = zero, zero
+    for j in range(x.size):
+        v = vexp_nonpos(x[j] - m)  # m is the running maximum: x - m <= 0 or nan
+        e[j] = v
+        s += zero if v == one else v
+        ties += one if v == one else zero
+    return s, ties
+
+
+@jit(fastmath=_REASSOC)
+def _part_rest(e: Any) -> Any:
+    """As :func:`_part_exp`, for exponentials already computed."""
+    zero, one = e.dtype.type(0.0), e.dtype.type(1.0)
+    s, ties = zero, zero
+    for j in range(e.size):
+        v = e[j]
+        s += zero if v == one else v
+        ties += one if v == one else zero
+    return s, ties
+
+
+# The terms are added in the logits' dtype, :data:`SUB` at a time, and those partial sums in float64. A float64
+# accumulator would make LLVM vectorise the whole fused loop, exponential included, at float64's width (half
+# float32's lanes, twice the time); partial sums of positive terms in float32 are accurate to a few units
+# roundoff (LLVM's vector loop keeps up to 32 of them, of 16 terms each), and the exact 1s, counted apart,
+# never enter them, so a confident row's small rest keeps its relative accuracy.
+@jit()
 def _sum_exp(x: Any, m: Any) -> Any:
     """Fused ``e = exp(x - m)``, returning the float64 sum of the terms other than 1 and the number of 1s.
 
@@ -66,36 +112,32 @@ def _sum_exp(x: Any, m: Any) -> Any:
     sum exactly (``log1p`` of the rest). A term that rounds to 1 is 1 either way, so ties and near-ties agree.
     """
     s, ties = 0.0, 0.0
-    one = x.dtype.type(1.0)
-    for j in range(x.size):
-        v = vexp(x[j] - m)
-        s += 0.0 if v == one else np.float64(v)
-        ties += 1.0 if v == one else 0.0
+    for j0 in range(0, x.size, SUB):
+        ps, pt = _part_exp(x[j0 : j0 + SUB], m)
+        s += np.float64(ps)
+        ties += np.float64(pt)
     return s, ties
 
 
-@jit(fastmath=_REASSOC)
+@jit()
 def _sum_exp_store(x: Any, m: Any, e: Any) -> Any:
     """As :func:`_sum_exp`, keeping ``e = exp(x - m)``."""
     s, ties = 0.0, 0.0
-    one = x.dtype.type(1.0)
-    for j in range(x.size):
-        v = vexp(x[j] - m)
-        e[j] = v
-        s += 0.0 if v == one else np.float64(v)
-        ties += 1.0 if v == one else 0.0
+    for j0 in range(0, x.size, SUB):
+        ps, pt = _part_exp_store(x[j0 : j0 + SUB], m, e[j0 : j0 + SUB])
+        s += np.float64(ps)
+        ties += np.float64(pt)
     return s, ties
 
 
-@jit(fastmath=_REASSOC)
+@jit()
 def _sum_rest(e: Any) -> Any:
     """As :func:`_sum_exp`, for exponentials already computed."""
     s, ties = 0.0, 0.0
-    one = e.dtype.type(1.0)
-    for j in range(e.size):
-        v = e[j]
-        s += 0.0 if v == one else np.float64(v)
-        ties += 1.0 if v == one else 0.0
+    for j0 in range(0, e.size, SUB):
+        ps, pt = _part_rest(e[j0 : j0 + SUB])
+        s += np.float64(ps)
+        ties += np.float64(pt)
     return s, ties
 
 
@@ -171,9 +213,9 @@ def exp_into(d: Any, e: Any) -> None:
 
 @jit()
 def exp_times(x: Any, m: Any, f: Any, out: Any) -> None:
-    """``out = exp(x - m) * f``: softmax, or the plain cross-entropy gradient, in one pass."""
+    """``out = exp(x - m) * f``: softmax, or the plain cross-entropy gradient, in one pass (``m``: the maximum)."""
     for j in range(x.size):
-        out[j] = vexp(x[j] - m) * f
+        out[j] = vexp_nonpos(x[j] - m) * f
 
 
 # In-place versions. Passing one array as both the input and the output of a two-array loop would make LLVM's
@@ -459,72 +501,85 @@ pass1_plain_store = _plain_pass(True)
 """``pass1_plain_store(x, e, mb)``: as :func:`pass1_plain`, keeping the exponentials in ``e``."""
 
 
-@jit()
-def narrow_tile(x: Any, i0: int, i1: int, mode: int, t: Any, buf: Any, mrow: Any, rows: Any) -> None:
-    """Rows ``i0:i1`` of a narrow ``x`` (``k <= NARROW``), transposed: one vectorised loop per class, across rows.
-
-    A row of 10 classes is too short for a vector loop of its own, so the tile is copied into ``buf`` class by
-    class (``buf[0, c*R + r] = x[i0 + r, c]``, ``R = i1 - i0``) and every step then runs across the rows: the
-    maxima, the shifted logits ``d`` (``buf[0]``), ``e = exp(d)`` (``buf[1]``), the softcap's derivative
-    (``buf[2]``) and the sums. Per row: ``mrow`` (the dtype's) gets the maximum with an infinite one replaced by
-    0, as the reference does in ``x - m``; ``rows[0]`` the maximum (capped under a softcap), ``rows[1]`` the rest
-    :math:`s` of the normaliser (nan for a row with a nan, inf for one with +inf and no softcap); ``rows[2:6]``
-    are scratch. Every row is read, ignored ones too (their results are never used).
+def _narrow_tile(capped_ok: bool) -> Any:
+    """:func:`narrow_tile`, or with ``capped_ok`` False the same without the softcap's branch (modes PLAIN and
+    SCALED only), which numba then does not compile: the softcap's ``tanh`` and ``expm1`` cost a first call
+    seconds of compiling (issue 14, item 7). ``capped_ok`` is a constant of the closure, so the branch is pruned.
     """
-    k = x.shape[1]
-    nr = i1 - i0
-    d, e, g = buf[0, : nr * k], buf[1, : nr * k], buf[2, : nr * k]
-    top, rest, ties = rows[0, :nr], rows[1, :nr], rows[2, :nr]
-    xf = x.reshape(x.size)
-    for c in range(k):
-        base = i0 * k + c
-        for r in range(nr):
-            d[c * nr + r] = xf[base + r * k]
-    m = mrow[:nr]
-    for r in range(nr):
-        m[r] = -np.inf
-    for c in range(k):
-        dc = d[c * nr : (c + 1) * nr]
-        for r in range(nr):
-            m[r] = maxnum(m[r], dc[r])
-    if mode == CAPPED:
-        one = x.dtype.type(1.0)
-        am, tm, em = rows[3, :nr], rows[4, :nr], rows[5, :nr]
-        for r in range(nr):
-            am[r], tm[r], em[r] = cap_consts(m[r], t)
-            top[r] = -np.inf if m[r] == -np.inf else np.float64(t) * math.tanh(np.float64(m[r]) / np.float64(t))
+
+    @jit()
+    def narrow_tile(x: Any, i0: int, i1: int, mode: int, t: Any, buf: Any, mrow: Any, rows: Any) -> None:
+        """Rows ``i0:i1`` of a narrow ``x`` (``k <= NARROW``), transposed: one vectorised loop per class, across rows.
+
+        A row of 10 classes is too short for a vector loop of its own, so the tile is copied into ``buf`` class by
+        class (``buf[0, c*R + r] = x[i0 + r, c]``, ``R = i1 - i0``) and every step then runs across the rows: the
+        maxima, the shifted logits ``d`` (``buf[0]``), ``e = exp(d)`` (``buf[1]``), the softcap's derivative
+        (``buf[2]``) and the sums. Per row: ``mrow`` (the dtype's) gets the maximum with an infinite one replaced by
+        0, as the reference does in ``x - m``; ``rows[0]`` the maximum (capped under a softcap), ``rows[1]`` the rest
+        :math:`s` of the normaliser (nan for a row with a nan, inf for one with +inf and no softcap); ``rows[2:6]``
+        are scratch. Every row is read, ignored ones too (their results are never used).
+        """
+        k = x.shape[1]
+        nr = i1 - i0
+        d, e, g = buf[0, : nr * k], buf[1, : nr * k], buf[2, : nr * k]
+        top, rest, ties = rows[0, :nr], rows[1, :nr], rows[2, :nr]
+        xf = x.reshape(x.size)
         for c in range(k):
+            base = i0 * k + c
             for r in range(nr):
-                j = c * nr + r
-                dt = x.dtype.type
-                dj, gj = capdiff(d[j], m[r], t, dt(am[r]), dt(tm[r]), dt(em[r]), one)
-                d[j] = dj
-                g[j] = gj
-    else:
+                d[c * nr + r] = xf[base + r * k]
+        m = mrow[:nr]
         for r in range(nr):
-            top[r] = m[r]
-            m[r] = m[r] if abs(m[r]) < np.inf else x.dtype.type(0.0)
+            m[r] = -np.inf
         for c in range(k):
             dc = d[c * nr : (c + 1) * nr]
-            if mode == PLAIN:
+            for r in range(nr):
+                m[r] = maxnum(m[r], dc[r])
+        if capped_ok and mode == CAPPED:
+            one = x.dtype.type(1.0)
+            am, tm, em = rows[3, :nr], rows[4, :nr], rows[5, :nr]
+            for r in range(nr):
+                am[r], tm[r], em[r] = cap_consts(m[r], t)
+                top[r] = -np.inf if m[r] == -np.inf else np.float64(t) * math.tanh(np.float64(m[r]) / np.float64(t))
+            for c in range(k):
                 for r in range(nr):
-                    dc[r] = dc[r] - m[r]
-            else:
-                for r in range(nr):
-                    dc[r] = (dc[r] - m[r]) / t
-    exp_into(d, e)
-    one = x.dtype.type(1.0)
-    for r in range(nr):
-        rest[r] = 0.0
-        ties[r] = 0.0
-    for c in range(k):
-        ec = e[c * nr : (c + 1) * nr]
+                    j = c * nr + r
+                    dt = x.dtype.type
+                    dj, gj = capdiff(d[j], m[r], t, dt(am[r]), dt(tm[r]), dt(em[r]), one)
+                    d[j] = dj
+                    g[j] = gj
+        else:
+            for r in range(nr):
+                top[r] = m[r]
+                m[r] = m[r] if abs(m[r]) < np.inf else x.dtype.type(0.0)
+            for c in range(k):
+                dc = d[c * nr : (c + 1) * nr]
+                if mode == PLAIN:
+                    for r in range(nr):
+                        dc[r] = dc[r] - m[r]
+                else:
+                    for r in range(nr):
+                        dc[r] = (dc[r] - m[r]) / t
+        exp_into(d, e)
+        one = x.dtype.type(1.0)
         for r in range(nr):
-            v = ec[r]
-            rest[r] += 0.0 if v == one else np.float64(v)
-            ties[r] += 1.0 if v == one else 0.0
-    for r in range(nr):
-        rest[r] += max(ties[r] - 1.0, 0.0)
+            rest[r] = 0.0
+            ties[r] = 0.0
+        for c in range(k):
+            ec = e[c * nr : (c + 1) * nr]
+            for r in range(nr):
+                v = ec[r]
+                rest[r] += 0.0 if v == one else np.float64(v)
+                ties[r] += 1.0 if v == one else 0.0
+        for r in range(nr):
+            rest[r] += max(ties[r] - 1.0, 0.0)
+
+    return narrow_tile
+
+
+narrow_tile = _narrow_tile(True)
+narrow_tile_uncapped = _narrow_tile(False)
+"""``narrow_tile_uncapped(x, i0, i1, mode, t, buf, mrow, rows)``: :func:`narrow_tile` for modes PLAIN and SCALED."""
 
 
 @jit()
