@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
-from .. import _doc, _engine
+from .. import _backend, _doc, _engine
 from .._array import Array, Namespace, cast
 from .._loss import finish, prepare
 
@@ -28,6 +29,7 @@ __all__ = [
     "Solver",
     "Tsallis",
     "check_n_iter",
+    "engine",
     "fenchel_young",
     "fill_docs",
     "jacobian",
@@ -51,6 +53,10 @@ class Tsallis:
 
     alpha: float
     solve: Solver
+    op: str | None = None
+    """The dispatcher's name for this mapping when the numba kernels compute it (``_backend.FAMILY``)."""
+    n_iter: int = 0
+    """The bisection steps (``entmax_bisect`` only)."""
 
     def weights(self, xp: Namespace, p: Array) -> Array:
         """:math:`s = p^{2-\\alpha}` on the support, 0 off it."""
@@ -92,8 +98,20 @@ def sorted_rows(xp: Namespace, w: Array) -> tuple[Array, Array, Array]:
     return xp.where(live, u, 0.0), live, k
 
 
+def engine(z: Array, fam: Tsallis) -> str:
+    """The engine of this call (:func:`softmaxkit._backend.choose`): ``numba`` for NumPy float32/float64 logits
+    (prepared: class axis last, masked entries ``-inf``) at or above its size threshold, or where
+    ``softmaxkit.backend("numba")`` names it; ``reference`` (this module's code) for everything else."""
+    if fam.op is None or type(z) is not np.ndarray or z.shape[-1] == 0:
+        return "reference"
+    return _backend.choose(fam.op, z)
+
+
 def probabilities(xp: Namespace, z: Array, fam: Tsallis) -> tuple[Array, Array]:
     """p (zeros on bad rows) and the bad rows, for logits with the class axis last and at least one class."""
+    if engine(z, fam) == "numba":  # the kernels give nan on the bad rows, and only there
+        p = _backend.run_family("numba", fam.op or "", z, fam.alpha, fam.n_iter)
+        return p, xp.isnan(p[..., :1])
     d, bad = shifted(xp, z)
     p = _engine.stats(xp, d).p if fam.alpha == 1.0 else fam.solve(xp, d)
     return p, bad
@@ -115,6 +133,10 @@ def product(x: Any, v: Any, name: str, axis: Any, where: Any, fam: Tsallis) -> A
     vz = _engine.tangent(rows, v, name, x)
     if z.shape[-1] == 0:
         return _engine.finish(xp, z, rows.axis, rows.out_dtype)
+    if engine(z, fam) == "numba":  # the kernels' VJP from their own output
+        p = _backend.run_family("numba", fam.op or "", z, fam.alpha, fam.n_iter)
+        return _engine.finish(xp, _backend.run_family_vjp("numba", fam.op or "", p, vz, fam.alpha), rows.axis,
+                              rows.out_dtype)  # fmt: skip
     p, bad = probabilities(xp, z, fam)
     s = fam.weights(xp, p)
     live = s > 0
@@ -166,7 +188,10 @@ def fenchel_young(
         p = st.p
         row = xp.squeeze(st.log_norm, axis=-1) - d_y
     else:
-        p = fam.solve(xp, d)
+        if engine(z, fam) == "numba":  # (its nan rows become zeros, as the solvers give them; made nan below)
+            p = xp.where(bad, 0.0, _backend.run_family("numba", fam.op or "", z, fam.alpha, fam.n_iter))
+        else:
+            p = fam.solve(xp, d)
         terms = fam.entropy_terms(xp, p) + xp.where(p > 0, p * d, 0.0)
         row = cast(xp, xp.sum(cast(xp, terms, t.acc), axis=-1), z.dtype) - d_y
     row = xp.where(row < 0, 0.0, row)  # >= 0 in exact arithmetic; a few ulp below 0 can only be rounding

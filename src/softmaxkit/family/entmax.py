@@ -79,7 +79,7 @@ def _entmax15_solve(xp: Namespace, d: Array) -> Array:
     return xp.where(gap > 0, gap * gap, 0.0)
 
 
-_ENTMAX15 = Tsallis(1.5, _entmax15_solve)
+_ENTMAX15 = Tsallis(1.5, _entmax15_solve, "entmax15")
 
 
 @_backend.routed

@@ -108,7 +108,7 @@ def _check_alpha(value: Any) -> float:
 
 def _family(alpha: Any, n_iter: Any) -> Tsallis:
     a, n = _check_alpha(alpha), check_n_iter(n_iter)
-    return Tsallis(a, functools.partial(_bisect_solve, alpha=a, n_iter=n))
+    return Tsallis(a, functools.partial(_bisect_solve, alpha=a, n_iter=n), "entmax_bisect", n)
 
 
 @_backend.routed

@@ -116,7 +116,7 @@ def _sparsemax_solve(xp: Namespace, d: Array) -> Array:
     return xp.where(d > tau, d - tau, 0.0)
 
 
-_SPARSEMAX = Tsallis(2.0, _sparsemax_solve)
+_SPARSEMAX = Tsallis(2.0, _sparsemax_solve, "sparsemax")
 
 
 # ---------------------------------------------------------------------------------------------- sparsemax
