@@ -270,3 +270,84 @@ def test_the_dispatcher_sends_the_family_to_numba(op: str) -> None:
     torch = pytest.importorskip("torch")
     with sk.backend("numba"):
         assert _backend.choose(op, torch.zeros(2, 3), front="torch") == "numba"
+
+
+# -------------------------------------------------------------------------- the array and torch fronts
+@pytest.fixture
+def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the kernel calls made (``run_family``, ``run_family_vjp``), recorded."""
+    calls: list[str] = []
+    for name in ("run_family", "run_family_vjp"):
+        original = getattr(_backend, name)
+
+        def record(*args: Any, _original: Any = original, _name: str = name) -> Any:
+            calls.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(_backend, name, record)
+    return calls
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_public_functions_run_the_kernels_on_numpy(op: str, kernel_calls: list[str]) -> None:
+    """softmaxkit.<op> and its VJP and loss on NumPy arrays: the kernels above the threshold (and where
+    ``backend("numba")`` names them, ``where`` and float16 included), with the generic code's values."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((80, 70))
+    g = rng.standard_normal(x.shape)
+    y = rng.integers(0, 70, 80)
+    mapping, vjp, loss = getattr(sk, op), getattr(fam, f"{op}_vjp"), getattr(fam, f"{op}_loss_value_and_grad")
+    np.testing.assert_allclose(mapping(x), generic(op, x), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(vjp(x, g), generic_vjp(op, x, g), rtol=1e-12, atol=1e-14)
+    got = loss(x, y)
+    with sk.backend("reference"):
+        want = loss(x, y)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12, atol=1e-15)
+    assert kernel_calls == ["run_family", "run_family", "run_family_vjp", "run_family"]
+    kernel_calls.clear()
+    small, mask = x[:2, :5].astype(np.float16), np.array([True, False, True, True, False])
+    with sk.backend("numba"):
+        out = mapping(small, axis=0, where=mask[None, :])
+    assert kernel_calls == ["run_family"]
+    assert out.dtype == np.float16
+    with sk.backend("reference"):
+        want = mapping(small, axis=0, where=mask[None, :])
+    np.testing.assert_allclose(out.astype(np.float64), want.astype(np.float64), **tol("float16"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", OPS)
+def test_torch_front_runs_the_kernels(op: str, dtype: str, kernel_calls: list[str]) -> None:
+    """softmaxkit.torch's Functions on CPU float32/float64 tensors: forward and backward on the kernels
+    (through NumPy views), the values and gradients of the torch code; a double backward takes the torch code."""
+    torch = pytest.importorskip("torch")
+    skt = pytest.importorskip("softmaxkit.torch")
+    rng = np.random.default_rng(2)
+    x = torch.from_numpy(rng.standard_normal((80, 70)).astype(dtype))
+    g = torch.from_numpy(rng.standard_normal((80, 70)).astype(dtype))
+    y = torch.from_numpy(rng.integers(0, 70, 80))
+    mapping, loss = getattr(skt, op), getattr(skt, f"{op}_loss")
+
+    def run() -> tuple[Any, Any, Any, Any]:
+        xr = x.clone().requires_grad_()
+        p = mapping(xr, dim=-1)
+        (dx,) = torch.autograd.grad(p, xr, g)
+        xl = x.clone().requires_grad_()
+        value = loss(xl, y)
+        (dl,) = torch.autograd.grad(value, xl)
+        return p.detach(), dx, value.detach(), dl
+
+    got = run()
+    assert kernel_calls == ["run_family", "run_family_vjp", "run_family"]
+    with sk.backend("reference"):
+        want = run()
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), **tol(dtype))
+    kernel_calls.clear()
+    xr = x.clone().requires_grad_()
+    (dx,) = torch.autograd.grad(mapping(xr, dim=-1), xr, g, create_graph=True)
+    assert kernel_calls == ["run_family"]  # the backward took the torch code
+    if op != "sparsemax":  # (sparsemax's Jacobian is constant on the support: no second derivative to take)
+        (ddx,) = torch.autograd.grad((dx * g).sum(), xr)
+        assert bool(torch.isfinite(ddx).all())

@@ -12,12 +12,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import _backend, _validate
 from .. import family as generic
 from ..family.entmax_bisect import N_ITER
-from . import _core
+from . import _core, _dispatch
 
 __all__ = [
     "EntmaxBisectAlpha",
@@ -57,8 +58,33 @@ def engine(name: str, x: Tensor) -> str:
     raise ValueError(f"backend={mode!r} cannot run softmaxkit.torch.{name} on this input: it does not implement {name}")
 
 
+def _on_kernels(op: str, x: Tensor, axis: int, *others: Any) -> bool:
+    """Whether this call runs on NumPy views of its tensors, so that :mod:`softmaxkit.family`'s NumPy path and its
+    numba kernels compute it: ``op`` has kernels (``_backend.FAMILY``), ``x`` is a CPU float32/float64 tensor that
+    the dispatcher sends to ``numba`` (``backend`` and its size threshold as for NumPy arrays; it refuses what
+    ``backend("numba")`` cannot run), not traced, and ``others`` (``where``, labels, weights) are CPU tensors,
+    NumPy arrays or None."""
+    if op not in _backend.FAMILY or _dispatch.cpu_kernels(op, x, axis) is None:
+        return False
+    tensors = [a for a in others if isinstance(a, Tensor)]
+    return all(a.device.type == "cpu" and a.layout == torch.strided for a in tensors) and not _dispatch.traced(*tensors)
+
+
+def _view(a: Any) -> Any:
+    """A tensor as a NumPy view of its memory (other values as they are)."""
+    return a.detach().numpy() if isinstance(a, Tensor) else a
+
+
+def _tensor(a: Any) -> Tensor:
+    """A NumPy result as a tensor, without a copy when it is writeable."""
+    return torch.from_numpy(np.require(a, requirements="W"))
+
+
 def forward_mapping(name: str, x: Tensor, where: Any, axis: int, options: Options) -> Tensor:
-    """``softmaxkit.family.<name>`` of ``x`` (no autograd), on the engine of :func:`engine`."""
+    """``softmaxkit.family.<name>`` of ``x`` (no autograd), on the engine of :func:`engine`; on the numba kernels
+    through NumPy views where :func:`_on_kernels` says so."""
+    if _on_kernels(name, x, axis, where):
+        return _tensor(getattr(generic, name)(_view(x), axis=axis, where=_view(where), **dict(options)))
     engine(name, x)
     with _backend.generic(), torch.no_grad():
         out: Tensor = getattr(generic, name)(x.detach(), axis=axis, where=where, **dict(options))
@@ -68,7 +94,14 @@ def forward_mapping(name: str, x: Tensor, where: Any, axis: int, options: Option
 def forward_loss(
     name: str, logits: Tensor, target: Any, weight: Any, axis: int, ignore_index: Any, reduction: Any, options: Options
 ) -> tuple[Tensor, Tensor]:
-    """``softmaxkit.family.<name>_value_and_grad`` (no autograd): the loss and its gradient."""
+    """``softmaxkit.family.<name>_value_and_grad`` (no autograd): the loss and its gradient (on the numba kernels
+    through NumPy views where :func:`_on_kernels` says so)."""
+    if _on_kernels(name.removesuffix("_loss"), logits, axis, target, weight):
+        loss, grad = getattr(generic, name + "_value_and_grad")(
+            _view(logits), _view(target), axis=axis, weight=_view(weight), ignore_index=ignore_index,
+            reduction=reduction, **dict(options),
+        )  # fmt: skip
+        return _tensor(loss), _tensor(grad)
     engine(name, logits)
     with _backend.generic(), torch.no_grad():
         loss, grad = getattr(generic, name + "_value_and_grad")(
@@ -191,6 +224,9 @@ class _Mapping:
     def product(self, x: Tensor, where: Any, out: Tensor, v: Tensor, dim: int, options: Options, kind: str) -> Tensor:
         alpha = self.alpha if self.alpha is not None else dict(options).get("alpha")
         if alpha is not None:
+            plain = kind == "vjp" and not torch.is_grad_enabled()  # (a double backward needs the torch operations)
+            if plain and v.dtype == out.dtype and _on_kernels(self.name, out, dim, v):
+                return _tensor(_backend.run_family_vjp("numba", self.name, _view(out), _view(v), float(alpha)))
             return tsallis_product(out, v, dim, float(alpha))
         if self.log:
             return self._log_product(x, where, out, v, dim, options, kind)
