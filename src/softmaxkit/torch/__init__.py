@@ -7,8 +7,8 @@ Import it explicitly (``import softmaxkit.torch``); ``import softmaxkit`` does n
 * :class:`CrossEntropyLoss`, :class:`Softmax`, :class:`LogSoftmax`: subclasses of torch's modules.
 * :func:`sparsemax`, :func:`entmax15`, :func:`entmax_bisect` (a learnable tensor ``alpha``),
   :func:`taylor_softmax`, :func:`spherical_softmax`, :func:`sigmoid`, :func:`softplus_normalize`, their logs and
-  their losses: the alternatives of :mod:`softmaxkit.family` with their analytic derivatives
-  (:mod:`softmaxkit.torch.family`);
+  their losses: the alternatives of ``softmaxkit.family`` with their analytic derivatives
+  (``softmaxkit.torch.family``);
   :class:`Sparsemax`, :class:`Entmax15`, :class:`EntmaxBisect` and their losses with the ``entmax`` package's
   signatures.
 * :func:`linear_cross_entropy`, :class:`LinearCrossEntropyLoss`: the loss of ``hidden @ weight.T + bias`` without

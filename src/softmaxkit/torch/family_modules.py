@@ -53,6 +53,7 @@ class Sparsemax(torch.nn.Module):
         self.dim, self.k = dim, k
 
     def forward(self, X: Tensor) -> Tensor:
+        """The probabilities of the logits ``X`` along ``dim``."""
         return family.sparsemax(X, dim=self.dim)
 
     def extra_repr(self) -> str:
@@ -76,6 +77,7 @@ class Entmax15(torch.nn.Module):
         self.dim, self.k = dim, k
 
     def forward(self, X: Tensor) -> Tensor:
+        """The probabilities of the logits ``X`` along ``dim``."""
         return family.entmax15(X, dim=self.dim)
 
     def extra_repr(self) -> str:
@@ -100,6 +102,7 @@ class EntmaxBisect(torch.nn.Module):
         self.alpha, self.dim, self.n_iter = alpha, dim, n_iter
 
     def forward(self, X: Tensor) -> Tensor:
+        """The probabilities of the logits ``X`` along ``dim``."""
         return family.entmax_bisect(X, alpha=self.alpha, dim=self.dim, n_iter=self.n_iter)
 
     def extra_repr(self) -> str:
@@ -107,17 +110,12 @@ class EntmaxBisect(torch.nn.Module):
         return f"alpha={alpha}, dim={self.dim}, n_iter={self.n_iter}"
 
 
-class _Loss(torch.nn.Module):
-    def __init__(self, ignore_index: int, reduction: str) -> None:
-        super().__init__()
-        self.ignore_index = _validate.integer(ignore_index, "ignore_index")
-        self.reduction = _reduction(reduction)
-
-    def extra_repr(self) -> str:
-        return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
+def _loss_options(ignore_index: Any, reduction: Any) -> tuple[int, str]:
+    """The options every loss module has, checked at construction (the package asserts at the call)."""
+    return _validate.integer(ignore_index, "ignore_index"), _reduction(reduction)
 
 
-class SparsemaxLoss(_Loss):
+class SparsemaxLoss(torch.nn.Module):
     """:func:`softmaxkit.torch.sparsemax_loss` of ``(N, C)`` logits and class indices, as
     ``entmax.SparsemaxLoss(k=None, ignore_index=-100, reduction="elementwise_mean")``.
 
@@ -131,14 +129,19 @@ class SparsemaxLoss(_Loss):
 
     def __init__(self, k: int | None = None, ignore_index: int = -100, reduction: str = "elementwise_mean") -> None:
         check_k(k)
-        super().__init__(ignore_index, reduction)
+        super().__init__()
+        self.ignore_index, self.reduction = _loss_options(ignore_index, reduction)
         self.k = k
 
     def forward(self, X: Tensor, target: Tensor) -> Tensor:
+        """The loss of the ``(N, C)`` logits ``X`` for the class indices ``target``."""
         return family.sparsemax_loss(X, target, ignore_index=self.ignore_index, reduction=self.reduction)
 
+    def extra_repr(self) -> str:
+        return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
 
-class Entmax15Loss(_Loss):
+
+class Entmax15Loss(torch.nn.Module):
     """:func:`softmaxkit.torch.entmax15_loss`, as ``entmax.Entmax15Loss(k=None, ignore_index=-100,
     reduction="elementwise_mean")``.
 
@@ -152,14 +155,19 @@ class Entmax15Loss(_Loss):
 
     def __init__(self, k: int | None = None, ignore_index: int = -100, reduction: str = "elementwise_mean") -> None:
         check_k(k)
-        super().__init__(ignore_index, reduction)
+        super().__init__()
+        self.ignore_index, self.reduction = _loss_options(ignore_index, reduction)
         self.k = k
 
     def forward(self, X: Tensor, target: Tensor) -> Tensor:
+        """The loss of the ``(N, C)`` logits ``X`` for the class indices ``target``."""
         return family.entmax15_loss(X, target, ignore_index=self.ignore_index, reduction=self.reduction)
 
+    def extra_repr(self) -> str:
+        return f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
 
-class EntmaxBisectLoss(_Loss):
+
+class EntmaxBisectLoss(torch.nn.Module):
     """:func:`softmaxkit.torch.entmax_bisect_loss`, as ``entmax.EntmaxBisectLoss(alpha=1.5, n_iter,
     ignore_index=-100, reduction="elementwise_mean")`` (a float ``alpha``).
 
@@ -174,13 +182,16 @@ class EntmaxBisectLoss(_Loss):
     def __init__(
         self, alpha: float = 1.5, n_iter: int = N_ITER, ignore_index: int = -100, reduction: str = "elementwise_mean"
     ) -> None:
-        super().__init__(ignore_index, reduction)
+        super().__init__()
+        self.ignore_index, self.reduction = _loss_options(ignore_index, reduction)
         self.alpha, self.n_iter = alpha, n_iter
 
     def forward(self, X: Tensor, target: Tensor) -> Tensor:
+        """The loss of the ``(N, C)`` logits ``X`` for the class indices ``target``."""
         return family.entmax_bisect_loss(
             X, target, alpha=self.alpha, n_iter=self.n_iter, ignore_index=self.ignore_index, reduction=self.reduction
         )
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha!r}, n_iter={self.n_iter}, " + super().extra_repr()
+        options = f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
+        return f"alpha={self.alpha!r}, n_iter={self.n_iter}, {options}"
