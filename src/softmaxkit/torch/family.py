@@ -1,4 +1,4 @@
-r"""``torch.autograd.Function``\ s for the alternatives to softmax (:mod:`softmaxkit.family`), analytic backward.
+r"""``torch.autograd.Function``\ s for the alternatives to softmax (``softmaxkit.family``), analytic backward.
 
 Why
 ---
