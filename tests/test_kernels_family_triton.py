@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,9 @@ if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
 os.environ["TRITON_INTERPRET"] = "1"
 triton = pytest.importorskip("triton")
 
+import softmaxkit  # noqa: E402
 import softmaxkit.family as fam  # noqa: E402
+import softmaxkit.torch as skt  # noqa: E402
 from conftest import tol  # noqa: E402
 from softmaxkit.kernels.triton import family as fk  # noqa: E402
 from softmaxkit.kernels.triton import ops  # noqa: E402
@@ -270,3 +273,139 @@ def test_inputs_are_not_mutated():
     assert torch.equal(x.nan_to_num(), before.nan_to_num())
     assert torch.equal(x.isnan(), before.isnan())
     assert torch.equal(p.nan_to_num(), p_before.nan_to_num())
+
+
+# ------------------------------------------------------------------- through softmaxkit.torch and the dispatcher
+LAUNCHERS = ("sparsemax", "entmax15", "entmax_bisect", "sparsemax_backward", "entmax15_backward")
+LAUNCHERS += ("entmax_bisect_backward",)
+
+
+@pytest.fixture
+def on_kernels(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Send softmaxkit.torch's calls to the interpreted kernels through the dispatcher
+    (``softmaxkit.backend("triton")``); the list records the launchers called. References computed inside run
+    under ``softmaxkit.backend("torch")``."""
+    calls: list[str] = []
+    for name in LAUNCHERS:
+        real = getattr(fk, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(fk, name, spy)
+    with softmaxkit.backend("triton"):
+        yield calls
+
+
+def _value_and_grads(f: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
+    out = f(*leaves)
+    cot = torch.linspace(-1.0, 2.0, out.numel()).reshape(out.shape).to(out.dtype)
+    grads = torch.autograd.grad(out, leaves, cot)
+    return (out.detach(), *grads)
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("sparsemax", lambda x: skt.sparsemax(x, dim=0)),
+        ("entmax15", lambda x: skt.entmax15(x, dim=1, where=torch.arange(5) != 2)),
+        ("entmax_bisect", lambda x: skt.entmax_bisect(x, 1.3, dim=-1, n_iter=30)),
+    ],
+)
+def test_softmaxkit_torch_runs_the_kernels_under_backend_triton(on_kernels, name, call):
+    x = _logits(4, 5, seed=9, special=False).reshape(4, 5)
+    x[1, 1] = -INF
+    got = _value_and_grads(call, x)
+    assert on_kernels == [name, LAUNCHERS[LAUNCHERS.index(name) + 3]]
+    with softmaxkit.backend("torch"):
+        want = _value_and_grads(call, x)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, **tol("float32"))
+
+
+def test_a_learnable_alpha_gets_its_gradient_from_the_kernels(on_kernels):
+    x = _logits(3, 6, seed=12, special=False)
+    alpha = torch.tensor([[1.2], [1.5], [2.5]])
+    got = _value_and_grads(lambda z, a: skt.entmax_bisect(z, a, n_iter=40), x, alpha)
+    assert on_kernels == ["entmax_bisect", "entmax_bisect_backward"]
+    with softmaxkit.backend("torch"):
+        want = _value_and_grads(lambda z, a: skt.entmax_bisect(z, a, n_iter=40), x, alpha)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_the_generic_function_on_a_tensor_takes_the_kernels_too(on_kernels):
+    x = torch.tensor([[1.0, 0.5, -1.0]], dtype=torch.bfloat16)
+    p = softmaxkit.sparsemax(x)
+    assert on_kernels == ["sparsemax"]
+    assert p.dtype == torch.bfloat16
+    assert torch.equal(p, torch.tensor([[0.75, 0.25, 0.0]], dtype=torch.bfloat16))
+
+
+def test_a_double_backward_takes_the_torch_operations(on_kernels):
+    x = _logits(2, 4, seed=13, special=False).requires_grad_(True)
+    p = skt.entmax15(x)
+    (g,) = torch.autograd.grad((p * p).sum(), x, create_graph=True)
+    assert on_kernels == ["entmax15"]  # a backward that autograd records: torch operations
+    (h,) = torch.autograd.grad(g.sum(), x)
+    assert on_kernels == ["entmax15", "entmax15_backward"]  # (p's own backward in the second one: the kernel)
+    with softmaxkit.backend("torch"):
+        x2 = x.detach().clone().requires_grad_(True)
+        (g2,) = torch.autograd.grad((skt.entmax15(x2) ** 2).sum(), x2, create_graph=True)
+        (h2,) = torch.autograd.grad(g2.sum(), x2)
+    torch.testing.assert_close(h, h2, **tol("float32"))
+
+
+def test_backend_triton_refuses_what_has_no_kernel(on_kernels):
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"backend='triton' cannot run softmaxkit\.torch\.sparsemax_loss"):
+        skt.sparsemax_loss(x, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"backend='triton' cannot run softmaxkit\.torch\.taylor_softmax"):
+        skt.taylor_softmax(x)
+    with pytest.raises(ValueError, match="float32/float16/bfloat16"):
+        skt.sparsemax(x.double())
+    assert on_kernels == []
+
+
+# ------------------------------------------------------------------------------------- compiled, no device
+_COMPILE = """
+import sys
+import triton
+try:
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+except ImportError:
+    print("SKIP"); sys.exit(0)
+from softmaxkit.kernels.triton import family as f, ops
+
+for kind in (0, 1, 2):
+    for dtype, width in (("bf16", 1000), ("fp16", ops.SINGLE_MAX), ("fp32", 40000)):
+        cfg = ops.config(width)
+        for fn in (f._forward_kernel, f._backward_kernel):
+            consts = {"KIND": kind, "ALPHA_T": kind == 2, "WANT_DALPHA": kind == 2, "ROWS": cfg.rows,
+                      "BLOCK": cfg.block, "SINGLE": cfg.single}
+            sig, cons = {}, {}
+            for p in fn.params:
+                if p.is_constexpr:
+                    sig[p.name], cons[p.name] = "constexpr", consts[p.name]
+                elif p.name.endswith("_ptr"):
+                    sig[p.name] = "*fp32" if p.name in ("a_ptr", "da_ptr") else "*" + dtype
+                else:
+                    sig[p.name] = "fp32" if p.name == "alpha_val" else "i32"
+            triton.compile(ASTSource(fn, sig, cons), target=GPUTarget("cuda", 90, 32),
+                           options={"num_warps": cfg.num_warps})
+            print(kind, dtype, width)
+"""
+
+
+def test_kernels_compile_for_an_h100_without_one():
+    # the interpreter runs the kernels as Python and misses what only the compiler rejects (it caught a loop
+    # variable reassigned with another type); Triton compiles for a named target (sm_90), no device needed
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, check=False)
+    if out.stdout.startswith("SKIP"):
+        pytest.skip("this Triton has no ASTSource / GPUTarget")
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert len(out.stdout.splitlines()) == 18

@@ -10,8 +10,9 @@ Engines
                 (:mod:`softmaxkit._lean`): none of the generic code's namespace look-ups, for small inputs.
 ``numba``       the CPU kernels (:mod:`softmaxkit.kernels.numba`) for float32/float64 NumPy arrays, and for
                 softmaxkit.torch's softmax, log_softmax and cross_entropy of CPU float32/float64 tensors.
-``triton``      the GPU kernels (:mod:`softmaxkit.kernels.triton.ops`) for torch tensors on CUDA (on the CPU too under
-                ``TRITON_INTERPRET=1``, Triton's interpreter: the tests run them so), float32/float16/bfloat16,
+``triton``      the GPU kernels (:mod:`softmaxkit.kernels.triton.ops`; :mod:`~softmaxkit.kernels.triton.family` for
+                softmaxkit.torch's sparsemax, entmax15 and entmax_bisect) for torch tensors on CUDA (on the CPU too
+                under ``TRITON_INTERPRET=1``, Triton's interpreter: the tests run them so), float32/float16/bfloat16,
                 class axis last with contiguous rows.
 ``torch``       :mod:`softmaxkit.torch`'s torch operations (autograd Functions with our special values).
 ==============  ====================================================================================================
@@ -85,6 +86,10 @@ _OPS = {
     "numba": ("softmax", "log_softmax", "logsumexp", "cross_entropy", *FAMILY),
     "numba-torch": ("softmax", "log_softmax", "cross_entropy", *FAMILY),
     "triton-array": ("softmax", "log_softmax", "logsumexp", "cross_entropy"),
+    "triton-torch": (
+        *("softmax", "log_softmax", "logsumexp", "cross_entropy", "linear_cross_entropy"),
+        *FAMILY,  # (kernels/triton/family.py)
+    ),
 }
 """The operations each engine implements (on the array front; ``numba-torch``: numba on softmaxkit.torch's)."""
 
@@ -221,6 +226,8 @@ def _why_not_triton(op: str, data: Any, front: str, options: tuple[str, ...], ro
         return f"it takes float32/float16/bfloat16 tensors; got {data.dtype}"
     if front == "array" and op not in _OPS["triton-array"]:
         return f"softmaxkit.{op} does not run on it; softmaxkit.torch's does"
+    if front == "torch" and op not in _OPS["triton-torch"]:
+        return f"softmaxkit.torch.{op} does not run on it"
     lacking = _lacking("triton", op, options)
     if lacking is not None:
         return lacking

@@ -18,7 +18,7 @@ import torch
 from .. import _backend, _validate
 from .. import family as generic
 from ..family.entmax_bisect import N_ITER
-from . import _core, _dispatch
+from . import _core, _dispatch, _family_triton
 
 __all__ = [
     "EntmaxBisectAlpha",
@@ -50,10 +50,16 @@ _SAVED = object()  # a Function's argument kept in ctx.saved_tensors
 
 # ------------------------------------------------------------------------------------------------ forward
 def engine(name: str, x: Tensor) -> str:
-    """The engine of this call's forward: ``"torch"`` (the generic code on tensors), the only one so far, under
-    ``auto``, ``reference`` and ``torch``. Another name raises: the family has no kernels on this front yet."""
-    mode = _backend.resolve("auto" if torch.compiler.is_compiling() else None)
-    if mode in ("auto", "reference", "torch"):
+    """The engine of this call's forward, as the dispatcher (:func:`softmaxkit._backend.choose`) picks it (it
+    raises for a named engine that cannot run the call): ``"triton"``, the family's Triton kernels
+    (:mod:`._family_triton`; a tensor of a :mod:`torch.func` transform takes ``"torch"``); else ``"torch"``, the
+    generic code on tensors, under ``auto``, ``reference`` and ``torch``. Another name raises: no other kernels
+    on this front yet."""
+    keyword = "auto" if torch.compiler.is_compiling() else None
+    mode = _backend.choose(name, x, keyword, front="torch")
+    if mode == "triton":
+        return "torch" if _dispatch.in_transform(x) else "triton"
+    if mode == "torch" or _backend.resolve(keyword) == "auto":
         return "torch"
     raise ValueError(f"backend={mode!r} cannot run softmaxkit.torch.{name} on this input: it does not implement {name}")
 
@@ -85,7 +91,8 @@ def forward_mapping(name: str, x: Tensor, where: Any, axis: int, options: Option
     through NumPy views where :func:`_on_kernels` says so."""
     if _on_kernels(name, x, axis, where):
         return _tensor(getattr(generic, name)(_view(x), axis=axis, where=_view(where), **dict(options)))
-    engine(name, x)
+    if engine(name, x) == "triton":
+        return _family_triton.mapping(name, x, where, axis, dict(options))
     with _backend.generic(), torch.no_grad():
         out: Tensor = getattr(generic, name)(x.detach(), axis=axis, where=where, **dict(options))
     return out
@@ -115,6 +122,8 @@ def forward_loss(
 def tsallis_product(p: Tensor, v: Tensor, dim: int, alpha: float | Tensor) -> Tensor:
     r""":math:`J v = J^\top v = s \odot v - s \langle s, v\rangle / \sum_j s_j`, :math:`s = p^{2-\alpha}` on the
     support (0 off it), from the output ``p`` alone; in float32 for float16/bfloat16, returned in ``p``'s dtype."""
+    if _family_triton.backward_on_kernels(p, v):
+        return _family_triton.product(p, v, dim, alpha)
     q = p.float() if p.dtype in (torch.float16, torch.bfloat16) else p
     live = q > 0
     if isinstance(alpha, float) and alpha == 2.0:
@@ -305,7 +314,8 @@ class EntmaxBisectAlpha(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, alpha: Tensor, where: Tensor | None, dim: int, n_iter: int) -> Tensor:
-        engine("entmax_bisect", x)
+        if engine("entmax_bisect", x) == "triton":
+            return _family_triton.mapping("entmax_bisect", x, where, dim, {"alpha": alpha, "n_iter": n_iter})
         return bisect_rows(x.detach(), where, dim, alpha.detach(), n_iter)
 
     @staticmethod
@@ -317,6 +327,10 @@ class EntmaxBisectAlpha(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None, None]:
         p, alpha = ctx.saved_tensors
+        if _family_triton.backward_on_kernels(p, grad):
+            dx, da = _family_triton.bisect_backward(p, grad, ctx.dim, alpha, ctx.needs_input_grad[1])
+            dalpha = None if da is None else _sum_to(da, ctx.alpha_shape).to(alpha.dtype)
+            return dx, dalpha, None, None, None
         a = alpha.to(torch.float32 if p.dtype in (torch.float16, torch.bfloat16) else p.dtype)
         dx = tsallis_product(p, grad, ctx.dim, a)
         dalpha = None

@@ -264,7 +264,7 @@ def _forward_kernel(
             for start in range(0, n_cols, BLOCK):
                 cols = start + cols0
                 mask = row_ok[:, None] & (cols[None, :] < n_cols)
-                xb, _ = _load(x_rows, cols, mask, float("-inf"))
+                xb = _load(x_rows, cols, mask, float("-inf"))[0]
                 mass += tl.sum(_pos_pow(_scaled(xb, shift, am1, bad) - mid[:, None], beta, KIND), axis=1)
             right = mass >= 1.0
             lo = tl.where(right, mid, lo)
@@ -278,7 +278,7 @@ def _forward_kernel(
                 for start in range(0, n_cols, BLOCK):
                     cols = start + cols0
                     mask = row_ok[:, None] & (cols[None, :] < n_cols)
-                    xb, _ = _load(x_rows, cols, mask, float("-inf"))
+                    xb = _load(x_rows, cols, mask, float("-inf"))[0]
                     kb, ab, bb = _support_sums(_scaled(xb, shift, am1, bad), tau)
                     k += kb
                     a += ab
@@ -290,13 +290,13 @@ def _forward_kernel(
             for start in range(0, n_cols, BLOCK):
                 cols = start + cols0
                 mask = row_ok[:, None] & (cols[None, :] < n_cols)
-                xb, _ = _load(x_rows, cols, mask, float("-inf"))
+                xb = _load(x_rows, cols, mask, float("-inf"))[0]
                 total += tl.sum(_probs(_scaled(xb, shift, am1, bad), tau, beta, soft, KIND), axis=1)
             scale = 1.0 / tl.where(total > 0.0, total, 1.0)
         for start in range(0, n_cols, BLOCK):
             cols = start + cols0
             mask = row_ok[:, None] & (cols[None, :] < n_cols)
-            xb, _ = _load(x_rows, cols, mask, float("-inf"))
+            xb = _load(x_rows, cols, mask, float("-inf"))[0]
             q = _probs(_scaled(xb, shift, am1, bad), tau, beta, soft, KIND) * scale[:, None]
             q = tl.where(bad[:, None], float("nan"), q)
             tl.store(o_rows[:, None] + cols[None, :], q.to(o_ptr.dtype.element_ty), mask=mask)
