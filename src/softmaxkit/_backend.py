@@ -231,7 +231,7 @@ def _why_not_triton(op: str, data: Any, front: str, options: tuple[str, ...], ro
     lacking = _lacking("triton", op, options)
     if lacking is not None:
         return lacking
-    if not rows:
+    if not rows and not (front == "torch" and op in FAMILY):  # (the family's glue makes its own rows)
         return "it needs the class axis last with evenly strided, contiguous rows (and every tensor on one device)"
     if not installed("triton"):
         raise ImportError("backend='triton' needs triton, which is not installed (pip install triton)")
