@@ -383,6 +383,18 @@ def run_family_vjp(engine: str, op: str, p: Any, g: Any, alpha: float = 1.5) -> 
     return kernels.entmax_vjp(p, g, {"sparsemax": 2.0, "entmax15": 1.5}.get(op, alpha))
 
 
+def run_family_loss(
+    engine: str, op: str, z: Any, y: Any, wy: Any, scale: Any, alpha: float, n_iter: int, want_grad: bool
+) -> tuple[Any, Any]:
+    """The Fenchel–Young loss of ``op`` (one of :data:`FAMILY`) per row of ``z`` (class axis last) for the class
+    indices ``y``, on ``engine``: float64 unweighted per-row losses (0 where the row weight ``wy`` is 0) and, with
+    ``want_grad``, ``scale[:, None] * (p - onehot(y))`` (see :func:`softmaxkit.kernels.numba.entmax_loss`)."""
+    from .kernels import numba as kernels
+
+    kind = {"sparsemax": "sparsemax", "entmax15": "entmax15"}.get(op, "bisect")
+    return kernels.entmax_loss(z, y, wy, scale, kind, alpha, n_iter, want_grad)
+
+
 def run_logsumexp(engine: str, z: Any) -> Any:
     """Log-sum-exp of ``z`` along its last axis, kept with length 1, in ``z``'s dtype, on ``engine``."""
     if engine == "numpy":

@@ -18,8 +18,8 @@ import array_api_compat
 import numpy as np
 
 from .. import _backend, _doc, _engine
-from .._array import Array, Namespace, cast
-from .._loss import finish, prepare
+from .._array import Array, Namespace, cast, from_last
+from .._loss import Targets, finish, prepare
 
 __all__ = [
     "JACOBIAN_SPECIAL_VALUES",
@@ -181,6 +181,8 @@ def fenchel_young(
     if z.shape[-1] == 0:  # no classes: every row is ignored (prepare checked the labels)
         row = xp.zeros(tuple(z.shape[:-1]), dtype=z.dtype, device=array_api_compat.device(z))
         return finish(t, row, xp.zeros_like(z) if want_grad else None)
+    if fam.alpha != 1.0 and engine(z, fam) == "numba" and not bool(xp.any(t.unknown)):
+        return _kernel_loss(t, fam, want_grad)
     d, bad = shifted(xp, z)
     d_y = xp.sum(xp.where(t.onehot, d, 0.0), axis=-1)  # -inf when the target is masked: the loss is inf
     if fam.alpha == 1.0:  # cross-entropy, as log1p(s) - d_y (see softmaxkit.softmax)
@@ -188,10 +190,7 @@ def fenchel_young(
         p = st.p
         row = xp.squeeze(st.log_norm, axis=-1) - d_y
     else:
-        if engine(z, fam) == "numba":  # (its nan rows become zeros, as the solvers give them; made nan below)
-            p = xp.where(bad, 0.0, _backend.run_family("numba", fam.op or "", z, fam.alpha, fam.n_iter))
-        else:
-            p = fam.solve(xp, d)
+        p = fam.solve(xp, d)
         terms = fam.entropy_terms(xp, p) + xp.where(p > 0, p * d, 0.0)
         row = cast(xp, xp.sum(cast(xp, terms, t.acc), axis=-1), z.dtype) - d_y
     row = xp.where(row < 0, 0.0, row)  # >= 0 in exact arithmetic; a few ulp below 0 can only be rounding
@@ -200,6 +199,20 @@ def fenchel_young(
         return finish(t, row, None)
     grad = xp.where(bad, _NAN, p - cast(xp, t.onehot, z.dtype))
     return finish(t, row, grad)
+
+
+def _kernel_loss(t: Targets, fam: Tsallis, want_grad: bool) -> tuple[Array, Array | None]:
+    """:func:`fenchel_young` on the numba kernels: each row's loss and its gradient, scaled as
+    :func:`softmaxkit._loss.finish` scales it, in one pass; ``finish`` weights and reduces the rows."""
+    xp, z = t.xp, t.z
+    scale = t.w_y
+    if t.reduction == "mean":  # (finish's factor: the weights over their sum, divided, not a reciprocal)
+        denom = xp.sum(cast(xp, t.w_y, t.acc))
+        scale = t.w_y / cast(xp, xp.where(denom > 0, denom, 1.0), z.dtype)
+    rows, grad = _backend.run_family_loss("numba", fam.op or "", z, t.y, t.w_y, scale, fam.alpha, fam.n_iter,
+                                          want_grad)  # fmt: skip
+    loss, _ = finish(t, cast(xp, rows, z.dtype), None)
+    return loss, None if grad is None else cast(xp, from_last(xp, grad, t.axis), t.out_dtype)
 
 
 def check_n_iter(value: Any) -> int:

@@ -2,10 +2,11 @@
 
 The entry points the dispatcher calls, one per operation: :func:`softmax` (and log-softmax), :func:`logsumexp`,
 :func:`cross_entropy`; for the α-entmax family (:mod:`._family`, loaded on its first call) :func:`sparsemax`,
-:func:`entmax15`, :func:`entmax_bisect` and :func:`entmax_vjp`; :func:`available` says whether they can run. The
-generic code in :mod:`softmaxkit.softmax`, :mod:`softmaxkit.cross_entropy` and :mod:`softmaxkit.family` is the
-oracle: these functions compute exactly its formulas and special values, faster. They take arrays that the public
-functions have already validated and prepared (compute dtype, class axis last) and never import the public API.
+:func:`entmax15`, :func:`entmax_bisect`, :func:`entmax_vjp` and :func:`entmax_loss`; :func:`available` says
+whether they can run. The generic code in :mod:`softmaxkit.softmax`, :mod:`softmaxkit.cross_entropy` and
+:mod:`softmaxkit.family` is the oracle: these functions compute exactly its formulas and special values, faster.
+They take arrays that the public functions have already validated and prepared (compute dtype, class axis last)
+and never import the public API.
 
 Layout: the jitted kernels (:mod:`._kernels`) need C-contiguous ``(rows, classes)`` arrays. An input whose class
 axis is the last and contiguous is used as it is (a view); any other layout (class axis not last, strided rows) is
@@ -44,6 +45,7 @@ __all__ = [
     "cross_entropy",
     "entmax15",
     "entmax_bisect",
+    "entmax_loss",
     "entmax_vjp",
     "logsumexp",
     "softmax",
@@ -237,11 +239,16 @@ def _cross_entropy(
 
 
 # ------------------------------------------------------------------------------------------------ the family
+def _family_code(family: Any, kind: str) -> int:
+    code: int = {"sparsemax": family.SPARSEMAX, "entmax15": family.ENTMAX15, "bisect": family.BISECT}[kind]
+    return code
+
+
 def _family_mapping(z: np.ndarray, kind: str, alpha: float, n_iter: int) -> np.ndarray:
     family = _runtime.load_extra("_family")
     x = _as_rows(z)
     out = np.empty(x.shape, dtype=x.dtype)
-    code = {"sparsemax": family.SPARSEMAX, "entmax15": family.ENTMAX15, "bisect": family.BISECT}[kind]
+    code = _family_code(family, kind)
     with _runtime.threads(x.size) as pieces:
         if pieces > 1:
             family.mapping_rows_parallel(x, out, code, alpha, n_iter, pieces)
@@ -280,3 +287,28 @@ def entmax_vjp(p: np.ndarray, g: np.ndarray, alpha: float) -> np.ndarray:
         else:
             family.vjp_rows(rows_p, rows_g, out, float(alpha))
     return out.reshape(p.shape)
+
+
+def entmax_loss(
+    z: np.ndarray, y: np.ndarray, wy: np.ndarray, scale: np.ndarray, kind: str, alpha: float, n_iter: int,
+    want_grad: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """The Fenchel–Young loss of α-entmax (``kind``: ``"sparsemax"``, ``"entmax15"``, ``"bisect"`` with
+    ``alpha > 1``) of each row of ``z`` (class axis last) for the class indices ``y`` (valid wherever ``wy > 0``):
+    the unweighted per-row losses in float64 (0 where ``wy`` is 0, which are not read) and, with ``want_grad``,
+    ``scale[:, None] * (p - onehot(y))`` in ``z``'s dtype and shape (zeros where ``wy`` is 0)."""
+    family = _runtime.load_extra("_family")
+    x = _as_rows(z)
+    n = x.shape[0]
+    labels = _readable(np.ascontiguousarray(y.reshape(-1), dtype=np.int64))
+    w = _readable(np.ascontiguousarray(wy.reshape(-1), dtype=x.dtype))
+    s = _readable(np.ascontiguousarray(scale.reshape(-1), dtype=x.dtype))
+    grad = np.empty((n if want_grad else 0, x.shape[1]), dtype=x.dtype)
+    rows = np.empty(n)
+    args = (x, labels, w, s, _family_code(family, kind), float(alpha), int(n_iter), grad, rows)
+    with _runtime.threads(x.size) as pieces:
+        if pieces > 1:
+            family.loss_rows_parallel(*args, pieces)
+        else:
+            family.loss_rows(*args)
+    return rows.reshape(z.shape[:-1]), (grad.reshape(z.shape) if want_grad else None)

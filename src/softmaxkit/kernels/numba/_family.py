@@ -54,6 +54,8 @@ __all__ = [
     "ROUNDS",
     "SOURCES_SHA",
     "SPARSEMAX",
+    "loss_rows",
+    "loss_rows_parallel",
     "mapping_rows",
     "mapping_rows_parallel",
     "vjp_rows",
@@ -277,28 +279,34 @@ def _write_power(x: Any, m: Any, scale: float, lo: float, beta: float, total: fl
 
 # ------------------------------------------------------------------------------------------ the mapping
 @jit()
+def _mapping_row(row: Any, o: Any, kind: int, alpha: float, n_iter: int, buf: Any) -> Any:
+    """``o`` = the mapping of one row; returns the row's maximum (``nan`` for a bad row)."""
+    scale = 1.0 if kind == SPARSEMAX else (0.5 if kind == ENTMAX15 else alpha - 1.0)
+    beta = 1.0 / scale
+    m, nans = _scan(row)
+    if nans > 0 or m == np.inf:
+        _fill(o, np.nan)
+        return row.dtype.type(np.nan)
+    if m == -np.inf:  # every entry masked: no distribution
+        _fill(o, 0.0)
+        return m
+    n = _gather(row, m, scale, buf)
+    if kind == SPARSEMAX:
+        _write_linear(row, m, row.dtype.type(_sparsemax_threshold(buf, n)), o)
+    elif kind == ENTMAX15:
+        _write_square(row, m, row.dtype.type(_entmax15_threshold(buf, n)), o)
+    else:
+        lo, n = _bisect_lower(buf, n, beta, n_iter)
+        _write_power(row, m, scale, lo, beta, _mass(buf, n, lo, beta), o)
+    return m
+
+
+@jit()
 def _mapping_chunk(x: Any, out: Any, kind: int, alpha: float, n_iter: int, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`mapping_rows`."""
     buf = np.empty(x.shape[1], np.float64)
-    scale = 1.0 if kind == SPARSEMAX else (0.5 if kind == ENTMAX15 else alpha - 1.0)
-    beta = 1.0 / scale
     for i in range(r0, r1):
-        row, o = x[i], out[i]
-        m, nans = _scan(row)
-        if nans > 0 or m == np.inf:
-            _fill(o, np.nan)
-            continue
-        if m == -np.inf:  # every entry masked: no distribution
-            _fill(o, 0.0)
-            continue
-        n = _gather(row, m, scale, buf)
-        if kind == SPARSEMAX:
-            _write_linear(row, m, x.dtype.type(_sparsemax_threshold(buf, n)), o)
-        elif kind == ENTMAX15:
-            _write_square(row, m, x.dtype.type(_entmax15_threshold(buf, n)), o)
-        else:
-            lo, n = _bisect_lower(buf, n, beta, n_iter)
-            _write_power(row, m, scale, lo, beta, _mass(buf, n, lo, beta), o)
+        _mapping_row(x[i], out[i], kind, alpha, n_iter, buf)
 
 
 @jit(cache=True)
@@ -395,3 +403,75 @@ def vjp_rows_parallel(p: Any, g: Any, out: Any, alpha: float, pieces: int) -> No
     n = p.shape[0]
     for ch in prange(pieces):
         _vjp_chunk(p, g, out, alpha, ch * n // pieces, (ch + 1) * n // pieces)
+
+
+# ------------------------------------------------------------------------------------------ the loss
+@jit(fastmath=_REASSOC)
+def _fenchel_young_sum(x: Any, m: Any, p: Any, alpha: float) -> float:
+    r""":math:`\sum_{p_i > 0} h(p_i) + p_i (x_i - m)` in float64, :math:`h(p) = p (1 - p^{\alpha - 1}) /
+    (\alpha(\alpha - 1)) \ge 0` the terms of the Tsallis entropy :math:`H_\alpha`."""
+    total = 0.0
+    if alpha == 2.0:
+        for j in range(x.size):
+            q = np.float64(p[j])
+            total += q * (1.0 - q) / 2.0 + q * np.float64(x[j] - m) if q > 0.0 else 0.0
+    elif alpha == 1.5:
+        for j in range(x.size):
+            q = np.float64(p[j])
+            total += q * (1.0 - math.sqrt(q)) / 0.75 + q * np.float64(x[j] - m) if q > 0.0 else 0.0
+    else:
+        c = 1.0 / (alpha * (alpha - 1.0))
+        for j in range(x.size):
+            q = np.float64(p[j])
+            if q > 0.0:
+                total += q * (1.0 - q ** (alpha - 1.0)) * c + q * np.float64(x[j] - m)
+    return total
+
+
+@jit()
+def _loss_chunk(
+    x: Any, y: Any, wy: Any, scale: Any, kind: int, alpha: float, n_iter: int, grad: Any, rows: Any, r0: int, r1: int
+) -> None:
+    """Rows ``r0:r1`` of :func:`loss_rows`."""
+    k = x.shape[1]
+    buf = np.empty(k, np.float64)
+    p = np.empty(k, x.dtype)
+    want_grad = grad.shape[0] > 0
+    for i in range(r0, r1):
+        if not wy[i] > 0:  # ignored or weightless: never read
+            rows[i] = 0.0
+            if want_grad:
+                _fill(grad[i], 0.0)
+            continue
+        row = x[i]
+        m = _mapping_row(row, p, kind, alpha, n_iter, buf)
+        label = y[i]
+        if m != m:
+            rows[i] = np.nan
+        elif m == -np.inf:  # every class masked, the target's too
+            rows[i] = np.inf
+        else:  # (a masked target: d_y = -inf, the loss inf)
+            value = _fenchel_young_sum(row, m, p, alpha) - np.float64(row[label] - m)
+            rows[i] = value if value > 0.0 else 0.0  # >= 0 in exact arithmetic: below is rounding
+        if want_grad:
+            g, s = grad[i], x.dtype.type(scale[i])
+            for j in range(k):
+                g[j] = s * p[j]
+            g[label] = s * (p[label] - x.dtype.type(1.0))
+
+
+@jit(cache=True)
+def loss_rows(x: Any, y: Any, wy: Any, scale: Any, kind: int, alpha: float, n_iter: int, grad: Any, rows: Any) -> None:
+    """The Fenchel–Young loss of every row: ``rows[i]`` (float64, unweighted) and, unless ``grad`` has no rows,
+    ``grad[i] = scale[i] (p - e_{y_i})``; rows with ``wy[i] = 0`` are not read (0 and zeros)."""
+    _loss_chunk(x, y, wy, scale, kind, alpha, n_iter, grad, rows, 0, x.shape[0])
+
+
+@jit(cache=True, parallel=True)
+def loss_rows_parallel(
+    x: Any, y: Any, wy: Any, scale: Any, kind: int, alpha: float, n_iter: int, grad: Any, rows: Any, pieces: int
+) -> None:
+    """:func:`loss_rows` with the rows cut into ``pieces`` pieces, one per thread."""
+    n = x.shape[0]
+    for ch in prange(pieces):
+        _loss_chunk(x, y, wy, scale, kind, alpha, n_iter, grad, rows, ch * n // pieces, (ch + 1) * n // pieces)
