@@ -47,8 +47,10 @@ __all__ = [
     "entmax_bisect",
     "entmax_loss",
     "entmax_vjp",
+    "first_bad_label",
     "logsumexp",
     "softmax",
+    "softmax_backward",
     "sparsemax",
     "start",
 ]
@@ -312,3 +314,35 @@ def entmax_loss(
         else:
             family.loss_rows(*args)
     return rows.reshape(z.shape[:-1]), (grad.reshape(z.shape) if want_grad else None)
+
+
+# ------------------------------------------------------------------------------- softmaxkit.torch's backward
+def softmax_backward(out: np.ndarray, grad: np.ndarray, log: bool) -> np.ndarray:
+    """The gradient of softmax (``log``: log-softmax) along the last axis from its output ``out`` (float32/float64)
+    and the upstream gradient ``grad`` (``out``'s shape; any strides, cast to ``out``'s dtype), in ``out``'s shape.
+
+    Masked entries (``out`` 0, resp. ``-inf``) get 0, rows holding ``nan`` get ``nan`` (:mod:`._backward`)."""
+    kernels = _runtime.load_extra("_backward")
+    y = _as_rows(out)
+    g = _as_rows(np.asarray(grad, dtype=y.dtype))
+    dz = np.empty(y.shape, dtype=y.dtype)
+    with _runtime.threads(y.size) as pieces:
+        if log:
+            run = kernels.log_softmax_backward_rows_parallel if pieces > 1 else kernels.log_softmax_backward_rows
+        else:
+            run = kernels.softmax_backward_rows_parallel if pieces > 1 else kernels.softmax_backward_rows
+        if pieces > 1:
+            run(y, g, dz, pieces)
+        else:
+            run(y, g, dz)
+    return dz.reshape(out.shape)
+
+
+def first_bad_label(target: np.ndarray, n_classes: int, ignore_index: int) -> int:
+    """The flat position of the first class index of ``target`` (integers) outside ``[0, n_classes)`` that is not
+    ``ignore_index``, or -1 when there is none: one pass, no temporary (the caller names the value)."""
+    y = _readable(np.ascontiguousarray(target.reshape(-1), dtype=np.int64))
+    if not -(2**63) <= ignore_index < 2**63:  # no int64 label equals it: -1 is out of range anyway
+        ignore_index = -1
+    found: int = _runtime.load_extra("_backward").first_bad_label(y, n_classes, ignore_index)
+    return found
