@@ -89,9 +89,10 @@ def test_auto_picks_by_type_dtype_and_size() -> None:
         assert _auto(op, large) == "numba"
         assert _auto(op, torch.zeros(64, 64)) == "reference"  # a CPU tensor on the array front
         assert _auto(op, np.zeros((2, 3), dtype=np.int64)) == "reference"  # (the fronts pass the compute dtype)
-    assert _auto("softmax", torch.zeros(2, 3), front="torch") == "torch"
-    assert _auto("softmax", torch.zeros(64, 64), front="torch") == "numba"  # CPU tensors: as NumPy arrays
-    assert _auto("logsumexp", torch.zeros(64, 64), front="torch") == "torch"
+    for op in ("softmax", "log_softmax", "logsumexp", "cross_entropy"):  # CPU float tensors: numba at every size
+        assert _auto(op, torch.zeros(2, 3), front="torch") == "numba"
+        assert _auto(op, torch.zeros(64, 64, dtype=torch.float64), front="torch") == "numba"
+    assert _auto("softmax", torch.zeros(2, 3, dtype=torch.float16), front="torch") == "torch"
     assert _auto("softmax", torch.zeros(64, 64), front="torch", last=False) == "torch"
     # options an engine lacks send the call elsewhere
     assert _auto("logsumexp", large, options=("b",)) == "reference"
@@ -146,8 +147,6 @@ def test_the_torch_front_refuses_what_its_engines_cannot_run() -> None:
         skt.softmax(x, dim=1)
     with sk.backend("triton"), pytest.raises(ValueError, match=r"got torch\.float64"):
         skt.log_softmax(x.double(), dim=2)
-    with sk.backend("numba"), pytest.raises(ValueError, match=r"softmaxkit\.torch\.logsumexp does not run on it"):
-        skt.logsumexp(torch.zeros(2, 3), 1)
     with sk.backend("numba"), pytest.raises(ValueError, match="it needs the class dimension last"):
         skt.softmax(x, dim=1)
     with sk.backend("numba"), pytest.raises(ValueError, match=r"got one of torch\.float16 on cpu"):

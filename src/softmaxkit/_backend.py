@@ -9,7 +9,7 @@ Engines
 ``numpy``       a tight NumPy implementation of the same formulas for float32/float64 ``numpy.ndarray``\\ s
                 (:mod:`softmaxkit._lean`): none of the generic code's namespace look-ups, for small inputs.
 ``numba``       the CPU kernels (:mod:`softmaxkit.kernels.numba`) for float32/float64 NumPy arrays, and for
-                softmaxkit.torch's softmax, log_softmax and cross_entropy of CPU float32/float64 tensors.
+                softmaxkit.torch's softmax, log_softmax, logsumexp and cross_entropy of CPU float32/float64 tensors.
 ``triton``      the GPU kernels (:mod:`softmaxkit.kernels.triton.ops`; :mod:`~softmaxkit.kernels.triton.family` for
                 softmaxkit.torch's sparsemax, entmax15 and entmax_bisect) for torch tensors on CUDA (on the CPU too
                 under ``TRITON_INTERPRET=1``, Triton's interpreter: the tests run them so), float32/float16/bfloat16,
@@ -19,9 +19,10 @@ Engines
 
 ``auto`` (the default) picks, from the array type, device, dtype, layout and size: ``triton`` for CUDA tensors it
 can take; ``numba`` for NumPy float32/float64 arrays of at least :data:`THRESHOLD` elements when numba is
-installed (CPU float32/float64 tensors of the torch front likewise); ``numpy`` for smaller ones; ``torch`` for
-the rest of the torch front; ``reference`` for everything
-else (other array libraries, float16 and integer inputs on the array front, options only the reference has).
+installed (CPU float32/float64 tensors of the torch front likewise, class dimension last, and softmax, log_softmax,
+logsumexp and cross_entropy at every size: a process that imported torch pays numba's load in passing); ``numpy`` for smaller ones; ``torch`` for the rest of the torch
+front; ``reference`` for everything else (other array libraries, float16 and integer inputs on the array front,
+options only the reference has).
 
 The name in force comes from, in order: the ``backend=`` keyword of a call, the innermost
 ``with softmaxkit.backend(...)`` block, the ``SOFTMAXKIT_BACKEND`` environment variable, ``auto``. A name that is
@@ -84,7 +85,7 @@ FAMILY = ("sparsemax", "entmax15", "entmax_bisect")
 _OPS = {
     "numpy": ("softmax", "log_softmax", "logsumexp", "cross_entropy"),
     "numba": ("softmax", "log_softmax", "logsumexp", "cross_entropy", *FAMILY),
-    "numba-torch": ("softmax", "log_softmax", "cross_entropy", *FAMILY),
+    "numba-torch": ("softmax", "log_softmax", "logsumexp", "cross_entropy", *FAMILY),
     "triton-array": ("softmax", "log_softmax", "logsumexp", "cross_entropy"),
     "triton-torch": (
         *("softmax", "log_softmax", "logsumexp", "cross_entropy", "linear_cross_entropy"),
@@ -92,6 +93,9 @@ _OPS = {
     ),
 }
 """The operations each engine implements (on the array front; ``numba-torch``: numba on softmaxkit.torch's)."""
+
+_EVERY_SIZE = frozenset({"softmax", "log_softmax", "logsumexp", "cross_entropy"})
+"""The torch front's operations that ``auto`` sends to numba below :data:`THRESHOLD` too (their CPU path is lean)."""
 
 _CHOICE: contextvars.ContextVar[str | None] = contextvars.ContextVar("softmaxkit_backend", default=None)
 _GENERIC: contextvars.ContextVar[bool] = contextvars.ContextVar("softmaxkit_generic", default=False)
@@ -286,7 +290,9 @@ def _auto(op: str, data: Any, front: str, rows: bool, last: bool, options: tuple
         return "numpy" if _why_not_numpy(op, data, front, options) is None else "reference"
     fallback = "torch" if front == "torch" else "reference"
     if front == "torch" and data.device.type == "cpu":
-        if data.numel() >= THRESHOLD and installed("numba") and _why_not_torch_cpu(op, data, last) is None:
+        # softmax, log_softmax, logsumexp and CE at every size (torch has already cost more to import than numba)
+        big = op in _EVERY_SIZE or data.numel() >= THRESHOLD
+        if big and installed("numba") and _why_not_torch_cpu(op, data, last) is None:
             return "numba"
         return fallback
     if _is_torch(data) and data.device.type == "cuda":

@@ -269,7 +269,7 @@ IMPLS: list[Impl] = [
     Impl(
         "torch-front-numba",
         TORCH,
-        lacks=_TORCH_FRONT_LACKS | {"logsumexp", "axis"},
+        lacks=_TORCH_FRONT_LACKS | {"axis"},
         dtypes=("float64", "float32"),
         axis_name="dim",
         map_call=_torch_map,

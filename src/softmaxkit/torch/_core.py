@@ -353,3 +353,97 @@ def check_weight(weight: Tensor, n_classes: int, values: bool = True) -> None:
         _validate.weight_shape(tuple(weight.shape), n_classes)
     if not weight.is_floating_point():
         raise TypeError(f"weight must be a floating tensor; got dtype {weight.dtype}")
+
+
+# ------------------------------------------------------------------------------ the mappings' derivatives
+# Differentiable torch code, shared by the Functions of every path (their double backward and forward mode).
+def softmax_vjp(out: Tensor, grad: Tensor, dim: int) -> Tensor:
+    r""":math:`p \odot (g - \langle g, p \rangle)` from softmax's output :math:`p`: 0 at masked entries and rows."""
+    p = to_compute(out)
+    g = grad.to(p.dtype)
+    return (p * (g - (g * p).sum(dim, keepdim=True))).to(out.dtype)
+
+
+def softmax_jvp(out: Tensor, tangent: Tensor, dim: int) -> Tensor:
+    p = to_compute(out)
+    t = torch.where(p == 0, 0.0, tangent.to(p.dtype))  # masked entries are the constant 0
+    return (p * (t - (t * p).sum(dim, keepdim=True))).to(out.dtype)
+
+
+def log_softmax_vjp(out: Tensor, grad: Tensor, dim: int) -> Tensor:
+    r""":math:`g - e^{y} \sum g` from log-softmax's output :math:`y`; masked entries (``-inf``) get 0 and their
+    cotangent is never read."""
+    y = to_compute(out)
+    active = y != -_INF
+    g = torch.where(active, grad.to(y.dtype), 0.0)
+    return torch.where(active, g - torch.exp(y) * g.sum(dim, keepdim=True), 0.0).to(out.dtype)
+
+
+def log_softmax_jvp(out: Tensor, tangent: Tensor, dim: int) -> Tensor:
+    y = to_compute(out)
+    active = y != -_INF  # masked entries are the constant -inf: their tangent is 0 and never read
+    t = torch.where(active, tangent.to(y.dtype), 0.0)
+    return torch.where(active, t - (torch.exp(y) * t).sum(dim, keepdim=True), 0.0).to(out.dtype)
+
+
+def lse_softmax(x: Tensor, value: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """The softmax of ``x`` in the compute dtype (0 for rows whose log-sum-exp ``value``, dimension kept, is
+    ``-inf``) and that mask: the derivative of the log-sum-exp."""
+    z = to_compute(x, "input")
+    masked = value == -_INF  # every entry -inf (or the axis is empty): gradient 0, not exp(-inf + inf)
+    return torch.softmax(torch.where(masked, 0.0, z), dim), masked
+
+
+def logsumexp_vjp(x: Tensor, value: Tensor, grad: Tensor, dim: int) -> Tensor:
+    """``grad`` (dimension ``dim`` kept) times the softmax of ``x``; 0 for fully masked rows."""
+    p, masked = lse_softmax(x, value, dim)
+    return torch.where(masked, 0.0, grad.to(p.dtype) * p).to(x.dtype)
+
+
+def logsumexp_jvp(x: Tensor, value: Tensor, tangent: Tensor, dim: int) -> Tensor:
+    """The tangent of the log-sum-exp (dimension ``dim`` kept)."""
+    p, masked = lse_softmax(x, value, dim)
+    t = torch.where(p == 0, 0.0, tangent.to(p.dtype))
+    return torch.where(masked, 0.0, (p * t).sum(dim, keepdim=True)).to(value.dtype)
+
+
+def denominators(
+    target: Tensor, weight: Tensor | None, dim: int, ignore_index: int, like: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``mean``'s denominators (:func:`ce_forward`'s ``denom`` and ``n_rows``) from the targets alone: the total
+    weight of the rows not ignored and their count (the row count twice for probability targets)."""
+    acc = accumulator(like)
+    if target.is_floating_point():
+        n = torch.tensor(float(target.numel() // max(target.shape[dim], 1)), dtype=acc, device=target.device)
+        return n, n.clone()
+    valid = kept(target, ignore_index)
+    w_y = valid.to(acc) if weight is None else torch.where(valid, weight.to(acc)[torch.where(valid, target, 0)], 0.0)
+    return w_y.sum(), valid.sum(dtype=acc)
+
+
+def ce_jvp(
+    logits: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    dim: int,
+    opts: Options,
+    lse: RowLse | None,
+    denom: Tensor,
+    n_rows: Tensor,
+    t_logits: Tensor | None,
+    t_target: Tensor | None,
+) -> Tensor:
+    """The tangent of :func:`ce_forward`'s loss. The loss is a sum of per-row terms, so its tangent is
+    :math:`\\sum \\nabla\\ell \\cdot t` with :func:`ce_backward`'s gradient for an upstream gradient of ones, summed
+    per row for ``reduction="none"``; 0 where the loss does not read an entry (ignored rows), whatever the tangent."""
+    z = to_compute(logits)
+    want_t = t_target is not None and target.is_floating_point()
+    ones = torch.ones_like(z.sum(dim)) if opts.reduction == "none" else z.new_ones(())
+    dz, dt = ce_backward(z, target, weight, dim, opts, lse, denom, n_rows, ones, want_t)
+    per_entry = torch.zeros_like(z)
+    if t_logits is not None:
+        per_entry = per_entry + torch.where(dz == 0, 0.0, dz * t_logits.to(z.dtype))
+    if dt is not None and t_target is not None:
+        per_entry = per_entry + torch.where(dt == 0, 0.0, dt * t_target.to(z.dtype))
+    dloss = per_entry.sum(dim) if opts.reduction == "none" else per_entry.sum(dtype=accumulator(per_entry))
+    return dloss.to(result_dtype(logits.dtype))

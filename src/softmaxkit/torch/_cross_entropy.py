@@ -25,12 +25,8 @@ class _CrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        logits: Tensor, target: Tensor, weight: Tensor | None, dim: int, opts: Options, fuse: bool, cpu: bool
+        logits: Tensor, target: Tensor, weight: Tensor | None, dim: int, opts: Options, fuse: bool
     ) -> tuple[Tensor, ...]:
-        if cpu:
-            out = _CrossEntropy._cpu_forward(logits, target, weight, opts, fuse)
-            if out is not None:
-                return out
         k = kernel_rows("cross_entropy", logits, dim)
         # distinct empty tensors: one tensor returned as two outputs confuses torch.compile's wiring of saved tensors
         fused, qsum = logits.new_empty(0), logits.new_empty(0)
@@ -49,41 +45,10 @@ class _CrossEntropy(torch.autograd.Function):
         return loss, lse.m, lse.log_norm, denom, n_rows, fused, qsum
 
     @staticmethod
-    def _cpu_forward(
-        logits: Tensor, target: Tensor, weight: Tensor | None, opts: Options, fuse: bool
-    ) -> tuple[Tensor, ...] | None:
-        """The numba kernels on NumPy views: the loss, and with ``fuse`` the gradient from the same pass (for
-        ``none``, each row's own). No row statistics (empty ``m``, ``log_norm``): a backward without that
-        gradient recomputes them. None for the one case the kernels leave to the reference."""
-        from ..kernels import numba as kernels
-
-        t = target.detach().to(logits.dtype) if target.is_floating_point() else target
-        w = None if weight is None else weight.detach().to(logits.dtype).numpy()
-        res = kernels.cross_entropy(
-            logits.detach().numpy(), t.numpy(), w, opts.ignore_index, opts.label_smoothing, opts.reduction,
-            opts.z_loss, opts.softcap, fuse,
-        )  # fmt: skip
-        if res is None:
-            return None
-        loss, grad = res
-        acc = _core.accumulator(logits)
-        if target.is_floating_point():
-            denom = torch.tensor(float(target.numel() // max(target.shape[-1], 1)), dtype=acc)
-            n_rows = denom.clone()
-        else:
-            valid = target != opts.ignore_index
-            w_y = valid.to(acc) if weight is None else torch.where(valid, weight.to(acc)[target.where(valid, 0)], 0.0)
-            denom, n_rows = w_y.sum(), valid.sum(dtype=acc)
-        none = logits.new_empty(0)
-        fused = none.clone() if grad is None else torch.from_numpy(grad)
-        return torch.from_numpy(loss), none, none.clone(), denom, n_rows, fused, none.clone()
-
-    @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        logits, target, weight, dim, opts, _, cpu = inputs
+        logits, target, weight, dim, opts, _ = inputs
         _, m, log_norm, denom, n_rows, fused, qsum = output
         ctx.mark_non_differentiable(m, log_norm, denom, n_rows, fused, qsum)
-        ctx.cpu_grad = fused if cpu and fused.numel() else None
         k = kernel_rows("cross_entropy", logits, dim)
         ctx.kernels = None if k is None else k[0]
         ctx.grad = fused if ctx.kernels is not None and fused.numel() else None
@@ -129,21 +94,15 @@ class _CrossEntropy(torch.autograd.Function):
         return (loss.view(batch) if opts.reduction == "none" else loss), lse, denom, n_rows, out
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, Tensor | None, None, None, None, None, None]:
+    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, Tensor | None, None, None, None, None]:
         logits, target, weight, m, log_norm, denom, n_rows = ctx.saved_tensors
         want_t = bool(ctx.needs_input_grad[1])
         dz: Tensor | None
-        if ctx.cpu_grad is not None and not torch.is_grad_enabled() and not want_t:
-            dz, ctx.cpu_grad = ctx.cpu_grad, None  # handed over (a second backward recomputes)
-            if ctx.opts.reduction == "none":
-                return dz.mul_(grad.to(dz.dtype).unsqueeze(-1)), None, None, None, None, None, None
-            return (dz if bool(grad == 1) else dz.mul_(grad.to(dz.dtype))), None, None, None, None, None, None
         if ctx.kernels is not None and not torch.is_grad_enabled() and not want_t:
             dz = _CrossEntropy._kernel_backward(ctx, logits, target, weight, m, log_norm, denom, n_rows, grad)
-            return dz, None, None, None, None, None, None
+            return dz, None, None, None, None, None
         z = _core.to_compute(logits)
-        # A double backward differentiates this function: then the lse is recomputed by differentiable ops (and
-        # so it is where the forward kept none: the CPU kernels' path).
+        # A double backward differentiates this function: then the lse is recomputed by differentiable ops.
         lse = None if torch.is_grad_enabled() or m.numel() == 0 else RowLse(m, log_norm)
         dz, dt = _core.ce_backward(z, target, weight, ctx.dim, ctx.opts, lse, denom, n_rows, grad, want_t)
         return (
@@ -153,30 +112,14 @@ class _CrossEntropy(torch.autograd.Function):
             None,
             None,
             None,
-            None,
         )
 
     @staticmethod
     def jvp(ctx: Any, t_logits: Tensor | None, t_target: Tensor | None, *_: Any) -> tuple[Tensor | None, ...]:
-        """The loss is a sum of per-row terms, so its tangent is :math:`\\sum \\nabla\\ell \\cdot t` with the
-        gradient of the backward for an upstream gradient of ones, summed per row for ``reduction="none"``."""
         logits, target, weight, m, log_norm, denom, n_rows = ctx.saved_tensors
-        opts: Options = ctx.opts
-        z = _core.to_compute(logits)
-        want_t = t_target is not None and target.is_floating_point()
-        ones = torch.ones_like(z.sum(ctx.dim)) if opts.reduction == "none" else z.new_ones(())
-        lse = None if m.numel() == 0 else RowLse(m, log_norm)  # none kept by the CPU kernels' path: recomputed
-        dz, dt = _core.ce_backward(z, target, weight, ctx.dim, opts, lse, denom, n_rows, ones, want_t)
-        per_entry = torch.zeros_like(z)
-        if t_logits is not None:  # 0 where the loss does not read the entry (ignored rows), whatever the tangent
-            per_entry = per_entry + torch.where(dz == 0, 0.0, dz * t_logits.to(z.dtype))
-        if dt is not None and t_target is not None:
-            per_entry = per_entry + torch.where(dt == 0, 0.0, dt * t_target.to(z.dtype))
-        if opts.reduction == "none":
-            dloss = per_entry.sum(ctx.dim)
-        else:
-            dloss = per_entry.sum(dtype=_core.accumulator(per_entry))
-        return dloss.to(_core.result_dtype(logits.dtype)), None, None, None, None, None, None
+        lse = None if m.numel() == 0 else RowLse(m, log_norm)
+        dloss = _core.ce_jvp(logits, target, weight, ctx.dim, ctx.opts, lse, denom, n_rows, t_logits, t_target)
+        return dloss, None, None, None, None, None, None  # (one tangent per output)
 
     @staticmethod
     def _kernel_backward(

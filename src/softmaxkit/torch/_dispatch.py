@@ -58,10 +58,13 @@ def traced(*xs: Tensor) -> bool:
 def engine(op: str, x: Tensor, dim: int) -> str:
     """The dispatcher's engine for this call (:func:`softmaxkit._backend.choose`): ``triton`` (a CUDA tensor of a
     dtype the kernels take, class dimension last with contiguous rows, Triton installed), ``numba`` (a CPU
-    float32/float64 tensor of at least ``THRESHOLD`` elements, class dimension last), else ``torch``; or the one
-    ``softmaxkit.backend(...)`` names. Under ``torch.compile`` the choice is ``auto``'s: Dynamo cannot read the
-    context (``ContextVar.get``), which would break the graph."""
-    keyword = "auto" if torch.compiler.is_compiling() else None
+    float32/float64 tensor, class dimension last), else ``torch``; or the one ``softmaxkit.backend(...)`` names.
+    Under ``torch.compile`` the choice is ``auto``'s (Dynamo cannot read the context, ``ContextVar.get``, which
+    would break the graph), and a CPU tensor takes the torch code (no kernel runs on a traced tensor)."""
+    compiling = torch.compiler.is_compiling()
+    if compiling and x.device.type == "cpu":
+        return "torch"
+    keyword = "auto" if compiling else None
     return _backend.choose(op, x, keyword, front="torch", rows=rows_view(x, dim) is not None, last=dim == x.ndim - 1)
 
 
@@ -76,20 +79,6 @@ def kernel_rows(op: str, x: Tensor, dim: int) -> tuple[ModuleType, Tensor] | Non
     from ..kernels.triton import ops as gpu
 
     return gpu, rows
-
-
-def cpu_kernels(op: str, x: Tensor, dim: int) -> ModuleType | None:
-    """:mod:`softmaxkit.kernels.numba` when the dispatcher sends this CPU tensor there (float32/float64, class
-    dimension last and not empty; ``backend`` and its size threshold as for NumPy arrays) and it is not traced,
-    else None.
-
-    The kernels read the tensor through a NumPy view of its memory (no copy when its rows are contiguous) and
-    their results become tensors without a copy (``torch.from_numpy``)."""
-    if x.ndim == 0 or x.shape[-1] == 0 or engine(op, x, dim) != "numba" or traced(x):
-        return None
-    from ..kernels import numba as kernels
-
-    return kernels
 
 
 def save(ctx: Any, *tensors: Tensor | None) -> None:

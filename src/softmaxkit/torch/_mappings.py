@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from . import _core
-from ._dispatch import cpu_kernels, grad_rows, kernel_rows, rows_view, save, traceable
+from ._dispatch import grad_rows, kernel_rows, rows_view, save, traceable
 
 Tensor = torch.Tensor
 _INF = math.inf
@@ -28,9 +28,6 @@ class _Softmax(torch.autograd.Function):
         if k is not None:
             out: Tensor = k[0].softmax(k[1]).view(x.shape)
             return out
-        cpu = cpu_kernels("softmax", x, dim)
-        if cpu is not None:
-            return torch.from_numpy(cpu.softmax(x.detach().numpy(), 1.0, False))
         work = _core.compute_dtype(x.dtype, "input")
         p = torch.softmax(x, dim, dtype=work)
         if x.shape[dim] > 0:  # a fully masked row has no distribution: zeros, not nan
@@ -51,17 +48,12 @@ class _Softmax(torch.autograd.Function):
             g_rows = grad_rows(grad.to(out.dtype), out.shape[-1])
             dx: Tensor = ctx.kernels.softmax_backward(out.view(-1, out.shape[-1]), g_rows)
             return dx.view(out.shape), None
-        p = _core.to_compute(out)
-        g = grad.to(p.dtype)
-        dx = p * (g - (g * p).sum(ctx.dim, keepdim=True))
-        return dx.to(out.dtype), None
+        return _core.softmax_vjp(out, grad, ctx.dim), None
 
     @staticmethod
     def jvp(ctx: Any, tangent: Tensor, _dim: None) -> Tensor:
         (out,) = ctx.saved_tensors
-        p = _core.to_compute(out)
-        t = torch.where(p == 0, 0.0, tangent.to(p.dtype))  # masked entries are the constant 0
-        return (p * (t - (t * p).sum(ctx.dim, keepdim=True))).to(out.dtype)
+        return _core.softmax_jvp(out, tangent, ctx.dim)
 
 
 SOFTMAX = traceable(_Softmax)
@@ -76,9 +68,6 @@ class _LogSoftmax(torch.autograd.Function):
         if k is not None:
             out: Tensor = k[0].softmax(k[1], log=True).view(x.shape)
             return out
-        cpu = cpu_kernels("log_softmax", x, dim)
-        if cpu is not None:
-            return torch.from_numpy(cpu.softmax(x.detach().numpy(), 1.0, True))
         z = _core.to_compute(x, "input")
         if z.shape[dim] == 0:  # an empty result, never the input itself (which setup_context could not save)
             return torch.empty_like(x, dtype=_core.result_dtype(x.dtype, "input"))
@@ -100,19 +89,12 @@ class _LogSoftmax(torch.autograd.Function):
             g_rows = grad_rows(grad.to(out.dtype), out.shape[-1])
             dlog: Tensor = ctx.kernels.softmax_backward(out.view(-1, out.shape[-1]), g_rows, log=True)
             return dlog.view(out.shape), None
-        y = _core.to_compute(out)
-        active = y != -_INF  # masked outputs are the constant -inf: their cotangent is never read
-        g = torch.where(active, grad.to(y.dtype), 0.0)
-        dx = torch.where(active, g - torch.exp(y) * g.sum(ctx.dim, keepdim=True), 0.0)
-        return dx.to(out.dtype), None
+        return _core.log_softmax_vjp(out, grad, ctx.dim), None
 
     @staticmethod
     def jvp(ctx: Any, tangent: Tensor, _dim: None) -> Tensor:
         (out,) = ctx.saved_tensors
-        y = _core.to_compute(out)
-        active = y != -_INF  # masked entries are the constant -inf: their tangent is 0 and never read
-        t = torch.where(active, tangent.to(y.dtype), 0.0)
-        return torch.where(active, t - (torch.exp(y) * t).sum(ctx.dim, keepdim=True), 0.0).to(out.dtype)
+        return _core.log_softmax_jvp(out, tangent, ctx.dim)
 
 
 LOG_SOFTMAX = traceable(_LogSoftmax)
@@ -144,33 +126,21 @@ class _LogSumExp(torch.autograd.Function):
         save(ctx, x, output)
 
     @staticmethod
-    def _softmax(ctx: Any, x: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
-        """The softmax of ``x`` in the compute dtype (0 for rows whose log-sum-exp is ``-inf``) and that mask."""
-        z = _core.to_compute(x, "input")
-        value = out if ctx.keepdim else out.unsqueeze(ctx.dim)
-        masked = value == -_INF  # every entry -inf (or the axis is empty): gradient 0, not exp(-inf + inf)
-        return torch.softmax(torch.where(masked, 0.0, z), ctx.dim), masked
-
-    @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         x, out = ctx.saved_tensors
         rows = None if ctx.kernels is None or torch.is_grad_enabled() else rows_view(x, ctx.dim)
         if rows is not None:
             dx: Tensor = ctx.kernels.logsumexp_backward(rows, grad.reshape(-1))
             return dx.view(x.shape), None, None
-        p, masked = _LogSumExp._softmax(ctx, x, out)
-        g = grad.to(p.dtype)
-        if not ctx.keepdim:
-            g = g.unsqueeze(ctx.dim)
-        return torch.where(masked, 0.0, g * p).to(x.dtype), None, None
+        value = out if ctx.keepdim else out.unsqueeze(ctx.dim)
+        g = grad if ctx.keepdim else grad.unsqueeze(ctx.dim)
+        return _core.logsumexp_vjp(x, value, g, ctx.dim), None, None
 
     @staticmethod
     def jvp(ctx: Any, tangent: Tensor, _dim: None, _keepdim: None) -> Tensor:
         x, out = ctx.saved_tensors
-        p, masked = _LogSumExp._softmax(ctx, x, out)
-        t = torch.where(p == 0, 0.0, tangent.to(p.dtype))
-        dv = torch.where(masked, 0.0, (p * t).sum(ctx.dim, keepdim=True))
-        return (dv if ctx.keepdim else dv.squeeze(ctx.dim)).to(out.dtype)
+        dv = _core.logsumexp_jvp(x, out if ctx.keepdim else out.unsqueeze(ctx.dim), tangent, ctx.dim)
+        return dv if ctx.keepdim else dv.squeeze(ctx.dim)
 
 
 LOGSUMEXP = traceable(_LogSumExp)

@@ -86,10 +86,10 @@ import array_api_compat.torch as _xp
 import torch
 
 from .. import _validate
-from . import _core
+from . import _core, _cpu
 from ._core import Options
 from ._cross_entropy import CROSS_ENTROPY
-from ._dispatch import apply, checked_tensor, cpu_kernels, pick, traced
+from ._dispatch import apply, checked_tensor, pick, traced
 from ._mappings import LOG_SOFTMAX, LOGSUMEXP, SOFTMAX
 
 __all__ = ["cross_entropy", "log_softmax", "logsumexp", "softmax"]
@@ -166,7 +166,8 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: 
         x = x.to(dtype)
     if x.ndim == 0:
         return apply(SOFTMAX, x.unsqueeze(0), 0).squeeze(0)
-    return apply(SOFTMAX, x, d)
+    fast = _cpu.mapping(x, d, False)
+    return fast if fast is not None else apply(SOFTMAX, x, d)
 
 
 def log_softmax(
@@ -222,7 +223,8 @@ def log_softmax(
         x = x.to(dtype)
     if x.ndim == 0:
         return apply(LOG_SOFTMAX, x.unsqueeze(0), 0).squeeze(0)
-    return apply(LOG_SOFTMAX, x, d)
+    fast = _cpu.mapping(x, d, True)
+    return fast if fast is not None else apply(LOG_SOFTMAX, x, d)
 
 
 def logsumexp(input: Tensor, dim: int | tuple[int, ...] | list[int], keepdim: bool = False) -> Tensor:
@@ -278,7 +280,8 @@ def logsumexp(input: Tensor, dim: int | tuple[int, ...] | list[int], keepdim: bo
         out = apply(LOGSUMEXP, x.unsqueeze(0), 0, False)
         return out.reshape(())
     if len(norm) == 1:
-        return apply(LOGSUMEXP, x, norm[0], keepdim)
+        fast = _cpu.logsumexp(x, norm[0], keepdim)
+        return fast if fast is not None else apply(LOGSUMEXP, x, norm[0], keepdim)
     rest = [i for i in range(x.ndim) if i not in norm]
     flat = x.permute(*rest, *norm).reshape(*[x.shape[i] for i in rest], -1)
     out = apply(LOGSUMEXP, flat, flat.ndim - 1, False)
@@ -437,6 +440,8 @@ def cross_entropy(
     fuse = torch.is_grad_enabled() and x.requires_grad and not target_grad
     # the CPU kernels index the row with the label unchecked: only labels checked here may go there
     checked = t.is_floating_point() or (bool(check_target) and not traced(t))
-    cpu = checked and not target_grad and cpu_kernels("cross_entropy", x, dim) is not None
-    loss: Tensor = pick(CROSS_ENTROPY).apply(x, t, weight, dim, opts, fuse, cpu)[0]
+    fast = _cpu.cross_entropy(x, t, weight, dim, opts) if checked and not target_grad else None
+    if fast is not None:
+        return fast
+    loss: Tensor = pick(CROSS_ENTROPY).apply(x, t, weight, dim, opts, fuse)[0]
     return loss

@@ -1,0 +1,213 @@
+r"""The CPU path of :mod:`softmaxkit.torch.functional`: plain CPU tensors of float32/float64 on the numba kernels.
+
+A call takes this path when its tensor is a plain CPU float32/float64 tensor (not traced by ``torch.compile``,
+not a tensor of a :mod:`torch.func` transform), its class dimension is the last, and the dispatcher sends it to
+``numba`` (:func:`softmaxkit._backend.choose`; on the torch front at every size). The kernels read the tensor's
+memory through a NumPy view and their results become tensors without a copy.
+
+The Functions here are written in the combined ``forward(ctx, ...)`` style, not the ``setup_context`` style of
+:mod:`._mappings` and :mod:`._cross_entropy`: torch 2.13's ``Function.apply`` binds the arguments of a
+``setup_context`` Function with :func:`inspect.signature` on every call, tens of microseconds, more than a
+kernel on a small tensor takes. The transforms that need ``setup_context`` never reach this path.
+
+* softmax and log_softmax: the forward kernel, and in backward :func:`softmaxkit.kernels.numba.softmax_backward`
+  (one read of the output and the upstream gradient per row, one write).
+* logsumexp: the forward kernel; the backward is the softmax kernel times the upstream gradient, in place.
+* cross-entropy: the loss and, when the logits require it, the gradient from one pass; that gradient is handed
+  to the first backward (scaled in place when the upstream gradient is not 1), a second backward recomputes.
+
+A backward under ``create_graph=True`` (a double backward) runs the differentiable torch code of
+:mod:`._core` instead, and so does forward-mode AD (``jvp``): the values are the same.
+
+Small softmax (below :data:`softmaxkit._backend.THRESHOLD` elements, ``backend`` ``auto``): torch's own
+``torch.softmax``, whose values, gradient and special values are ours for every row but a fully masked one
+(torch: ``nan``); a result holding a ``nan`` is computed again by the torch code of :mod:`._mappings`.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from .. import _backend
+from . import _core
+from ._core import Options
+from ._dispatch import in_transform
+
+Tensor = torch.Tensor
+_FLOATS = (torch.float32, torch.float64)
+
+
+def _kernels() -> ModuleType:
+    from ..kernels import numba as kernels
+
+    return kernels
+
+
+def eligible(x: Tensor, dim: int) -> bool:
+    """Whether ``x`` may take this path at all: a plain CPU float32/float64 tensor, class dimension last and not
+    empty, not traced."""
+    return (
+        x.dtype in _FLOATS
+        and x.device.type == "cpu"
+        and x.ndim > 0
+        and dim == x.ndim - 1
+        and x.shape[-1] > 0
+        and x.layout == torch.strided
+        and not torch.compiler.is_compiling()
+        and not in_transform(x)
+    )
+
+
+def _numba(op: str, x: Tensor, mode: str) -> bool:
+    return _backend.choose(op, x, mode, front="torch", rows=True, last=True) == "numba"
+
+
+# --------------------------------------------------------------------------------------------- mappings
+def _map_forward(ctx: Any, x: Tensor, log: bool) -> Tensor:
+    out = torch.from_numpy(_kernels().softmax(x.detach().numpy(), 1.0, log))
+    ctx.save_for_backward(out)
+    ctx.save_for_forward(out)
+    return out
+
+
+def _map_backward(ctx: Any, grad: Tensor, log: bool) -> Tensor:
+    (out,) = ctx.saved_tensors
+    if torch.is_grad_enabled():  # a double backward: differentiable torch code
+        return (_core.log_softmax_vjp if log else _core.softmax_vjp)(out, grad, out.ndim - 1)
+    return torch.from_numpy(_kernels().softmax_backward(out.detach().numpy(), grad.detach().numpy(), log))
+
+
+class _Softmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return _map_forward(ctx, x, False)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return _map_backward(ctx, grad, False)
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor) -> Tensor:
+        (out,) = ctx.saved_tensors
+        return _core.softmax_jvp(out, tangent, out.ndim - 1)
+
+
+class _LogSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return _map_forward(ctx, x, True)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return _map_backward(ctx, grad, True)
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor) -> Tensor:
+        (out,) = ctx.saved_tensors
+        return _core.log_softmax_jvp(out, tangent, out.ndim - 1)
+
+
+def mapping(x: Tensor, dim: int, log: bool) -> Tensor | None:
+    """softmax (``log``: log_softmax) of ``x`` along ``dim`` on this path, or None when it does not take it."""
+    if not eligible(x, dim):
+        return None
+    mode = _backend.resolve()
+    if not log and mode == "auto" and x.numel() < _backend.THRESHOLD:
+        p = torch.softmax(x, dim)
+        return None if bool(p.isnan().any()) else p  # a fully masked row is zeros here, not nan: the torch code
+    if not _numba("log_softmax" if log else "softmax", x, mode):
+        return None
+    return _core.apply(_LogSoftmax if log else _Softmax, x)
+
+
+class _LogSumExp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, keepdim: bool) -> Tensor:
+        value = torch.from_numpy(_kernels().logsumexp(x.detach().numpy()))
+        out = value if keepdim else value.squeeze(-1)
+        ctx.keepdim = keepdim
+        ctx.save_for_backward(x, out)
+        ctx.save_for_forward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        x, out = ctx.saved_tensors
+        g = grad if ctx.keepdim else grad.unsqueeze(-1)
+        if torch.is_grad_enabled():  # a double backward: differentiable torch code
+            return _core.logsumexp_vjp(x, out if ctx.keepdim else out.unsqueeze(-1), g, x.ndim - 1), None
+        p = torch.from_numpy(_kernels().softmax(x.detach().numpy(), 1.0, False))  # 0 for fully masked rows
+        return p.mul_(g), None
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor, _keepdim: None) -> Tensor:
+        x, out = ctx.saved_tensors
+        dv = _core.logsumexp_jvp(x, out if ctx.keepdim else out.unsqueeze(-1), tangent, x.ndim - 1)
+        return dv if ctx.keepdim else dv.squeeze(-1)
+
+
+def logsumexp(x: Tensor, dim: int, keepdim: bool) -> Tensor | None:
+    """The log-sum-exp of ``x`` along ``dim`` on this path, or None when it does not take it."""
+    if not eligible(x, dim) or not _numba("logsumexp", x, _backend.resolve()):
+        return None
+    return _core.apply(_LogSumExp, x, keepdim)
+
+
+# ---------------------------------------------------------------------------------------- cross-entropy
+class _CrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, target: Tensor, weight: Tensor | None, opts: Options, fuse: bool) -> Tensor:
+        z = logits.detach()
+        t = target.detach()
+        if t.is_floating_point():
+            t = t.to(z.dtype)
+        w = None if weight is None else weight.detach().to(z.dtype).numpy()
+        res = _kernels().cross_entropy(
+            z.numpy(), t.numpy(), w, opts.ignore_index, opts.label_smoothing, opts.reduction, opts.z_loss,
+            opts.softcap, fuse,
+        )  # fmt: skip
+        ctx.opts, ctx.grad = opts, None
+        if res is None:  # the one case the kernels leave to the torch code (a subnormal float64 total weight)
+            loss: Tensor = _core.ce_forward(z, target, weight, z.ndim - 1, opts)[0]
+        else:
+            loss = torch.from_numpy(res[0])
+            ctx.grad = None if res[1] is None else torch.from_numpy(res[1])
+        ctx.save_for_backward(logits, target, weight)
+        ctx.save_for_forward(logits, target, weight)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+        dz: Tensor | None = ctx.grad
+        if dz is not None and not torch.is_grad_enabled():
+            ctx.grad = None  # handed over: a second backward recomputes
+            if ctx.opts.reduction == "none":
+                return dz.mul_(grad.unsqueeze(-1)), None, None, None, None
+            return (dz if grad.item() == 1.0 else dz.mul_(grad)), None, None, None, None
+        logits, target, weight = ctx.saved_tensors
+        dim, opts = logits.ndim - 1, ctx.opts
+        denom, n_rows = _core.denominators(target, weight, dim, opts.ignore_index, logits)
+        # lse None: recomputed by differentiable torch code (a double backward differentiates it)
+        dz = _core.ce_backward(logits, target, weight, dim, opts, None, denom, n_rows, grad)[0]
+        return dz, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, t_logits: Tensor | None, *_: Any) -> Tensor:
+        logits, target, weight = ctx.saved_tensors
+        dim, opts = logits.ndim - 1, ctx.opts
+        denom, n_rows = _core.denominators(target, weight, dim, opts.ignore_index, logits)
+        return _core.ce_jvp(logits, target, weight, dim, opts, None, denom, n_rows, t_logits, None)
+
+
+def cross_entropy(x: Tensor, target: Tensor, weight: Tensor | None, dim: int, opts: Options) -> Tensor | None:
+    """Cross-entropy on this path for arguments already checked (class indices in range or probabilities that
+    do not require a gradient), or None when it does not take it."""
+    if not eligible(x, dim) or not _numba("cross_entropy", x, _backend.resolve()):
+        return None
+    if target.device.type != "cpu" or (weight is not None and weight.device.type != "cpu"):
+        return None
+    fuse = torch.is_grad_enabled() and x.requires_grad
+    return _core.apply(_CrossEntropy, x, target, weight, opts, fuse)
