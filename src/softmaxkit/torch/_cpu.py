@@ -202,6 +202,23 @@ class _CrossEntropy(torch.autograd.Function):
         return _core.ce_jvp(logits, target, weight, dim, opts, None, denom, n_rows, t_logits, None)
 
 
+def labels_in_range(target: Tensor, n_classes: int, ignore_index: int) -> bool:
+    """True when the numba label check (one pass, no temporary) ran on ``target`` and found every class index in
+    ``[0, n_classes)`` or ``ignore_index``; False when it did not run (not a plain CPU int64 tensor, or another
+    engine named) or found one outside, for the caller's check to name."""
+    if (
+        target.dtype != torch.int64
+        or target.device.type != "cpu"
+        or target.layout != torch.strided
+        or torch.compiler.is_compiling()
+        or in_transform(target)
+        or _backend.resolve() not in ("auto", "numba")
+        or not _backend.installed("numba")
+    ):
+        return False
+    return bool(_kernels().first_bad_label(target.numpy(), n_classes, ignore_index) < 0)
+
+
 def cross_entropy(x: Tensor, target: Tensor, weight: Tensor | None, dim: int, opts: Options) -> Tensor | None:
     """Cross-entropy on this path for arguments already checked (class indices in range or probabilities that
     do not require a gradient), or None when it does not take it."""

@@ -310,7 +310,7 @@ def _check_target(x: Tensor, target: Any, dim: int, opts: Options, check_values:
     _validate.index_target(
         _xp, t, batch, f"the input's shape without dimension {dim}, {batch}", f"input shape {tuple(x.shape)}"
     )
-    if check_values:
+    if check_values and not _cpu.labels_in_range(t, x.shape[dim], opts.ignore_index):
         _core.check_labels(t, x.shape[dim], opts.ignore_index, f"dimension {dim}")
     return t
 
