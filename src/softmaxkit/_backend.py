@@ -19,10 +19,10 @@ Engines
 
 ``auto`` (the default) picks, from the array type, device, dtype, layout and size: ``triton`` for CUDA tensors it
 can take; ``numba`` for NumPy float32/float64 arrays of at least :data:`THRESHOLD` elements when numba is
-installed (CPU float32/float64 tensors of the torch front likewise, class dimension last, and softmax, log_softmax,
-logsumexp and cross_entropy at every size: a process that imported torch pays numba's load in passing); ``numpy`` for smaller ones; ``torch`` for the rest of the torch
-front; ``reference`` for everything else (other array libraries, float16 and integer inputs on the array front,
-options only the reference has).
+installed (CPU float32/float64 tensors of the torch front likewise, class dimension last, and softmax,
+log_softmax, logsumexp and cross_entropy at every size: a process that imported torch pays numba's load in
+passing); ``numpy`` for smaller ones; ``torch`` for the rest of the torch front; ``reference`` for everything
+else (other array libraries, float16 and integer inputs on the array front, options only the reference has).
 
 The name in force comes from, in order: the ``backend=`` keyword of a call, the innermost
 ``with softmaxkit.backend(...)`` block, the ``SOFTMAXKIT_BACKEND`` environment variable, ``auto``. A name that is
