@@ -34,7 +34,6 @@ import torch
 from .. import _backend
 from . import _core
 from ._core import Options
-from ._dispatch import in_transform
 
 Tensor = torch.Tensor
 _FLOATS = (torch.float32, torch.float64)
@@ -57,7 +56,7 @@ def eligible(x: Tensor, dim: int) -> bool:
         and x.shape[-1] > 0
         and x.layout == torch.strided
         and not torch.compiler.is_compiling()
-        and not in_transform(x)
+        and not torch._C._are_functorch_transforms_active()  # (no tensor's memory may be read inside one)
     )
 
 
@@ -211,7 +210,7 @@ def labels_in_range(target: Tensor, n_classes: int, ignore_index: int) -> bool:
         or target.device.type != "cpu"
         or target.layout != torch.strided
         or torch.compiler.is_compiling()
-        or in_transform(target)
+        or torch._C._are_functorch_transforms_active()  # (no tensor's memory may be read inside one)
         or _backend.resolve() not in ("auto", "numba")
         or not _backend.installed("numba")
     ):

@@ -1,0 +1,173 @@
+"""softmaxkit.torch's CPU path (issue 15): the numba kernels behind combined-style Functions, at every size.
+
+Each case is held against the torch code of the same front (``backend("torch")``, the oracle of the torch
+front), special rows included, for the forward, the backward kernels (an upstream gradient with strides of 0
+included), the double backward, forward-mode AD, and the small-softmax path on ``torch.softmax``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.autograd.forward_ad as fwAD
+import torch.nn.functional as F
+from torch.autograd import gradcheck, gradgradcheck
+
+import softmaxkit as sk
+import softmaxkit.torch as skt
+from conftest import tol
+
+INF, NAN = math.inf, math.nan
+MAPS = ("softmax", "log_softmax", "logsumexp")
+
+
+def _call(op: str, x: torch.Tensor) -> torch.Tensor:
+    return skt.logsumexp(x, -1) if op == "logsumexp" else getattr(skt, op)(x, dim=-1)
+
+
+def _special(shape: tuple[int, int], dtype: torch.dtype, seed: int) -> torch.Tensor:
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype) * 3
+    x[0, 1] = -INF  # a masked entry
+    x[1] = -INF  # a fully masked row
+    x[2, 3] = NAN
+    x[3, 0] = INF
+    return x
+
+
+def _forward_backward(op: str, x: torch.Tensor, grad: torch.Tensor | None, engine: str) -> tuple[torch.Tensor, ...]:
+    a = x.clone().requires_grad_(True)
+    with sk.backend(engine):
+        out = _call(op, a)
+    (out.sum() if grad is None else (out * grad).sum()).backward()  # None: an upstream gradient of stride 0
+    assert a.grad is not None
+    return out.detach(), a.grad
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (8, 40), (520, 2048)], ids=str)  # 520 x 2048: rows on two threads
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("op", MAPS)
+@pytest.mark.parametrize("upstream", ["dense", "stride0"])
+def test_cpu_path_equals_the_torch_code_on_special_rows(op, dtype, shape, upstream):
+    x = _special(shape, dtype, 1)
+    grad = None
+    if upstream == "dense":
+        g_shape = shape[:-1] if op == "logsumexp" else shape
+        grad = torch.randn(g_shape, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    kw = tol(str(dtype).removeprefix("torch."))
+    for engine in ("auto", "numba"):
+        got = _forward_backward(op, x, grad, engine)
+        want = _forward_backward(op, x, grad, "torch")
+        torch.testing.assert_close(got[0], want[0], equal_nan=True, **kw)
+        # the gradient's row sum (of C terms) is rounded in the dtype by the torch code, in float64 by the kernels
+        atol = kw["atol"] * math.sqrt(shape[-1])
+        torch.testing.assert_close(got[1], want[1], equal_nan=True, rtol=kw["rtol"], atol=atol)
+        g = got[1]
+        assert (g[1] == 0).all()  # the fully masked row: gradient 0, not nan
+        if op != "softmax" or x.numel() >= sk._backend.THRESHOLD:
+            assert g[0, 1] == 0  # the masked entry
+        assert torch.isnan(g[2]).all()
+        assert torch.isnan(g[3]).all()
+
+
+def test_small_softmax_is_torchs_own_where_its_values_are_ours():
+    x = torch.randn(4, 6, requires_grad=True)
+    assert type(skt.softmax(x, dim=1).grad_fn).__name__ == type(torch.softmax(x, 1).grad_fn).__name__
+    masked = torch.tensor([[0.0, 1.0], [-INF, -INF]], requires_grad=True)
+    p = skt.softmax(masked, dim=1)  # torch's nan row is computed again by the torch code: zeros
+    torch.testing.assert_close(p.detach(), torch.tensor([[1 / (1 + math.e), math.e / (1 + math.e)], [0.0, 0.0]]))
+    (p * torch.tensor([[1.0, 2.0], [3.0, 4.0]])).sum().backward()
+    assert masked.grad is not None
+    assert (masked.grad[1] == 0).all()
+
+
+def test_cpu_path_reads_and_returns_the_tensors_memory(monkeypatch):
+    from softmaxkit.kernels import numba as kernels
+
+    seen: list[np.ndarray] = []
+    made: list[np.ndarray] = []
+    real = kernels.softmax
+
+    def spy(z: np.ndarray, *args: object) -> np.ndarray:
+        seen.append(z)
+        made.append(real(z, *args))  # type: ignore[arg-type]
+        return made[-1]
+
+    monkeypatch.setattr(kernels, "softmax", spy)
+    x = torch.randn(64, 100)
+    out = skt.log_softmax(x, dim=1)
+    assert np.shares_memory(seen[0], x.numpy())
+    assert np.shares_memory(made[0], out.numpy())
+
+
+@pytest.mark.parametrize("op", [*MAPS, "cross_entropy"])
+def test_cpu_path_gradcheck_and_gradgradcheck(op):
+    x = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0, 6, -100, 2, 3])
+    with sk.backend("numba"):
+        f = (
+            (lambda a: skt.cross_entropy(a, t, label_smoothing=0.1))
+            if op == "cross_entropy"
+            else (lambda a: _call(op, a))
+        )
+        # the first backward of CE gets the kernel's gradient, a second one the torch code's: equal to rounding
+        assert gradcheck(f, (x,), nondet_tol=1e-14)
+        assert gradgradcheck(f, (x,))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_handed_gradient_times_the_upstream_one(reduction):
+    x = torch.randn(6, 50, generator=torch.Generator().manual_seed(3))
+    t = torch.tensor([1, 49, -100, 0, 7, 7])
+    w = torch.linspace(0.5, 2.0, 50)
+    results = []
+    for engine in ("auto", "torch"):
+        a = x.clone().requires_grad_(True)
+        with sk.backend(engine):
+            loss = skt.cross_entropy(a, t, weight=w, reduction=reduction)
+        up = torch.linspace(0.5, 3.0, 6) if reduction == "none" else torch.tensor(2.5)
+        (first,) = torch.autograd.grad(loss, a, up, retain_graph=True)
+        (second,) = torch.autograd.grad(loss, a, up)  # the handed gradient is gone: recomputed, equal
+        results.append((loss.detach(), first, second))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, **tol("float32"))
+    torch.testing.assert_close(results[0][0], F.cross_entropy(x, t, weight=w, reduction=reduction), **tol("float32"))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # torch's, first make_dual
+@pytest.mark.parametrize("op", [*MAPS, "cross_entropy"])
+def test_forward_mode_ad_on_the_cpu_path(op):
+    x = torch.randn(4, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    v = torch.randn(4, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    t = torch.tensor([0, 8, 3, 3])
+    theirs = {
+        "softmax": lambda a: torch.softmax(a, -1),
+        "log_softmax": lambda a: torch.log_softmax(a, -1),
+        "logsumexp": lambda a: torch.logsumexp(a, -1),
+        "cross_entropy": lambda a: F.cross_entropy(a, t),
+    }[op]
+    ours = (lambda a: skt.cross_entropy(a, t)) if op == "cross_entropy" else (lambda a: _call(op, a))
+    with fwAD.dual_level():
+        got = fwAD.unpack_dual(ours(fwAD.make_dual(x, v))).tangent
+    jac = torch.autograd.functional.jacobian(theirs, x)
+    want = (jac * v).sum(dim=tuple(range(jac.ndim - v.ndim, jac.ndim)))
+    torch.testing.assert_close(got, want, **tol("float64"))
+
+
+def test_label_check_names_the_value_on_the_cpu_path():
+    x = torch.randn(3, 4)
+    with pytest.raises(ValueError, match=r"class index 4 at position \(2,\), outside \[0, 4\)"):
+        skt.cross_entropy(x, torch.tensor([0, -100, 4]))
+    with pytest.raises(ValueError, match=r"class index -100 at position \(1,\)"):
+        skt.cross_entropy(x, torch.tensor([0, -100, 3]), ignore_index=-1)
+    skt.cross_entropy(x, torch.tensor([0, -1, 3]), ignore_index=-1)  # ignored: accepted
+
+
+def test_backward_kernels_cache_stamp_follows_the_sources():
+    """numba caches a kernel by its own file: _backward.py's stamp of _rows.py and _vmath.py (which it compiles
+    in) must follow theirs, as _kernels.py's does (tests/test_kernels_cpu.py checks that one)."""
+    from softmaxkit.kernels.numba import _runtime
+
+    assert _runtime.load_extra("_backward").SOURCES_SHA == _runtime.load().SOURCES_SHA
