@@ -81,6 +81,20 @@ def kernel_rows(op: str, x: Tensor, dim: int) -> tuple[ModuleType, Tensor] | Non
     return gpu, rows
 
 
+def cpu_kernels(op: str, x: Tensor, dim: int) -> ModuleType | None:
+    """:mod:`softmaxkit.kernels.numba` when the dispatcher sends this CPU tensor there (float32/float64, class
+    dimension last and not empty; ``backend`` and its size threshold as for NumPy arrays) and it is not traced,
+    else None (the family's Functions ask; softmax, log_softmax, logsumexp and CE take :mod:`._cpu`).
+
+    The kernels read the tensor through a NumPy view of its memory (no copy when its rows are contiguous) and
+    their results become tensors without a copy (``torch.from_numpy``)."""
+    if x.ndim == 0 or x.shape[-1] == 0 or engine(op, x, dim) != "numba" or traced(x):
+        return None
+    from ..kernels import numba as kernels
+
+    return kernels
+
+
 def save(ctx: Any, *tensors: Tensor | None) -> None:
     """Keep ``tensors`` for backward and for the forward-mode ``jvp`` alike."""
     ctx.save_for_backward(*tensors)
