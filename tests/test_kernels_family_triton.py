@@ -85,6 +85,14 @@ def _close(got: torch.Tensor, want: Any, dtype: torch.dtype, scale: float = 1.0)
     torch.testing.assert_close(got.double(), want_t, rtol=t["rtol"], atol=t["atol"] * scale, equal_nan=True)
 
 
+@pytest.fixture(autouse=True)
+def _generic_references() -> Iterator[None]:
+    """The references (softmaxkit.family on NumPy arrays) run the generic code, not the numba kernels that the
+    dispatcher would pick for large arrays."""
+    with softmaxkit.backend("reference"):
+        yield
+
+
 def test_the_kernels_are_interpreted():
     assert isinstance(fk._forward_kernel, triton.runtime.interpreter.InterpretedFunction)
 

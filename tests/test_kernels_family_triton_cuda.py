@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ triton = pytest.importorskip("triton")
 
 import numpy as np  # noqa: E402
 
+import softmaxkit  # noqa: E402
 import softmaxkit.family as fam  # noqa: E402
 from conftest import tol  # noqa: E402
 from softmaxkit.kernels.triton import family as fk  # noqa: E402
@@ -34,6 +36,14 @@ def _close(got: torch.Tensor, want: object, dtype: torch.dtype, scale: float = 1
     t = tol(str(dtype).split(".")[-1])
     want_t = torch.as_tensor(np.asarray(want), dtype=torch.float64)
     torch.testing.assert_close(got.double().cpu(), want_t, rtol=t["rtol"], atol=t["atol"] * scale, equal_nan=True)
+
+
+@pytest.fixture(autouse=True)
+def _generic_references() -> Iterator[None]:
+    """The references (softmaxkit.family on NumPy arrays) run the generic code, not the numba kernels that the
+    dispatcher would pick for large arrays."""
+    with softmaxkit.backend("reference"):
+        yield
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
