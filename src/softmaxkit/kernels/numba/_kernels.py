@@ -61,7 +61,7 @@ from ._rows import (
     STORE,
     cap_consts,
     capdiff,
-    delta,
+    delta_uncapped,
     exp_,
     exp_into,
     exp_times,
@@ -75,6 +75,7 @@ from ._rows import (
     narrow_tile_uncapped,
     neumaier,
     pass1,
+    pass1_uncapped,
     scale_by,
     shift_minus,
     shift_mode,
@@ -102,7 +103,7 @@ __all__ = [
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "3a36a84161d40039"
+SOURCES_SHA = "a76d0c7a6ebbf8f2"
 """First 16 hex digits of the SHA-256 of ``_rows.py`` and ``_vmath.py`` together (tests/test_kernels_cpu.py).
 
 numba's on-disk cache keys a kernel on the source of its own file only: a kernel cached before an edit of those
@@ -141,13 +142,10 @@ def _softmax_chunk(x: Any, out: Any, t: Any, log: bool, r0: int, r1: int) -> Non
     k = x.shape[1]
     mode = PLAIN if t == 1 else SCALED
     store = (not log) and k * x.itemsize <= STORE
-    if k <= NARROW:
-        _softmax_narrow(x, out, t, log, r0, r1)
-        return
     buf = np.zeros((3, BLOCK), x.dtype)
     mb = np.zeros((k + BLOCK - 1) // BLOCK, x.dtype)
     for i in range(r0, r1):
-        m, rest, _, _ = pass1(x[i], mode, t, INDEX, x[i], x[i], 0.0, 0.0, store, out[i], mb, buf)
+        m, rest, _, _ = pass1_uncapped(x[i], mode, t, INDEX, x[i], x[i], 0.0, 0.0, store, out[i], mb, buf)
         if not rest < np.inf or m == np.inf:
             fill(out[i], np.nan)
         elif m == -np.inf:  # every entry masked
@@ -167,7 +165,7 @@ def _softmax_chunk(x: Any, out: Any, t: Any, log: bool, r0: int, r1: int) -> Non
                 b0, b1 = b * BLOCK, min((b + 1) * BLOCK, k)
                 ob = out[i, b0:b1]
                 if store:  # ob holds exp(x - mb[b]) from the first pass
-                    times_(ob, x.dtype.type(math.exp(delta(mb[b], m, mode, t)) * inv))
+                    times_(ob, x.dtype.type(math.exp(delta_uncapped(mb[b], m, mode, t)) * inv))
                 elif mode == PLAIN:
                     exp_times(x[i, b0:b1], m, x.dtype.type(inv), ob)
                 else:
@@ -178,7 +176,11 @@ def _softmax_chunk(x: Any, out: Any, t: Any, log: bool, r0: int, r1: int) -> Non
 
 @jit(cache=True)
 def softmax_rows(x: Any, out: Any, t: Any, log: bool) -> None:
-    """``out[i] = softmax(x[i] / t)``, or its log, for every row (special values as the reference)."""
+    """``out[i] = softmax(x[i] / t)``, or its log, for every row (special values as the reference).
+
+    Rows of any length, by the online pass; rows of at most :data:`._rows.NARROW` classes are faster in
+    :func:`softmax_narrow_rows`, which the dispatcher calls for them (neither kernel compiles the other's path).
+    """
     _softmax_chunk(x, out, t, log, 0, x.shape[0])
 
 
@@ -225,13 +227,10 @@ def _logsumexp_chunk(x: Any, out: Any, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`logsumexp_rows`."""
     k = x.shape[1]
     one = x.dtype.type(1.0)
-    if k <= NARROW:
-        _logsumexp_narrow(x, out, r0, r1)
-        return
     buf = np.zeros((3, BLOCK), x.dtype)
     mb = np.zeros((k + BLOCK - 1) // BLOCK, x.dtype)
     for i in range(r0, r1):
-        m, rest, _, _ = pass1(x[i], PLAIN, one, INDEX, x[i], x[i], 0.0, 0.0, False, x[i], mb, buf)
+        m, rest, _, _ = pass1_uncapped(x[i], PLAIN, one, INDEX, x[i], x[i], 0.0, 0.0, False, x[i], mb, buf)
         if m == np.inf:
             rest = np.nan if has_nan(x[i]) else np.inf
         out[i] = np.float64(m) + vlog1p(rest)
@@ -239,7 +238,8 @@ def _logsumexp_chunk(x: Any, out: Any, r0: int, r1: int) -> None:
 
 @jit(cache=True)
 def logsumexp_rows(x: Any, out: Any) -> None:
-    """``out[i] = m + log1p(rest)`` in float64: the reference's ``lse`` of every row."""
+    """``out[i] = m + log1p(rest)`` in float64: the reference's ``lse`` of every row (any length; rows of at most
+    :data:`._rows.NARROW` classes are faster in :func:`logsumexp_narrow_rows`)."""
     _logsumexp_chunk(x, out, 0, x.shape[0])
 
 

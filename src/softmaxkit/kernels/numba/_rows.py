@@ -374,82 +374,115 @@ def shift_mode(x: Any, m: Any, mode: int, t: Any, d: Any, g: Any) -> None:
 
 
 @jit()
+def delta_uncapped(m_old: Any, m_new: Any, mode: int, t: Any) -> float:
+    """:func:`delta` for modes PLAIN and SCALED."""
+    a, b = float(m_old), float(m_new)
+    return a - b if mode == PLAIN else (a - b) / float(t)
+
+
+@jit()
 def delta(m_old: Any, m_new: Any, mode: int, t: Any) -> float:
     """``d`` of the old maximum relative to the new one, in float64 (``<= 0``)."""
+    if mode != CAPPED:
+        return delta_uncapped(m_old, m_new, mode, t)
     a, b, tt = float(m_old), float(m_new), float(t)
-    if mode == PLAIN:
-        return a - b
-    if mode == SCALED:
-        return (a - b) / tt
     am, tm, em = cap_consts(b, tt)
     return float(capdiff(a, b, tt, am, tm, em, 1.0)[0])
 
 
-@jit()
-def pass1(
-    x: Any, mode: int, t: Any, kind: int, q: Any, w: Any, qa: float, qb: float, store: bool, e: Any, mb: Any, buf: Any
-) -> Any:
-    """The online max/sum pass over one row: ``(m, rest, lin, mass)``.
-
-    ``m``: the row maximum (nan ignored); ``rest``: the float64 sum of :math:`e^{d_j}` over every entry but one
-    maximum, nan if the row holds a nan; ``lin``: the linear sum of label smoothing (kind 1, :func:`_wdot`) or
-    of a probability target (kind 2, :func:`_qdot`) relative to ``m``; ``mass``: the target mass (kind 2).
-
-    Per block of :data:`BLOCK` entries: its maximum, one rescale of everything summed so far if that grew
-    (Milakov & Gimelshein 2018), then the block's terms while it is in L1, added with Neumaier's compensation.
-    ``mb[b]`` records the maximum block ``b`` was summed against; with ``store`` its exponentials are kept in
-    ``e`` (the caller's output row), to be rescaled by :math:`e^{mb_b - m}` in the second pass. Leading blocks
-    of only ``-inf`` (and nan) have no maximum to be relative to: they are checked for nan and for weighted
-    entries, whose ``d`` is ``-inf`` whatever the maximum turns out to be, and stored as 0.
+def _pass1(general: bool) -> Any:
+    """:func:`pass1`, or with ``general`` False :data:`pass1_uncapped`: modes PLAIN and SCALED and kind INDEX
+    only, what softmax, log-softmax and lse need, so that numba does not compile the softcap's and the linear
+    sums' code into their kernels (issue 14, item 7). ``general`` is a constant of the closure (pruned branches).
     """
-    n = x.size
-    ninf = x.dtype.type(-np.inf)
-    m = ninf
-    s, comp, ties = 0.0, 0.0, 0.0
-    lin, seen, mass = 0.0, 0.0, 0.0
-    lin_inf, nan = False, False
-    for b in range((n + BLOCK - 1) // BLOCK):
-        b0, b1 = b * BLOCK, min((b + 1) * BLOCK, n)
-        xb = x[b0:b1]
-        bm = _row_max(xb)
-        if kind == PROBS:
-            mass += _qmass(q[b0:b1], w[b0:b1], qa, qb)
-        if bm > m:
-            if m > ninf:
-                shift = delta(m, bm, mode, t)
-                f = math.exp(shift)
-                s, comp, ties = (s + ties) * f, comp * f, 0.0  # the old maxima become ordinary terms
-                lin += shift * seen
-            m = bm
-        mb[b] = m
-        if m == ninf:
-            nan = nan or has_nan(xb)
-            lin_inf = lin_inf or (kind != INDEX and _any_weight(kind, q[b0:b1], w[b0:b1], qa, qb))
-            if store:
-                fill(e[b0:b1], 0.0)
-            continue
-        ls, lm = 0.0, 0.0
-        if mode == PLAIN:
-            bs, bt = _sum_exp_store(xb, m, e[b0:b1]) if store else _sum_exp(xb, m)
-            if kind == SMOOTH:
-                ls, lm = _wdot_x(w[b0:b1], xb, m)
-            elif kind == PROBS:
-                ls, lm = _qdot_x(q[b0:b1], w[b0:b1], qa, qb, xb, m)
-        else:
-            db, eb = buf[0, : b1 - b0], (e[b0:b1] if store else buf[1, : b1 - b0])
-            shift_mode(xb, m, mode, t, db, buf[2, : b1 - b0])
-            exp_into(db, eb)
-            bs, bt = _sum_rest(eb)
-            if kind == SMOOTH:
-                ls, lm = _wdot(w[b0:b1], db)
-            elif kind == PROBS:
-                ls, lm = _qdot(q[b0:b1], w[b0:b1], qa, qb, db)
-        lin += ls
-        seen += lm
-        s, comp = neumaier(s, comp, bs)
-        ties += bt
-    rest = (s + comp) + max(ties - 1.0, 0.0)
-    return m, (np.nan if nan else rest), (-np.inf if lin_inf else lin), mass
+
+    @jit()
+    def pass1(
+        x: Any,
+        mode: int,
+        t: Any,
+        kind: int,
+        q: Any,
+        w: Any,
+        qa: float,
+        qb: float,
+        store: bool,
+        e: Any,
+        mb: Any,
+        buf: Any,
+    ) -> Any:
+        """The online max/sum pass over one row: ``(m, rest, lin, mass)``.
+
+        ``m``: the row maximum (nan ignored); ``rest``: the float64 sum of :math:`e^{d_j}` over every entry but one
+        maximum, nan if the row holds a nan; ``lin``: the linear sum of label smoothing (kind 1, :func:`_wdot`) or
+        of a probability target (kind 2, :func:`_qdot`) relative to ``m``; ``mass``: the target mass (kind 2).
+
+        Per block of :data:`BLOCK` entries: its maximum, one rescale of everything summed so far if that grew
+        (Milakov & Gimelshein 2018), then the block's terms while it is in L1, added with Neumaier's compensation.
+        ``mb[b]`` records the maximum block ``b`` was summed against; with ``store`` its exponentials are kept in
+        ``e`` (the caller's output row), to be rescaled by :math:`e^{mb_b - m}` in the second pass. Leading blocks
+        of only ``-inf`` (and nan) have no maximum to be relative to: they are checked for nan and for weighted
+        entries, whose ``d`` is ``-inf`` whatever the maximum turns out to be, and stored as 0.
+        """
+        n = x.size
+        ninf = x.dtype.type(-np.inf)
+        m = ninf
+        s, comp, ties = 0.0, 0.0, 0.0
+        lin, seen, mass = 0.0, 0.0, 0.0
+        lin_inf, nan = False, False
+        for b in range((n + BLOCK - 1) // BLOCK):
+            b0, b1 = b * BLOCK, min((b + 1) * BLOCK, n)
+            xb = x[b0:b1]
+            bm = _row_max(xb)
+            if general and kind == PROBS:
+                mass += _qmass(q[b0:b1], w[b0:b1], qa, qb)
+            if bm > m:
+                if m > ninf:
+                    shift = delta(m, bm, mode, t) if general else delta_uncapped(m, bm, mode, t)
+                    f = math.exp(shift)
+                    s, comp, ties = (s + ties) * f, comp * f, 0.0  # the old maxima become ordinary terms
+                    lin += shift * seen
+                m = bm
+            mb[b] = m
+            if m == ninf:
+                nan = nan or has_nan(xb)
+                lin_inf = lin_inf or (general and kind != INDEX and _any_weight(kind, q[b0:b1], w[b0:b1], qa, qb))
+                if store:
+                    fill(e[b0:b1], 0.0)
+                continue
+            ls, lm = 0.0, 0.0
+            if mode == PLAIN:
+                bs, bt = _sum_exp_store(xb, m, e[b0:b1]) if store else _sum_exp(xb, m)
+                if general and kind == SMOOTH:
+                    ls, lm = _wdot_x(w[b0:b1], xb, m)
+                elif general and kind == PROBS:
+                    ls, lm = _qdot_x(q[b0:b1], w[b0:b1], qa, qb, xb, m)
+            else:
+                db, eb = buf[0, : b1 - b0], (e[b0:b1] if store else buf[1, : b1 - b0])
+                if general:
+                    shift_mode(xb, m, mode, t, db, buf[2, : b1 - b0])
+                else:
+                    shift_scaled(xb, m, t, db)
+                exp_into(db, eb)
+                bs, bt = _sum_rest(eb)
+                if general and kind == SMOOTH:
+                    ls, lm = _wdot(w[b0:b1], db)
+                elif general and kind == PROBS:
+                    ls, lm = _qdot(q[b0:b1], w[b0:b1], qa, qb, db)
+            lin += ls
+            seen += lm
+            s, comp = neumaier(s, comp, bs)
+            ties += bt
+        rest = (s + comp) + max(ties - 1.0, 0.0)
+        return m, (np.nan if nan else rest), (-np.inf if lin_inf else lin), mass
+
+    return pass1
+
+
+pass1 = _pass1(True)
+pass1_uncapped = _pass1(False)
+"""``pass1_uncapped(x, mode, t, kind, q, w, qa, qb, store, e, mb, buf)``: :func:`pass1` for modes PLAIN and SCALED
+and kind INDEX (``(m, rest, 0, 0)``)."""
 
 
 def _plain_pass(store: bool) -> Any:
