@@ -48,7 +48,8 @@ def _alpha_rows(alpha: Tensor, x: Tensor, dim: int) -> Tensor:
     """A tensor α (broadcastable to ``x`` with ``dim`` of length 1) as one float32 value per row of :func:`_rows`."""
     shape = list(x.shape)
     shape[dim] = 1
-    return alpha.detach().to(torch.float32).expand(shape).movedim(dim, -1).reshape(-1)
+    a = alpha.detach().to(device=x.device, dtype=torch.float32)
+    return a.reshape((1,) * (x.ndim - a.ndim) + tuple(a.shape)).expand(shape).movedim(dim, -1).reshape(-1)
 
 
 def _alpha_value(alpha: Any) -> float:
