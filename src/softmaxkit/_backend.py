@@ -9,7 +9,8 @@ Engines
 ``numpy``       a tight NumPy implementation of the same formulas for float32/float64 ``numpy.ndarray``\\ s
                 (:mod:`softmaxkit._lean`): none of the generic code's namespace look-ups, for small inputs.
 ``numba``       the CPU kernels (:mod:`softmaxkit.kernels.numba`) for float32/float64 NumPy arrays, and for
-                softmaxkit.torch's softmax, log_softmax, logsumexp and cross_entropy of CPU float32/float64 tensors.
+                softmaxkit.torch's softmax, log_softmax, logsumexp and cross_entropy of CPU float32/float64 tensors;
+                for sparsemax, entmax15 and entmax_bisect (:data:`FAMILY`: mapping, VJP, loss) on both fronts.
 ``triton``      the GPU kernels (:mod:`softmaxkit.kernels.triton.ops`; :mod:`~softmaxkit.kernels.triton.family` for
                 softmaxkit.torch's sparsemax, entmax15 and entmax_bisect) for torch tensors on CUDA (on the CPU too
                 under ``TRITON_INTERPRET=1``, Triton's interpreter: the tests run them so), float32/float16/bfloat16,

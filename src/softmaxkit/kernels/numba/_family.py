@@ -36,6 +36,14 @@ From the output :math:`p` (what an autograd Function keeps): :math:`s = p^{2-\al
 and :math:`g^\top J = s \odot g - s \langle s, g\rangle / \sum_j s_j` (Peters et al. 2019, Prop. 2); ``g`` is
 never read where :math:`p = 0`. A row of :math:`p` holding a ``nan`` gives a ``nan`` row. Two passes; the sums
 are float64.
+
+The Fenchel–Young loss
+----------------------
+Per row, :math:`H_\alpha(p) + \langle p, x - m\rangle - (x_y - m)` (clamped at 0, as the generic code does) and
+its gradient :math:`p - e_y` times the caller's per-row factor (weight, ``mean`` denominator), from the row's
+:math:`p` kept in a scratch row: none of the generic code's :math:`N \times C` intermediates (shifted logits,
+:math:`p`, entropy terms, :math:`p - e_y` before scaling) is formed. Rows whose weight is 0 (ignored labels) are
+not read. A masked target costs ``inf``, a bad row ``nan``.
 """
 
 from __future__ import annotations
