@@ -90,6 +90,8 @@ def forward_mapping(name: str, x: Tensor, where: Any, axis: int, options: Option
     """``softmaxkit.family.<name>`` of ``x`` (no autograd), on the engine of :func:`engine`; on the numba kernels
     through NumPy views where :func:`_on_kernels` says so."""
     if _on_kernels(name, x, axis, where):
+        if where is None and axis == x.ndim - 1 and not options:  # nothing to prepare: straight to the kernel
+            return _tensor(_backend.run_family("numba", name, _view(x)))
         return _tensor(getattr(generic, name)(_view(x), axis=axis, where=_view(where), **dict(options)))
     if engine(name, x) == "triton":
         return _family_triton.mapping(name, x, where, axis, dict(options))
