@@ -39,10 +39,17 @@ Tensor = torch.Tensor
 _FLOATS = (torch.float32, torch.float64)
 
 
-def _kernels() -> ModuleType:
-    from ..kernels import numba as kernels
+_loaded: list[ModuleType] = []
 
-    return kernels
+
+def _kernels() -> ModuleType:
+    """:mod:`softmaxkit.kernels.numba`, imported on the first call (an import statement per call costs more than
+    a small kernel's work)."""
+    if not _loaded:
+        from ..kernels import numba as kernels
+
+        _loaded.append(kernels)
+    return _loaded[0]
 
 
 def eligible(x: Tensor, dim: int) -> bool:

@@ -51,15 +51,20 @@ four without a graph break; inside a compiled graph the checks that read values 
 
 numba kernels on CPU
 --------------------
-CPU tensors of float32 or float64 whose class dimension is the last go to :mod:`softmaxkit.kernels.numba` when
-the dispatcher sends NumPy arrays of that size there (``softmaxkit.backend``: ``auto`` above its size
-threshold, ``numba`` always, ``reference`` never): the kernels read the
-tensor's memory through a NumPy view and their results become tensors without a copy. Cross-entropy then
-computes the loss and, when the logits require it, the gradient in one pass; that gradient (``N x C``) is held
-from the forward to the backward in place of the two floats per row, and handed over to the first backward (a
-second one, or a double backward, recomputes). softmax and log_softmax run their forward there. Class indices
-that were not checked (``check_target=False``, traced calls), probability targets that require a gradient, and
-calls inside ``torch.compile`` or a ``torch.func`` transform take the torch code.
+CPU tensors of float32 or float64 whose class dimension is the last go to :mod:`softmaxkit.kernels.numba`, at
+every size (``softmaxkit.backend``: ``auto`` and ``numba``; ``reference`` and ``torch`` never), through the
+combined-style Functions of :mod:`softmaxkit.torch._cpu` (no per-call argument binding): the kernels read the
+tensor's memory through a NumPy view and their results become tensors without a copy. softmax and log_softmax
+run forward and backward there (the backward reads the output and the upstream gradient once per row),
+logsumexp its forward (its backward is the softmax kernel times the upstream gradient). Cross-entropy computes
+the loss and, when the logits require it, the gradient in one pass; that gradient (``N x C``) is held from the
+forward to the backward in place of the two floats per row, and handed over to the first backward (a second one,
+or a double backward, recomputes it with the torch code; the two agree to rounding). Class indices are checked
+by one kernel pass. A small softmax (below ``softmaxkit._backend.THRESHOLD`` elements, ``auto``) is
+``torch.softmax`` itself, whose values are ours except on a fully masked row: a result holding a ``nan`` is
+computed again by the torch code. Class indices that were not checked (``check_target=False``, traced calls),
+probability targets that require a gradient, and calls inside ``torch.compile`` or a ``torch.func`` transform
+take the torch code, and so do a double backward and forward-mode AD (``jvp``).
 
 Triton kernels on CUDA
 ----------------------
