@@ -21,16 +21,24 @@ Usage::
 
 writes ``DIR/bench_linear_ce.json`` (default ``benchmarks/results``; the timer, machine description and JSON are
 ``benchmarks/_harness.py``'s) with, per method, ``peak_extra_mib``, ``time_s`` (median) and ``times_s``, and the
-ratios the issue asks for: softmaxkit's memory over naive's (target <= 1/16) and its time over torch's op (target <= 1).
-Run it on a quiet machine: the timings are wall-clock.
+ratios the issue asks for: softmaxkit's memory over naive's (target <= 1/16) and its time over torch's chunked op
+(issue 15: <= 0.8 at N=8192, D=1024, V=65536). Torch's chunked options are its defaults
+(``LinearCrossEntropyOptions()``: ``chunking_method="auto"``, ``acc_policy="auto"``; for float32 on CPU these resolve
+to ``"aspect_ratio:2"`` and ``"compact"``, i.e. chunks of ``next_pow2(ceil(N / ceil(V / D))) / 2`` rows, 64 at the
+target size, with the weight gradient accumulated by ``addmm_``). Each method also reports ``cpu_time_s``, the
+median of the process's CPU time per repetition (``time.process_time``): with ``--threads 1`` on a shared machine it
+is the steadier figure (``cpu_time_vs_*`` ratios); with more threads it also counts the threads' idle spinning.
+The timings are wall-clock otherwise: run it on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
+import time
 from typing import Any
 
 from _harness import add_arguments, describe, machine_info, positive_int, ratio, set_threads, time_call, write_results
@@ -88,6 +96,7 @@ def run_method(method: str, n: int, d: int, v: int, repeat: int, seed: int) -> d
         raise ValueError(f"unknown method {method!r}")
 
     peaks: list[float] = []
+    cpu: list[float] = []
     losses: list[float] = []
     exact_peak = True
     before_kib = 0
@@ -100,8 +109,10 @@ def run_method(method: str, n: int, d: int, v: int, repeat: int, seed: int) -> d
         exact_peak = _reset_peak() and exact_peak
 
     def call() -> None:
+        start = time.process_time()
         loss = step()
         loss.backward()
+        cpu.append(time.process_time() - start)
         losses.append(float(loss))
 
     def after() -> None:
@@ -110,6 +121,7 @@ def run_method(method: str, n: int, d: int, v: int, repeat: int, seed: int) -> d
     timing = time_call(call, repeat=repeat, warmup=1, before=before, after=after)
     return {
         "time_s": timing.median,
+        "cpu_time_s": statistics.median(cpu[1:]),
         "times_s": list(timing.times),
         "peak_extra_mib": max(peaks[1:]),
         "peaks_mib": peaks,
@@ -145,7 +157,8 @@ def main() -> None:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         results[method] = json.loads(out.strip().splitlines()[-1])
         r = results[method]
-        print(f"{method:15s} peak extra {r['peak_extra_mib']:9.1f} MiB  time {r['time_s']:7.3f} s loss {r['loss']:.6f}")
+        print(f"{method:15s} peak extra {r['peak_extra_mib']:9.1f} MiB  time {r['time_s']:7.3f} s  "
+              f"cpu {r['cpu_time_s']:7.3f} s  loss {r['loss']:.6f}")  # fmt: skip
     report: dict[str, Any] = {
         "size": {"n": a.n, "d": a.d, "v": a.v, "dtype": "float32", "device": "cpu"},
         "results": results,
@@ -159,9 +172,10 @@ def main() -> None:
         for ref in ("torch_chunked", "torch_reference"):
             if ref in results:
                 ratios[f"time_vs_{ref}"] = ratio(ours["time_s"], results[ref]["time_s"])
+                ratios[f"cpu_time_vs_{ref}"] = ratio(ours["cpu_time_s"], results[ref]["cpu_time_s"])
                 ratios[f"memory_vs_{ref}"] = ratio(ours["peak_extra_mib"], results[ref]["peak_extra_mib"])
         report["ratios"] = ratios
-        report["targets"] = {"memory_vs_naive": "<= 1/16 = 0.0625", "time_vs_torch_linear_cross_entropy": "<= 1.0"}
+        report["targets"] = {"memory_vs_naive": "<= 1/16 = 0.0625", "time_vs_torch_chunked": "<= 0.8"}
         print(json.dumps(ratios, indent=2))
     print(f"wrote {write_results('bench_linear_ce', report, a.out, threads=threads)}")
 
