@@ -13,7 +13,20 @@ What ``lacks`` may name (each marks the cases that use it):
   length 0);
 * ``axis``: a class axis other than the last (the torch front's Triton path needs it last);
 * ``nonfinite``: logits holding ``nan`` or ``inf`` outside ignored rows (a linear layer cannot make them:
-  ``inf * 0`` is ``nan`` in the product ``hidden @ I``).
+  ``inf * 0`` is ``nan`` in the product ``hidden @ I``);
+* ``errors``: a bad argument raises ``ValueError``/``TypeError`` naming it. Under ``torch.compile(fullgraph=True)``
+  the check still runs while Dynamo traces, but Dynamo re-raises it as ``torch._dynamo.exc.Unsupported``
+  ("Observed exception", the original exception with its message as the cause; torch 2.13), so the type differs;
+  ``test_compiled_errors_keep_their_message`` (in the cross-entropy suite) checks the cause;
+* ``value_checks``: the checks that read values on the host (class indices in range, class weights finite and
+  ``>= 0``). Under ``torch.compile`` they are skipped (a host read breaks the graph): an out-of-range class index
+  gives ``nan`` for its row (``tests/test_torch_transforms.py``).
+
+``torch-compiled`` runs softmaxkit.torch's functions through ``torch.compile(fullgraph=True, backend="aot_eager")``
+(the graph and its autograd without inductor's code generation, which would cost seconds per graph): one compiled
+callable per operation and set of scalar options, reused across cases, with Dynamo's automatic dynamic shapes (a
+second shape recompiles once with symbolic sizes, after which sizes do not recompile). ``fullgraph=True`` makes a
+graph break an error, so every case that passes traced as one graph.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -186,6 +200,56 @@ def _linear_torch_ce(z: torch.Tensor, target: torch.Tensor, grad: bool, **option
     return loss, (_torch_backward(loss, h) if grad else None)
 
 
+_COMPILED: dict[Any, Callable[..., Any]] = {}
+"""The compiled callables of ``torch-compiled``, by operation and scalar options (compiling is the slow part)."""
+
+
+def _compiled(key: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` compiled once per ``key``, each with a code object of its own: Dynamo keeps its cache on the code
+    object, and closures of one ``def`` share it, so that a second value of a float option would recompile the
+    first one's code with that float symbolic (automatic dynamic), as it would for a user's function called with
+    changing floats (the options' checks cannot read a symbolic float under ``fullgraph=True``)."""
+    if key not in _COMPILED:
+        code = fn.__code__.replace(co_name=f"{fn.__name__}_{len(_COMPILED)}")
+        own = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+        _COMPILED[key] = torch.compile(own, fullgraph=True, backend="aot_eager")
+    return _COMPILED[key]
+
+
+@contextlib.contextmanager
+def _compiling() -> Iterator[None]:
+    """Room for the recompiles of the suite's many dtypes, shapes and options (Dynamo's default limit of 8 per
+    function would fall back to eager after it), and quiet about torch 2.13's own warnings while tracing: every
+    traced autograd.Function is instantiated (deprecated), and array_api_compat's ``lru_cache`` helpers are
+    traced through."""
+    with torch._dynamo.config.patch(recompile_limit=1024, accumulated_recompile_limit=4096), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*should not be instantiated", DeprecationWarning)
+        warnings.filterwarnings("ignore", ".*functools.lru_cache", UserWarning)
+        yield
+
+
+def _compiled_map(op: str, x: torch.Tensor, **options: Any) -> torch.Tensor:
+    axis = options.pop("axis", -1)
+    assert not options, options
+    fn = _compiled(("map", op, axis), lambda a: _torch_map(op, a, axis=axis))
+    out: torch.Tensor = fn(x)
+    return out
+
+
+def _compiled_ce(z: torch.Tensor, target: torch.Tensor, grad: bool, **options: Any) -> tuple[Any, Any]:
+    """``skt.cross_entropy`` compiled: tensor options (``weight``) are arguments, the scalar ones part of the key."""
+    tensors = sorted(k for k, v in options.items() if isinstance(v, torch.Tensor))
+    scalars = tuple(sorted((k, v) for k, v in options.items() if k not in tensors))
+
+    def call(zz: torch.Tensor, t: torch.Tensor, *ts: torch.Tensor) -> torch.Tensor:
+        return skt.cross_entropy(zz, t, **dict(scalars), **dict(zip(tensors, ts, strict=True)))
+
+    fn = _compiled(("cross_entropy", scalars, tuple(tensors)), call)
+    zz = z.clone().requires_grad_(grad)
+    loss = fn(zz, target, *(options[k] for k in tensors))
+    return loss, (_torch_backward(loss, zz) if grad else None)
+
+
 @contextlib.contextmanager
 def _one_rank() -> Iterator[None]:
     """A torch.distributed world of one process (gloo, an in-memory store), for one call."""
@@ -296,6 +360,15 @@ IMPLS: list[Impl] = [
         ce_call=_TRITON_CE,
         context=_on_triton,
         slow=True,
+    ),
+    Impl(
+        "torch-compiled",
+        TORCH,
+        lacks=_TORCH_FRONT_LACKS | {"errors", "value_checks"},
+        axis_name="dim",
+        map_call=_compiled_map,
+        ce_call=_compiled_ce,
+        context=_compiling,
     ),
     Impl("jax-front", JAX, lacks=_CE_ONLY, ce_call=_jax_ce),
     Impl("linear-torch", TORCH, lacks=_LINEAR_LACKS, ce_call=_linear_torch_ce),

@@ -10,12 +10,13 @@ An implementation runs every case that uses only what it implements (its adapter
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from adapters import Impl, dtype_of, impls, numpy_of
+from adapters import IMPLS, Impl, dtype_of, impls, numpy_of
 
 from conftest import tol
 
@@ -305,22 +306,35 @@ BAD = [
 
 
 @pytest.mark.parametrize(("options", "error", "message"), BAD, ids=[next(iter(b[0])) for b in BAD])
-@pytest.mark.parametrize("impl", impls("cross_entropy", fast_only=True))
+@pytest.mark.parametrize("impl", impls("cross_entropy", "errors", fast_only=True))
 def test_bad_options_name_the_argument(impl: Impl, options: dict[str, Any], error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         impl.cross_entropy(impl.data(LOGITS, impl.main), impl.labels(np.zeros(N, dtype=np.int64)), **options)
 
 
-@pytest.mark.parametrize("impl", impls("cross_entropy", fast_only=True))
+@pytest.mark.parametrize("impl", impls("cross_entropy", "errors", "value_checks", fast_only=True))
 def test_label_out_of_range_names_value_and_position(impl: Impl) -> None:
     with pytest.raises(ValueError, match=r"class index 7 at position \(1,\)"):
         impl.cross_entropy(impl.data(LOGITS[:2], impl.main), impl.labels(np.array([0, 7])))
 
 
-@pytest.mark.parametrize("impl", impls("cross_entropy", "weight", fast_only=True))
+@pytest.mark.parametrize("impl", impls("cross_entropy", "weight", "errors", "value_checks", fast_only=True))
 def test_negative_or_nan_weight_names_the_argument(impl: Impl) -> None:
     for bad in (-1.0, NAN):
         w = np.ones(C)
         w[2] = bad
         with pytest.raises(ValueError, match=r"weight must be finite and >= 0; got .* for class 2"):
             impl.cross_entropy(impl.data(LOGITS, impl.main), impl.labels(LABELS), weight=impl.data(w, impl.main))
+
+
+@pytest.mark.parametrize(("options", "error", "message"), BAD, ids=[next(iter(b[0])) for b in BAD])
+def test_compiled_errors_keep_their_message(options: dict[str, Any], error: type, message: str) -> None:
+    """The policy point ``torch-compiled`` lacks (``errors``): under torch.compile(fullgraph=True) the check still
+    runs while Dynamo traces, and Dynamo re-raises its error as ``Unsupported``, whose cause names the original
+    exception with its message."""
+    impl = next(i for i in IMPLS if i.name == "torch-compiled")
+    with pytest.raises(torch._dynamo.exc.Unsupported) as info:
+        impl.cross_entropy(impl.data(LOGITS, impl.main), impl.labels(np.zeros(N, dtype=np.int64)), **options)
+    cause = repr(info.value.__cause__)
+    assert error.__name__ in cause
+    assert re.search(message, cause)
