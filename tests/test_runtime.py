@@ -170,6 +170,55 @@ def cache_files(cache: Path) -> list[Path]:
     return [p for p in cache.rglob("*") if p.is_file() and p.name.startswith("_vmath.exp_array")]
 
 
+LOG_AFTER_SOFTMAX = """
+    import sys
+    import numpy as np
+    from softmaxkit.kernels import numba as kernels
+    x = np.random.default_rng(1).standard_normal((8, 40)) * 3
+    want = x - np.log(np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True)) - x.max(1, keepdims=True)
+    for step in sys.argv[1:] or ["softmax", "log_softmax"]:
+        out = kernels.softmax(x, 1.0, step == "log_softmax")
+        if step == "log_softmax":
+            print(float(np.abs(out - want).max()))
+"""
+
+
+def test_cached_closures_of_one_factory_keep_their_own_code(tmp_path: Path) -> None:
+    """softmax compiled by one process, log_softmax by another, both loaded from the cache by a third: the two
+    kernels inline different closures of one factory (``_rows._plain_pass``), which carried the same symbol, and
+    log_softmax ran softmax's pass (errors of 5.6). ``_vmath.jit(variant=...)`` names them apart."""
+    env = {"SOFTMAXKIT_CACHE_DIR": str(tmp_path / "cache")}
+    errors = []
+    for steps in (["softmax"], ["log_softmax"], ["softmax", "log_softmax"]):
+        done = run(LOG_AFTER_SOFTMAX.replace("sys.argv[1:]", repr(steps)), env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        errors += [float(line) for line in done.stdout.split()]
+    assert len(errors) == 2, errors
+    assert max(errors) < 1e-13, errors
+
+
+def test_every_closure_factory_names_its_variants() -> None:
+    """A ``@jit`` function defined inside another function (a factory of variants) passes ``variant=``: see
+    :func:`test_cached_closures_of_one_factory_keep_their_own_code`."""
+    import ast
+
+    folder = Path(_runtime.__file__).parent
+    unnamed = []
+    for path in sorted(folder.glob("*.py")):
+        for outer in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(outer, ast.FunctionDef):
+                continue
+            for inner in ast.walk(outer):
+                if inner is outer or not isinstance(inner, ast.FunctionDef):
+                    continue
+                for deco in inner.decorator_list:
+                    call = deco if isinstance(deco, ast.Call) else None
+                    name = getattr(call.func if call else deco, "id", getattr(call.func if call else deco, "attr", ""))
+                    if name in ("jit", "njit") and not any(k.arg == "variant" for k in (call.keywords if call else [])):
+                        unnamed.append(f"{path.name}:{inner.lineno} {inner.name}")
+    assert not unnamed, unnamed
+
+
 def test_missing_cache_directory_is_created_private(tmp_path: Path) -> None:
     cache = tmp_path / "a" / "b"
     result = exp_run(cache)

@@ -34,7 +34,7 @@ __all__ = [
     "softmax_backward_rows_parallel",
 ]
 
-SOURCES_SHA = "24bd2c23e33fb2d3"
+SOURCES_SHA = "7f08ae33d3e9fa62"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 _REASSOC = {"reassoc", "contract"}  # the row sums may be reassociated so that LLVM vectorises them

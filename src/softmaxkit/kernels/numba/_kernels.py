@@ -103,7 +103,7 @@ __all__ = [
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "24bd2c23e33fb2d3"
+SOURCES_SHA = "7f08ae33d3e9fa62"
 """First 16 hex digits of the SHA-256 of ``_rows.py`` and ``_vmath.py`` together (tests/test_kernels_cpu.py).
 
 numba's on-disk cache keys a kernel on the source of its own file only: a kernel cached before an edit of those
@@ -457,7 +457,7 @@ def _ce_narrow_chunk(capped_ok: bool) -> Any:
     then does not compile (:func:`._rows.narrow_tile_uncapped`)."""
     tile = narrow_tile if capped_ok else narrow_tile_uncapped
 
-    @jit()
+    @jit(variant=f"capped_ok_{capped_ok}")
     def ce_narrow(x: Any, y: Any, ignore: int, q: Any, w: Any, kind: int, eps: float, lam: float, cap: Any,
                   capped: bool, inv_ce: float, inv_z: float, grad: Any, rows: Any, r0: int, r1: int,
                   acc: Any) -> None:  # fmt: skip

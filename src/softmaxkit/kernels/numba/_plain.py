@@ -34,7 +34,7 @@ __all__ = [
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "24bd2c23e33fb2d3"
+SOURCES_SHA = "7f08ae33d3e9fa62"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 
@@ -138,7 +138,7 @@ def _cross_entropy_chunk(grad_too: bool) -> Any:
     keeps the first pass's exponentials in its rows (numba compiles only one side of each ``if grad_too``).
     """
 
-    @jit()
+    @jit(variant=f"grad_too_{grad_too}")
     def chunk(x: Any, y: Any, ignore: int, w: Any, inv_ce: float, grad: Any, rows: Any, mb: Any, r0: int, r1: int,
               acc: Any) -> None:  # fmt: skip
         k = x.shape[1]

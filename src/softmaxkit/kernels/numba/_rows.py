@@ -398,7 +398,7 @@ def _pass1(general: bool) -> Any:
     sums' code into their kernels (issue 14, item 7). ``general`` is a constant of the closure (pruned branches).
     """
 
-    @jit()
+    @jit(variant=f"general_{general}")
     def pass1(
         x: Any,
         mode: int,
@@ -496,7 +496,7 @@ def _plain_pass(store: bool) -> Any:
     constant of the closure, so numba compiles only its side of each ``if store`` (branch pruning).
     """
 
-    @jit()
+    @jit(variant=f"store_{store}")
     def plain_pass(x: Any, e: Any, mb: Any) -> Any:
         n = x.size
         ninf = x.dtype.type(-np.inf)
@@ -542,7 +542,7 @@ def _narrow_tile(capped_ok: bool) -> Any:
     seconds of compiling (issue 14, item 7). ``capped_ok`` is a constant of the closure, so the branch is pruned.
     """
 
-    @jit()
+    @jit(variant=f"capped_ok_{capped_ok}")
     def narrow_tile(x: Any, i0: int, i1: int, mode: int, t: Any, buf: Any, mrow: Any, rows: Any) -> None:
         """Rows ``i0:i1`` of a narrow ``x`` (``k <= NARROW``), transposed: one vectorised loop per class, across rows.
 

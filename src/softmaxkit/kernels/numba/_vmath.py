@@ -75,14 +75,28 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def jit(cache: bool = False, **options: Any) -> Callable[[F], F]:
+def jit(cache: bool = False, variant: str | None = None, **options: Any) -> Callable[[F], F]:
     """``numba.njit`` with our defaults: no GIL, NumPy's float error model (no checks).
 
     ``cache=True`` only for the functions called from Python (the kernels): numba keys a cached function on
     its own file, so a helper cached on its own could outlive an edit of a file it calls into, whereas a helper
     without a cache is compiled afresh into whichever kernel is compiled.
+
+    ``variant`` is required of every closure that a factory makes more than one of (one per value of a
+    constant): it is appended to the function's name. numba names the machine code of a function after its
+    qualified name and a counter private to the process, so two closures of one factory, compiled into cached
+    kernels by two processes, could carry the same symbol; a third process that loaded both kernels from the
+    cache then ran one body for both (log_softmax read softmax's pass: errors of 5.6).
     """
-    return cast(Callable[[F], F], numba.njit(cache=cache and caching(), nogil=True, error_model="numpy", **options))
+    njit = numba.njit(cache=cache and caching(), nogil=True, error_model="numpy", **options)
+
+    def decorate(func: F) -> F:
+        if variant is not None:
+            func.__name__ = f"{func.__name__}_{variant}"
+            func.__qualname__ = f"{func.__qualname__}_{variant}"
+        return cast(F, njit(func))
+
+    return decorate
 
 
 def _intrinsic(func: Callable[..., Any]) -> Callable[..., Any]:
