@@ -43,6 +43,7 @@ __all__ = [
     "lay",
     "lse_of_shifted",
     "merge",
+    "nan_rows",
     "pool",
     "rows",
     "share",
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 _INF = float("inf")
+_NAN = float("nan")
 
 
 # ------------------------------------------------------------------------------------------ row prologue
@@ -68,7 +70,8 @@ class Entries(NamedTuple):
     out_dtype: DType  # dtype to return
 
 
-def entries(x: Any, axis: Any, where: Any, name: str = "x", *, scalar: bool = False, others: tuple[Any, ...] = ()
+def entries(
+    x: Any, axis: Any, where: Any, name: str = "x", *, scalar: bool = False, others: tuple[Any, ...] = ()
 ) -> Entries:
     """Check ``x``, ``axis`` and ``where`` and cast ``x`` to its compute dtype (the shared prologue of every
     mapping). With ``scalar`` a 0-d ``x`` is accepted (an elementwise map, whose ``axis`` is then not read).
@@ -223,6 +226,16 @@ def merge(xp: Namespace, a: Lse, b: Lse) -> Lse:
     ra, ta = share(xp, a, m)
     rb, tb = share(xp, b, m)
     return pool(xp, m, ra + rb, ta + tb)
+
+
+def nan_rows(xp: Namespace, bad: Array, r: Array) -> Array:
+    """``r`` with ``nan`` where ``bad`` (broadcast), as ``r + where(bad, nan, 0)``.
+
+    Added, not selected: under ``jax.grad`` a derivative's ``where(bad, nan, r)`` keeps the broadcast nan
+    constant as a residual of the linear part, which ``jax.debug_nans`` reports even when no row is bad; the sum
+    keeps only ``where(bad, nan, 0)``, nan exactly where the result is.
+    """
+    return r + xp.where(bad, _NAN, xp.zeros_like(r))
 
 
 def bad_rows(xp: Namespace, m: Array) -> Array:

@@ -216,7 +216,26 @@ def product(poly: Polynomial, x: Any, v: Any, name: str, axis: Any, where: Any, 
         out = q * (vz - xp.sum(p * vz, axis=-1, keepdims=True))
     else:  # (J v)_i = q_i v_i - p_i <q, v>
         out = q * vz - p * xp.sum(q * vz, axis=-1, keepdims=True)
-    return cast(xp, from_last(xp, xp.where(pt.bad, _NAN, out), r.axis), r.out_dtype)
+    return cast(xp, from_last(xp, _engine.nan_rows(xp, pt.bad, out), r.axis), r.out_dtype)
+
+
+def log_product(poly: Polynomial, x: Any, v: Any, name: str, axis: Any, where: Any, *, transpose: bool) -> Array:
+    r"""``J v`` (``transpose=False``) or ``v^T J`` of the *log* mapping, :math:`J_{ij} = \delta_{ij} r_i - q_j`
+    with :math:`r_i = f'(o_i)/f(o_i)` (:math:`\partial \log p_i / \partial o_j`, finite where :math:`p`
+    underflows); 0 at masked entries."""
+    r = rows(x, axis, where)
+    xp = r.xp
+    vz = tangent(r, x, v, name)
+    if r.z.shape[-1] == 0:
+        return cast(xp, from_last(xp, r.z, r.axis), r.out_dtype)
+    pt = parts(poly, xp, r.z, r.active)
+    q, ratio = slopes(poly, xp, pt, r.active)
+    if transpose:  # (v^T J)_j = r_j v_j - q_j sum_i v_i
+        out = ratio * vz - q * xp.sum(vz, axis=-1, keepdims=True)
+    else:  # (J v)_i = r_i v_i - <q, v>
+        out = ratio * vz - xp.sum(q * vz, axis=-1, keepdims=True)
+    out = _engine.nan_rows(xp, pt.bad, xp.where(r.active, out, 0.0))
+    return cast(xp, from_last(xp, out, r.axis), r.out_dtype)
 
 
 def jacobian(poly: Polynomial, x: Any, axis: Any, where: Any) -> Array:

@@ -144,7 +144,7 @@ def product(x: Any, v: Any, name: str, axis: Any, where: Any, fam: Tsallis) -> A
     total = xp.sum(s, axis=-1, keepdims=True)
     mean = xp.sum(sv, axis=-1, keepdims=True) / xp.where(total > 0, total, 1.0)
     out = xp.where(live, sv - s * mean, 0.0)
-    return _engine.finish(xp, xp.where(bad, _NAN, out), rows.axis, rows.out_dtype)
+    return _engine.finish(xp, _engine.nan_rows(xp, bad, out), rows.axis, rows.out_dtype)
 
 
 def jacobian(x: Any, axis: Any, where: Any, fam: Tsallis) -> Array:
@@ -191,7 +191,9 @@ def fenchel_young(
         row = xp.squeeze(st.log_norm, axis=-1) - d_y
     else:
         p = fam.solve(xp, d)
-        terms = fam.entropy_terms(xp, p) + xp.where(p > 0, p * d, 0.0)
+        # p * d only where p > 0: off the support d may be -inf (a masked entry, or a shift past the float's
+        # range), and 0 * -inf would be a nan, discarded but formed (jax.debug_nans)
+        terms = fam.entropy_terms(xp, p) + p * xp.where(p > 0, d, 0.0)
         row = cast(xp, xp.sum(cast(xp, terms, t.acc), axis=-1), z.dtype) - d_y
     row = xp.where(row < 0, 0.0, row)  # >= 0 in exact arithmetic; a few ulp below 0 can only be rounding
     row = xp.where(xp.squeeze(bad, axis=-1), _NAN, row)

@@ -57,10 +57,15 @@ __all__ = [
     "entmax15_vjp",
 ]
 
+_INF = float("inf")
+
 
 def _entmax15_solve(xp: Namespace, d: Array) -> Array:
     """:math:`[d/2 - \\tau]_+^2` with the exact sort-based threshold (module notes)."""
     w = d / 2.0
+    # tau >= -1 (the top entry alone has (0 - tau)^2 <= 1), so an entry below -2 is never in the support: raising
+    # it to -2 changes nothing but keeps u * u finite (near float32's max it overflowed, and inf - inf was nan)
+    w = xp.where(xp.logical_and(w < -2.0, w > -_INF), -2.0, w)
     u, live, k = sorted_rows(xp, w)
     c = xp.cumulative_sum(u, axis=-1)
     mean = c / k

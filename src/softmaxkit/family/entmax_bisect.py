@@ -69,18 +69,19 @@ N_ITER = 64
 """Default number of bisection steps: the bracket [-1, 0] shrinks to 2**-64, past float64's resolution."""
 
 
-def _positive_power(xp: Namespace, t: Array, beta: float) -> Array:
+def _positive_power(xp: Namespace, t: Array, beta: Any) -> Array:
     pos = xp.where(t > 0, t, 0.0)
-    if beta == 1.0:
+    if isinstance(beta, float) and beta == 1.0:
         return pos
-    if beta == 2.0:
+    if isinstance(beta, float) and beta == 2.0:
         return pos * pos
     return pos**beta
 
 
-def _bisect_solve(xp: Namespace, d: Array, *, alpha: float, n_iter: int) -> Array:
+def bisect_solve(xp: Namespace, d: Array, *, alpha: Any, n_iter: int) -> Array:
     """:math:`[(\\alpha-1) d - \\tau]_+^{1/(\\alpha-1)}`, with :math:`\\tau` by bisection on [-1, 0] and the
-    result divided by its sum (module notes)."""
+    result divided by its sum (module notes). ``alpha`` is a float > 1 or an array of them that broadcasts
+    against ``d``'s rows (length 1 along the class axis: the JAX front's learnable α)."""
     beta = 1.0 / (alpha - 1.0)
     w = d * (alpha - 1.0)
     acc = accumulator(xp, w.dtype, w)
@@ -108,7 +109,7 @@ def _check_alpha(value: Any) -> float:
 
 def _family(alpha: Any, n_iter: Any) -> Tsallis:
     a, n = _check_alpha(alpha), check_n_iter(n_iter)
-    return Tsallis(a, functools.partial(_bisect_solve, alpha=a, n_iter=n), "entmax_bisect", n)
+    return Tsallis(a, functools.partial(bisect_solve, alpha=a, n_iter=n), "entmax_bisect", n)
 
 
 @_backend.routed

@@ -83,7 +83,7 @@ def _masked_out(s: _Scores, r: Array) -> Array:
     xp = s.xp
     if s.keep is not None:
         r = xp.where(s.keep, r, 0.0)
-    return cast(xp, from_last(xp, xp.where(s.bad, _NAN, r), s.axis), s.out_dtype)
+    return cast(xp, from_last(xp, _engine.nan_rows(xp, s.bad, r), s.axis), s.out_dtype)
 
 
 _NORMALIZE_TABLE = """

@@ -157,10 +157,10 @@ def log_sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> A
 
 
 # ------------------------------------------------------------------------------------------------ derivatives
-def _diagonal_product(x: Any, v: Any, name: str, axis: Any, where: Any) -> Array:
+def _diagonal_product(x: Any, v: Any, name: str, axis: Any, where: Any, log: bool = False) -> Array:
     xp, z, keep, _, out_dtype = _engine.entries(x, axis, where, scalar=True)
     vz = _engine.cotangent(xp, x, v, name, z.dtype)
-    d = _engine.dsigmoid(xp, z)
+    d = _engine.sigmoid(xp, -z) if log else _engine.dsigmoid(xp, z)  # (log sigma)' = sigma(-x)
     off = d == 0 if keep is None else xp.logical_or(d == 0, xp.logical_not(keep))
     return cast(xp, xp.where(off, 0.0, d * vz), out_dtype)
 
@@ -247,6 +247,14 @@ def sigmoid_vjp(x: Array, g: Array, /, *, axis: int = -1, where: Array | None = 
     [0.25 0.  ]
     """
     return _diagonal_product(x, g, "g", axis, where)
+
+
+@quiet
+def log_sigmoid_jvp(x: Array, v: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
+    r"""Jacobian-vector product of :func:`log_sigmoid`, :math:`\sigma(-x) \odot v` (its Jacobian is diagonal, so
+    this is also the vector-Jacobian product); 0 at masked entries and at ``+inf``. For the framework fronts'
+    autodiff; not exported."""
+    return _diagonal_product(x, v, "v", axis, where, log=True)
 
 
 @quiet

@@ -73,7 +73,9 @@ def _soft(xp: Namespace, z: Array) -> _Soft:
     m0 = xp.where(scaled, m, 0.0)
     # a maximum beyond sqrt(largest float) is divided out, so that the sum of K softplus cannot overflow
     big = xp.logical_and(m > math.sqrt(float(xp.finfo(z.dtype).max)), m < _INF)
-    mb = xp.where(big, m, 1.0)
+    # (m / 2^8, not m: XLA divides as a product with the reciprocal, and 1/m is subnormal near float32's max,
+    # flushed to 0 on CPU, which made the row 0/0; 2^8/m is a normal number and f stays <= 2^8)
+    mb = xp.where(big, m * 2.0**-8, 1.0)
     u = xp.exp(xp.minimum(z, 0.0))
     r = xp.where(u == 0, 1.0, xp.log1p(u) / xp.where(u == 0, 1.0, u))  # no 0/0 formed (jax.debug_nans)
     e = xp.exp(xp.where(scaled, z - m0, 0.0))
@@ -103,7 +105,7 @@ _SOFT_TABLE = """
 
 
 def _soft_result(xp: Namespace, r: Array, st: _Soft, axis: int, dtype: DType) -> Array:
-    return cast(xp, from_last(xp, xp.where(st.bad, _NAN, r), axis), dtype)
+    return cast(xp, from_last(xp, _engine.nan_rows(xp, st.bad, r), axis), dtype)
 
 
 @_backend.routed
@@ -209,6 +211,47 @@ def _soft_product(x: Any, v: Any, name: str, axis: Any, where: Any, vjp: bool) -
         qv = xp.where(masked, 0.0, st.q * vz)
         out = qv - st.p * xp.sum(qv, axis=-1, keepdims=True)
     return _soft_result(xp, xp.where(masked, 0.0, out), st, rows.axis, rows.out_dtype)
+
+
+def _log_slope(xp: Namespace, z: Array, st: _Soft) -> Array:
+    r""":math:`\sigma(z)/\operatorname{softplus}(z)`, the derivative of :math:`\log\operatorname{softplus}(z)`:
+    :math:`1/((1 + e^z) r(z))` for :math:`z < 0`, where both would underflow (no 0/0 formed, even discarded)."""
+    neg = z < 0
+    zp = xp.where(neg, 1.0, z)
+    return xp.where(neg, 1.0 / ((1.0 + st.u) * st.r), _engine.sigmoid(xp, zp) / _engine.softplus(xp, zp))
+
+
+def _log_soft_product(x: Any, v: Any, name: str, axis: Any, where: Any, vjp: bool) -> Array:
+    rows = _engine.rows(x, axis, where, v)
+    xp, z = rows.xp, rows.z
+    vz = _engine.tangent(rows, v, name, x)
+    if z.shape[-1] == 0:
+        return cast(xp, from_last(xp, z, rows.axis), rows.out_dtype)
+    st = _soft(xp, z)
+    masked = z == -_INF
+    vz = xp.where(masked, 0.0, vz)
+    slope = _log_slope(xp, z, st)
+    if vjp:  # slope_j g_j - q_j sum_i g_i
+        out = slope * vz - st.q * xp.sum(vz, axis=-1, keepdims=True)
+    else:  # slope_i v_i - <q, v>
+        out = slope * vz - xp.sum(st.q * vz, axis=-1, keepdims=True)
+    return _soft_result(xp, xp.where(masked, 0.0, out), st, rows.axis, rows.out_dtype)
+
+
+@quiet
+def log_softplus_normalize_jvp(x: Array, v: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
+    r"""Jacobian-vector product of :func:`log_softplus_normalize`,
+    :math:`\sigma(x_i) v_i / \operatorname{softplus}(x_i) - \langle q, v\rangle` with
+    :math:`q_j = \sigma(x_j)/\sum_k \operatorname{softplus}(x_k)`; finite where the probabilities underflow, 0
+    at masked entries. For the framework fronts' autodiff; not exported."""
+    return _log_soft_product(x, v, "v", axis, where, vjp=False)
+
+
+@quiet
+def log_softplus_normalize_vjp(x: Array, g: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
+    r"""Vector-Jacobian product of :func:`log_softplus_normalize` (see :func:`log_softplus_normalize_jvp`).
+    For the framework fronts' autodiff; not exported."""
+    return _log_soft_product(x, g, "g", axis, where, vjp=True)
 
 
 @quiet
@@ -360,9 +403,8 @@ def _soft_cross_entropy(
     row = xp.where(bad, _NAN, row)
     if not want_grad:
         return _loss.finish(t, row, None)
-    # d(-log p_y)/dz = q - e_y sigma(z_y) / softplus(z_y); the ratio is 1 / ((1 + e^z) r(z)) for z < 0
-    ratio = xp.where(z < 0, 1.0 / ((1.0 + st.u) * st.r), _engine.sigmoid(xp, z) / _engine.softplus(xp, z))
-    grad = st.q - xp.where(t.onehot, ratio, 0.0)
+    # d(-log p_y)/dz = q - e_y sigma(z_y) / softplus(z_y)
+    grad = st.q - xp.where(t.onehot, _log_slope(xp, z, st), 0.0)
     return _loss.finish(t, row, xp.where(st.bad, _NAN, grad))
 
 

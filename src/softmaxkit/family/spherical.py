@@ -304,6 +304,25 @@ def spherical_softmax_jacobian(
 
 @_backend.routed
 @quiet
+def log_spherical_softmax_jvp(
+    x: Array, v: Array, /, *, axis: int = -1, eps: float = DEFAULT_EPS, where: Array | None = None
+) -> Array:
+    r"""Jacobian-vector product of :func:`log_spherical_softmax`, :math:`r \odot v - \langle q, v\rangle` with
+    :math:`r_i = 2 o_i/(o_i^2 + \varepsilon)` and :math:`q_j = 2 o_j/\sum_k (o_k^2 + \varepsilon)`; finite where
+    the probabilities underflow, 0 at masked entries. For the framework fronts' autodiff; not exported."""
+    return _ratio.log_product(_poly(eps), x, v, "v", axis, where, transpose=False)
+
+
+@quiet
+def log_spherical_softmax_vjp(
+    x: Array, g: Array, /, *, axis: int = -1, eps: float = DEFAULT_EPS, where: Array | None = None
+) -> Array:
+    r"""Vector-Jacobian product of :func:`log_spherical_softmax`, :math:`r \odot g - q \sum_i g_i` (see
+    :func:`log_spherical_softmax_jvp`). For the framework fronts' autodiff; not exported."""
+    return _ratio.log_product(_poly(eps), x, g, "g", axis, where, transpose=True)
+
+
+@quiet
 @_ratio.special_values("loss")
 def spherical_cross_entropy(
     logits: Array,

@@ -312,6 +312,25 @@ def taylor_softmax_jacobian(x: Array, /, *, axis: int = -1, order: int = 2, wher
 
 @_backend.routed
 @quiet
+def log_taylor_softmax_jvp(
+    x: Array, v: Array, /, *, axis: int = -1, order: int = 2, where: Array | None = None
+) -> Array:
+    r"""Jacobian-vector product of :func:`log_taylor_softmax`, :math:`r \odot v - \langle q, v\rangle` with
+    :math:`r_i = f_{n-1}(o_i)/f_n(o_i)` and :math:`q_j = f_{n-1}(o_j)/\sum_k f_n(o_k)`; finite where the
+    probabilities underflow, 0 at masked entries. For the framework fronts' autodiff; not exported."""
+    return _ratio.log_product(_polynomial(_order(order)), x, v, "v", axis, where, transpose=False)
+
+
+@quiet
+def log_taylor_softmax_vjp(
+    x: Array, g: Array, /, *, axis: int = -1, order: int = 2, where: Array | None = None
+) -> Array:
+    r"""Vector-Jacobian product of :func:`log_taylor_softmax`, :math:`r \odot g - q \sum_i g_i` (see
+    :func:`log_taylor_softmax_jvp`). For the framework fronts' autodiff; not exported."""
+    return _ratio.log_product(_polynomial(_order(order)), x, g, "g", axis, where, transpose=True)
+
+
+@quiet
 @_ratio.special_values("loss")
 def taylor_cross_entropy(
     logits: Array,
