@@ -42,6 +42,7 @@ import contextvars
 import functools
 import importlib.util
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -174,6 +175,11 @@ def installed(package: str) -> bool:
 
 def _is_torch(data: Any) -> bool:
     return type(data).__module__.partition(".")[0] == "torch"
+
+
+def _is_jax(data: Any) -> bool:
+    jax = sys.modules.get("jax")  # a JAX array exists only once jax is imported: never import it here
+    return jax is not None and isinstance(data, jax.Array)  # tracers included
 
 
 def _lacking(engine: str, op: str, options: tuple[str, ...]) -> str | None:
@@ -557,6 +563,8 @@ def route(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
                                 the analytic derivative (their forward follows :func:`backend`; under
                                 ``reference`` it is the generic code), so autograd never differentiates
                                 the generic code (a bisection, a sort), whatever the engine
+    a JAX array or tracer       :func:`softmaxkit.jax.family.route`: ``jax.custom_jvp`` functions whose rule is
+                                the analytic derivative (``jax.grad``, ``jax.jacfwd``, ... inside ``jax.jit``)
     anything else               ``NotImplemented``: the generic code
     ==========================  ==========================================================================
 
@@ -572,6 +580,10 @@ def route(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         from .torch import family as torch_family
 
         return torch_family.route(name, args, kwargs)
+    if _is_jax(data):
+        from .jax import family as jax_family
+
+        return jax_family.route(name, args, kwargs)
     return NotImplemented
 
 

@@ -231,9 +231,9 @@ def merge(xp: Namespace, a: Lse, b: Lse) -> Lse:
 def nan_rows(xp: Namespace, bad: Array, r: Array) -> Array:
     """``r`` with ``nan`` where ``bad`` (broadcast), as ``r + where(bad, nan, 0)``.
 
-    Added, not selected: under ``jax.grad`` a derivative's ``where(bad, nan, r)`` keeps the broadcast nan
-    constant as a residual of the linear part, which ``jax.debug_nans`` reports even when no row is bad; the sum
-    keeps only ``where(bad, nan, 0)``, nan exactly where the result is.
+    Added, not selected, in the derivatives: under ``jax.grad`` (which transposes them) ``where(bad, nan, r)``
+    keeps the broadcast nan constant as a residual, which ``jax.debug_nans`` reports even when no row is bad;
+    the sum keeps only ``where(bad, nan, 0)``, nan exactly where the result is.
     """
     return r + xp.where(bad, _NAN, xp.zeros_like(r))
 

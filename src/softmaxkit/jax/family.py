@@ -67,7 +67,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .. import _array, _loss, _validate
+from .. import _array, _backend, _loss, _validate
 from ..family import _tsallis as tsallis
 from ..family.entmax_bisect import bisect_solve
 
@@ -100,8 +100,16 @@ Options = tuple[tuple[str, Any], ...]
 
 
 def _generic(module: str, name: str) -> Callable[..., Any]:
-    """The generic array-API function ``softmaxkit.family.<module>.<name>`` (the oracle and the engine here)."""
-    return getattr(importlib.import_module(f"softmaxkit.family.{module}"), name)  # type: ignore[no-any-return]
+    """The generic array-API function ``softmaxkit.family.<module>.<name>`` (the forward code and the analytic
+    derivatives here), run under :func:`softmaxkit._backend.generic`: not routed back to this module."""
+    func = getattr(importlib.import_module(f"softmaxkit.family.{module}"), name)
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _backend.generic():
+            return func(*args, **kwargs)
+
+    return call
 
 
 # ---------------------------------------------------------------------------------------------- mappings
@@ -141,7 +149,22 @@ def _mapped(name: str, options: Options, x: Array, where: Array | None) -> Array
 def _mapped_jvp(name: str, options: Options, primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     x, where = primals
     m, kw = _MAPS[name], dict(options, where=where)
-    return m.forward(x, **kw), m.jvp(x, tangents[0], **kw)
+    y = m.forward(x, **kw)
+    axis = None if name in _ELEMENTWISE else _validate.axis(dict(options)["axis"], y.ndim)
+    poison, factor = _nan_parts(y, axis)
+    return y, m.jvp(x, tangents[0] * factor, **kw) + poison
+
+
+_ELEMENTWISE = frozenset({"sigmoid", "log_sigmoid"})
+
+
+def _nan_parts(y: Array, axis: int | None) -> tuple[Array, Array]:
+    """``where(bad, nan, 0)`` and ``where(bad, nan, 1)`` for the rows (``axis``; entries for None) where ``y`` is
+    nan: added to the tangent (forward mode) and multiplied into the input's tangent (its transpose, reverse
+    mode), so that a nan row's derivatives are nan both ways, while no nan constant is kept for a finite input
+    (``jax.debug_nans`` checks what ``jax.grad`` keeps)."""
+    bad = jnp.isnan(y) if axis is None else jnp.any(jnp.isnan(y), axis=axis, keepdims=True)
+    return jnp.where(bad, jnp.nan, 0.0).astype(y.dtype), jnp.where(bad, jnp.nan, 1.0).astype(y.dtype)
 
 
 def _floating(x: Any, name: str = "x") -> Array:
@@ -157,57 +180,57 @@ def _mapping(name: str, x: Any, where: Any, **options: Any) -> Array:
 
 
 def sparsemax(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
-    """:func:`softmaxkit.family.sparsemax` with the analytic derivative (module notes)."""
+    """:func:`softmaxkit.sparsemax` with the analytic derivative (module notes)."""
     return _mapping("sparsemax", x, where, axis=axis)
 
 
 def entmax15(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
-    """:func:`softmaxkit.family.entmax15` with the analytic derivative (module notes)."""
+    """:func:`softmaxkit.entmax15` with the analytic derivative (module notes)."""
     return _mapping("entmax15", x, where, axis=axis)
 
 
 def taylor_softmax(x: Array, /, *, axis: int = -1, order: int = 2, where: Array | None = None) -> Array:
-    """:func:`softmaxkit.family.taylor_softmax` with the analytic derivative (module notes)."""
+    """:func:`softmaxkit.taylor_softmax` with the analytic derivative (module notes)."""
     return _mapping("taylor_softmax", x, where, axis=axis, order=order)
 
 
 def log_taylor_softmax(x: Array, /, *, axis: int = -1, order: int = 2, where: Array | None = None) -> Array:
-    """:func:`softmaxkit.family.log_taylor_softmax` with the analytic derivative (module notes)."""
+    """:func:`softmaxkit.log_taylor_softmax` with the analytic derivative (module notes)."""
     return _mapping("log_taylor_softmax", x, where, axis=axis, order=order)
 
 
 def spherical_softmax(x: Array, /, *, axis: int = -1, eps: float = 1e-4, where: Array | None = None) -> Array:
-    """:func:`softmaxkit.family.spherical_softmax` with the analytic derivative (module notes)."""
+    """:func:`softmaxkit.spherical_softmax` with the analytic derivative (module notes)."""
     return _mapping("spherical_softmax", x, where, axis=axis, eps=eps)
 
 
 def log_spherical_softmax(x: Array, /, *, axis: int = -1, eps: float = 1e-4, where: Array | None = None) -> Array:
-    """:func:`softmaxkit.family.log_spherical_softmax` with the analytic derivative (module notes)."""
+    """:func:`softmaxkit.log_spherical_softmax` with the analytic derivative (module notes)."""
     return _mapping("log_spherical_softmax", x, where, axis=axis, eps=eps)
 
 
 def sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
-    """:func:`softmaxkit.family.sigmoid` with the analytic derivative (module notes)."""
+    """:func:`softmaxkit.sigmoid` with the analytic derivative (module notes)."""
     return _mapping("sigmoid", x, where, axis=axis)
 
 
 def log_sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
-    """:func:`softmaxkit.family.log_sigmoid` with the analytic derivative :math:`\\sigma(-x)` (module notes)."""
+    """:func:`softmaxkit.log_sigmoid` with the analytic derivative :math:`\\sigma(-x)` (module notes)."""
     return _mapping("log_sigmoid", x, where, axis=axis)
 
 
 def softplus_normalize(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
-    """:func:`softmaxkit.family.softplus_normalize` with the analytic derivative (module notes)."""
+    """:func:`softmaxkit.softplus_normalize` with the analytic derivative (module notes)."""
     return _mapping("softplus_normalize", x, where, axis=axis)
 
 
 def log_softplus_normalize(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
-    """:func:`softmaxkit.family.log_softplus_normalize` with the analytic derivative (module notes)."""
+    """:func:`softmaxkit.log_softplus_normalize` with the analytic derivative (module notes)."""
     return _mapping("log_softplus_normalize", x, where, axis=axis)
 
 
 def normalize(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
-    """:func:`softmaxkit.family.normalize` with the analytic derivative (module notes). Its value checks
+    """:func:`softmaxkit.normalize` with the analytic derivative (module notes). Its value checks
     (non-negative scores, no all-zero row) run on concrete arrays only."""
     return _mapping("normalize", x, where, axis=axis)
 
@@ -314,7 +337,7 @@ def sparsemax_loss(
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> Array:
-    """:func:`softmaxkit.family.sparsemax_loss` with the closed-form gradient (module notes)."""
+    """:func:`softmaxkit.sparsemax_loss` with the closed-form gradient (module notes)."""
     return _loss_call(
         "sparsemax_loss", logits, target, weight, axis=axis, ignore_index=ignore_index, reduction=reduction
     )
@@ -330,7 +353,7 @@ def entmax15_loss(
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> Array:
-    """:func:`softmaxkit.family.entmax15_loss` with the closed-form gradient (module notes)."""
+    """:func:`softmaxkit.entmax15_loss` with the closed-form gradient (module notes)."""
     return _loss_call(
         "entmax15_loss", logits, target, weight, axis=axis, ignore_index=ignore_index, reduction=reduction
     )
@@ -347,7 +370,7 @@ def taylor_cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> Array:
-    """:func:`softmaxkit.family.taylor_cross_entropy` with the closed-form gradient (module notes)."""
+    """:func:`softmaxkit.taylor_cross_entropy` with the closed-form gradient (module notes)."""
     return _loss_call(
         "taylor_cross_entropy",
         logits,
@@ -371,7 +394,7 @@ def spherical_cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> Array:
-    """:func:`softmaxkit.family.spherical_cross_entropy` with the closed-form gradient (module notes)."""
+    """:func:`softmaxkit.spherical_cross_entropy` with the closed-form gradient (module notes)."""
     return _loss_call(
         "spherical_cross_entropy",
         logits,
@@ -394,7 +417,7 @@ def sigmoid_cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> Array:
-    """:func:`softmaxkit.family.sigmoid_cross_entropy` with the closed-form gradient (module notes)."""
+    """:func:`softmaxkit.sigmoid_cross_entropy` with the closed-form gradient (module notes)."""
     return _loss_call(
         "sigmoid_cross_entropy", logits, target, weight, axis=axis, ignore_index=ignore_index, reduction=reduction
     )
@@ -410,7 +433,7 @@ def softplus_normalize_cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> Array:
-    """:func:`softmaxkit.family.softplus_normalize_cross_entropy` with the closed-form gradient (module notes)."""
+    """:func:`softmaxkit.softplus_normalize_cross_entropy` with the closed-form gradient (module notes)."""
     return _loss_call(
         "softplus_normalize_cross_entropy",
         logits,
@@ -434,7 +457,7 @@ def multiclass_hinge_loss(
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> Array:
-    """:func:`softmaxkit.family.multiclass_hinge_loss` with its closed-form (sub)gradient (module notes)."""
+    """:func:`softmaxkit.multiclass_hinge_loss` with its closed-form (sub)gradient (module notes)."""
     return _loss_call(
         "multiclass_hinge_loss",
         logits,
@@ -462,13 +485,13 @@ def _array_alpha(alpha: Array, dtype: Any, rows: tuple[int, ...] | None) -> Arra
         raise ValueError(f"alpha must be a float or a 0-d JAX array here; got shape {alpha.shape}")
     if rows is not None:
         try:
-            jnp.broadcast_shapes(alpha.shape, rows)
+            fits = jnp.broadcast_shapes(alpha.shape, rows) == rows
         except ValueError:
+            fits = False
+        if not fits:
             raise ValueError(
                 f"alpha must broadcast to the rows' shape {rows} (x's shape with 1 along axis); got {alpha.shape}"
-            ) from None
-        if len(jnp.broadcast_shapes(alpha.shape, rows)) != len(rows):
-            raise ValueError(f"alpha has more dimensions than x; got shape {alpha.shape} for rows {rows}")
+            )
     if not _array.is_traced(alpha) and not bool(jnp.all(jnp.isfinite(alpha) & (alpha > 1.0))):
         raise ValueError(
             f"an array alpha must be finite and > 1 (alpha = 1 is softmax: use softmaxkit.softmax); got {alpha}"
@@ -529,15 +552,15 @@ def _bisect_mapped_jvp(axis: int, n_iter: int, primals: tuple[Any, ...], tangent
     dx, dalpha, _ = tangents
     p = _bisect_mapped(axis, n_iter, x, alpha, where)
     a = alpha  # 0-d, or broadcast to the rows by entmax_bisect
-    bad = jnp.any(jnp.isnan(p), axis=axis, keepdims=True)  # bad rows are nan; so are their derivatives
-    tan = _support_product(p, a, dx, axis) + _alpha_tangent(p, a, axis) * dalpha
-    return p, jnp.where(bad, jnp.nan, tan)
+    poison, factor = _nan_parts(p, axis)
+    tan = _support_product(p, a, dx * factor, axis) + _alpha_tangent(p, a, axis) * dalpha
+    return p, tan + poison
 
 
 def entmax_bisect(
     x: Array, /, *, alpha: Any = 1.5, axis: int = -1, n_iter: int = 64, where: Array | None = None
 ) -> Array:
-    """:func:`softmaxkit.family.entmax_bisect` with the analytic derivative; ``alpha`` may be a JAX array (0-d,
+    """:func:`softmaxkit.entmax_bisect` with the analytic derivative; ``alpha`` may be a JAX array (0-d,
     or broadcastable to ``x``'s shape with length 1 along ``axis``), which then gets its gradient too (module
     notes)."""
     if _concrete_alpha(alpha):
@@ -616,7 +639,7 @@ def entmax_bisect_loss(
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> Array:
-    """:func:`softmaxkit.family.entmax_bisect_loss` with the closed-form gradient; ``alpha`` may be a 0-d JAX
+    """:func:`softmaxkit.entmax_bisect_loss` with the closed-form gradient; ``alpha`` may be a 0-d JAX
     array, which then gets its gradient too (module notes)."""
     options = {"axis": axis, "n_iter": n_iter, "ignore_index": ignore_index, "reduction": reduction}
     if _concrete_alpha(alpha):
@@ -626,3 +649,25 @@ def entmax_bisect_loss(
     a = _array_alpha(jnp.asarray(alpha), _array.compute_dtype(jnp, z.dtype, "logits"), None)
     w = None if weight is None else _floating(weight, "weight")
     return _bisect_lossed(tuple(options.items()), z, jnp.asarray(target), w, a)
+
+
+# --------------------------------------------------------------------------------------------- dispatch
+def route(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``softmaxkit.family.<name>(*args, **kwargs)`` for a JAX array or tracer, by this module's functions;
+    ``NotImplemented`` for a name they do not cover (the generic code then runs).
+
+    Called by :func:`softmaxkit._backend.route`. A ``*_loss_value_and_grad`` gives this module's loss and its
+    gradient by ``jax.vjp`` (the custom rule's transpose: the closed form, and differentiable again).
+    """
+    base = name.removesuffix("_value_and_grad")
+    func = globals().get(base) if base in __all__ else None
+    if func is None:
+        return NotImplemented
+    if base == name:
+        return func(*args, **kwargs)
+    if not args:
+        return NotImplemented  # the generic code names the missing argument
+    logits, *rest = args
+    value, pullback = jax.vjp(lambda z: func(z, *rest, **kwargs), _floating(logits, "logits"))
+    (grad,) = pullback(jnp.ones_like(value))
+    return value, grad
