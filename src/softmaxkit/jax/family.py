@@ -62,7 +62,7 @@ import importlib
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -110,6 +110,28 @@ def _generic(module: str, name: str) -> Callable[..., Any]:
             return func(*args, **kwargs)
 
     return call
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_HEAD = "Special values\n    --------------\n"
+
+
+def _document(func: F) -> F:
+    """Complete a function's docstring from its generic namesake's: where its arguments are described, and its
+    special-value table (the values are the generic code's; the derivatives follow them)."""
+    generic = getattr(importlib.import_module("softmaxkit"), func.__name__)
+    doc = generic.__doc__ or ""
+    start = doc.find(_HEAD)
+    table = "" if start < 0 else doc[start + len(_HEAD) :].split("\n\n", 1)[0]
+    func.__doc__ = (func.__doc__ or "").rstrip() + (
+        f"\n\n    Arguments, result and errors are those of :func:`softmaxkit.{func.__name__}`, whose code computes"
+        "\n    the values; the derivatives are 0 at masked entries and ``nan`` on the rows (entries, for the"
+        "\n    elementwise sigmoid) whose value is ``nan``.\n"
+    )
+    if table:
+        func.__doc__ += "\n    " + _HEAD + table + "\n"
+    return func
 
 
 # ---------------------------------------------------------------------------------------------- mappings
@@ -179,56 +201,67 @@ def _mapping(name: str, x: Any, where: Any, **options: Any) -> Array:
     return _mapped(name, tuple(options.items()), _floating(x), None if where is None else jnp.asarray(where))
 
 
+@_document
 def sparsemax(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
     """:func:`softmaxkit.sparsemax` with the analytic derivative (module notes)."""
     return _mapping("sparsemax", x, where, axis=axis)
 
 
+@_document
 def entmax15(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
     """:func:`softmaxkit.entmax15` with the analytic derivative (module notes)."""
     return _mapping("entmax15", x, where, axis=axis)
 
 
+@_document
 def taylor_softmax(x: Array, /, *, axis: int = -1, order: int = 2, where: Array | None = None) -> Array:
     """:func:`softmaxkit.taylor_softmax` with the analytic derivative (module notes)."""
     return _mapping("taylor_softmax", x, where, axis=axis, order=order)
 
 
+@_document
 def log_taylor_softmax(x: Array, /, *, axis: int = -1, order: int = 2, where: Array | None = None) -> Array:
     """:func:`softmaxkit.log_taylor_softmax` with the analytic derivative (module notes)."""
     return _mapping("log_taylor_softmax", x, where, axis=axis, order=order)
 
 
+@_document
 def spherical_softmax(x: Array, /, *, axis: int = -1, eps: float = 1e-4, where: Array | None = None) -> Array:
     """:func:`softmaxkit.spherical_softmax` with the analytic derivative (module notes)."""
     return _mapping("spherical_softmax", x, where, axis=axis, eps=eps)
 
 
+@_document
 def log_spherical_softmax(x: Array, /, *, axis: int = -1, eps: float = 1e-4, where: Array | None = None) -> Array:
     """:func:`softmaxkit.log_spherical_softmax` with the analytic derivative (module notes)."""
     return _mapping("log_spherical_softmax", x, where, axis=axis, eps=eps)
 
 
+@_document
 def sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
     """:func:`softmaxkit.sigmoid` with the analytic derivative (module notes)."""
     return _mapping("sigmoid", x, where, axis=axis)
 
 
+@_document
 def log_sigmoid(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
     """:func:`softmaxkit.log_sigmoid` with the analytic derivative :math:`\\sigma(-x)` (module notes)."""
     return _mapping("log_sigmoid", x, where, axis=axis)
 
 
+@_document
 def softplus_normalize(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
     """:func:`softmaxkit.softplus_normalize` with the analytic derivative (module notes)."""
     return _mapping("softplus_normalize", x, where, axis=axis)
 
 
+@_document
 def log_softplus_normalize(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
     """:func:`softmaxkit.log_softplus_normalize` with the analytic derivative (module notes)."""
     return _mapping("log_softplus_normalize", x, where, axis=axis)
 
 
+@_document
 def normalize(x: Array, /, *, axis: int = -1, where: Array | None = None) -> Array:
     """:func:`softmaxkit.normalize` with the analytic derivative (module notes). Its value checks
     (non-negative scores, no all-zero row) run on concrete arrays only."""
@@ -327,6 +360,7 @@ def _loss_call(name: str, logits: Any, target: Any, weight: Any, **options: Any)
     return _lossed(name, tuple(options.items()), z, jnp.asarray(target), w)
 
 
+@_document
 def sparsemax_loss(
     logits: Array,
     target: Array,
@@ -343,6 +377,7 @@ def sparsemax_loss(
     )
 
 
+@_document
 def entmax15_loss(
     logits: Array,
     target: Array,
@@ -359,6 +394,7 @@ def entmax15_loss(
     )
 
 
+@_document
 def taylor_cross_entropy(
     logits: Array,
     target: Array,
@@ -383,6 +419,7 @@ def taylor_cross_entropy(
     )
 
 
+@_document
 def spherical_cross_entropy(
     logits: Array,
     target: Array,
@@ -407,6 +444,7 @@ def spherical_cross_entropy(
     )
 
 
+@_document
 def sigmoid_cross_entropy(
     logits: Array,
     target: Array,
@@ -423,6 +461,7 @@ def sigmoid_cross_entropy(
     )
 
 
+@_document
 def softplus_normalize_cross_entropy(
     logits: Array,
     target: Array,
@@ -445,6 +484,7 @@ def softplus_normalize_cross_entropy(
     )
 
 
+@_document
 def multiclass_hinge_loss(
     logits: Array,
     target: Array,
@@ -557,6 +597,7 @@ def _bisect_mapped_jvp(axis: int, n_iter: int, primals: tuple[Any, ...], tangent
     return p, tan + poison
 
 
+@_document
 def entmax_bisect(
     x: Array, /, *, alpha: Any = 1.5, axis: int = -1, n_iter: int = 64, where: Array | None = None
 ) -> Array:
@@ -627,6 +668,7 @@ def _entropy_slope(kw: dict[str, Any], z: Array, t: Array, w: Array | None, a: A
 _bisect_lossed.defjvp(_bisect_lossed_jvp, symbolic_zeros=True)
 
 
+@_document
 def entmax_bisect_loss(
     logits: Array,
     target: Array,
