@@ -219,7 +219,7 @@ def labels_in_range(target: Tensor, n_classes: int, ignore_index: int) -> bool:
         or torch.compiler.is_compiling()
         or torch._C._are_functorch_transforms_active()  # (no tensor's memory may be read inside one)
         or _backend.resolve() not in ("auto", "numba")
-        or not _backend.installed("numba")
+        or not _kernels().available()  # (found once: a lookup per call costs more than the check)
     ):
         return False
     return bool(_kernels().first_bad_label(target.numpy(), n_classes, ignore_index) < 0)

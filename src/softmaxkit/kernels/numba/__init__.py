@@ -39,6 +39,8 @@ NARROW, BLOCK, STORE = 32, 2048, 1 << 21
 """:mod:`._rows`'s constants (imported with numba): rows of at most NARROW classes, and rows of more than STORE
 bytes when the first pass would keep their exponentials, run the general kernels; BLOCK: the online pass's."""
 
+_TINY64 = float(np.finfo(np.float64).tiny)
+
 __all__ = [
     "available",
     "cache_dir",
@@ -198,14 +200,18 @@ def _cross_entropy(
             kernels.label_totals_parallel(y, w, ignore_index, totals)
         else:
             kernels.label_totals(y, w, ignore_index, totals)
-        denom, n_rows = float(np.sum(totals[:, :2])), float(np.sum(totals[:, 2]))
+        if pieces == 1:  # (np.sum's call costs more than a small kernel: the same two additions in Python)
+            t0, t1, t2 = totals[0].tolist()
+            denom, n_rows = t0 + t1, t2
+        else:
+            denom, n_rows = float(np.sum(totals[:, :2])), float(np.sum(totals[:, 2]))
     else:
         y = np.zeros(1, dtype=np.int64)
         q = _as_rows(target)
         kind = 2
         denom = n_rows = float(n)
     if reduction == "mean":
-        if 0.0 < denom < np.finfo(dt).tiny and dt == np.float64:
+        if dt == np.float64 and 0.0 < denom < _TINY64:
             return None
         inv_ce = 1.0 / denom if denom > 0 else 0.0
         inv_z = 1.0 / n_rows if n_rows > 0 else 0.0
@@ -232,7 +238,11 @@ def _cross_entropy(
     if reduction == "none":
         loss = rows.astype(dt).reshape(shape[:-1])
     else:
-        ce, zl = float(np.sum(sums[:, :2])), float(np.sum(sums[:, 2:]))
+        if pieces == 1:
+            s0, s1, s2, s3 = sums[0].tolist()
+            ce, zl = s0 + s1, s2 + s3
+        else:
+            ce, zl = float(np.sum(sums[:, :2])), float(np.sum(sums[:, 2:]))
         if reduction == "mean":
             ce = ce / denom if denom > 0 else 0.0
             zl = zl / n_rows if n_rows > 0 else 0.0
