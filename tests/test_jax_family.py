@@ -360,3 +360,29 @@ def test_integer_input_promotes() -> None:
     got = jf.sparsemax(jnp.asarray([[2, 1, 0]]))
     assert jnp.issubdtype(got.dtype, jnp.floating)
     np.testing.assert_allclose(np.asarray(got), [[1.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize(
+    ("name", "mapping"), [("sparsemax_loss", "sparsemax"), ("entmax_bisect_loss", "entmax_bisect")]
+)
+def test_fenchel_young_hessian_is_the_mappings_jacobian(name: str, mapping: str) -> None:
+    """The gradient p - e_y differentiated again by the mapping's analytic derivative (not through the bisection):
+    jax.hessian of the summed loss is each row's weight times the mapping's Jacobian."""
+    x = _logits("hessian", name)
+    y = np.array([1, 0, 3])
+    w = np.array([1.0, 2.0, 0.5, 3.0, 0.25])
+    hess = jax.hessian(lambda z: getattr(jf, name)(z, jnp.asarray(y), weight=jnp.asarray(w), reduction="sum"))
+    got = _rowwise(hess(jnp.asarray(x)))
+    want = w[y][:, None, None] * getattr(fam, f"{mapping}_jacobian")(x)
+    np.testing.assert_allclose(got, want, **tol("float64"))
+    if mapping == "entmax_bisect":  # and d/d alpha of the gradient, against central differences of the closed form
+
+        def grad_at(a: Any) -> Any:
+            return jax.grad(lambda z: jf.entmax_bisect_loss(z, jnp.asarray(y), alpha=a, reduction="sum"))(
+                jnp.asarray(x)
+            )
+
+        mixed = jax.jacfwd(grad_at)(jnp.asarray(1.5))
+        up = fam.entmax_bisect_loss_value_and_grad(x, y, alpha=1.5 + FD_STEP, reduction="sum")[1]
+        down = fam.entmax_bisect_loss_value_and_grad(x, y, alpha=1.5 - FD_STEP, reduction="sum")[1]
+        np.testing.assert_allclose(np.asarray(mixed), (up - down) / (2 * FD_STEP), rtol=0, atol=fd_atol(10.0))

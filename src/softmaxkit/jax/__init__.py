@@ -1,7 +1,7 @@
 r"""JAX fronts: cross-entropy and linear cross-entropy as ``jax.custom_vjp`` functions, and the family of
-:mod:`softmaxkit.family` (sparsemax, entmax15, entmax_bisect with a learnable ``alpha``, Taylor, spherical,
+``softmaxkit.family`` (sparsemax, entmax15, entmax_bisect with a learnable ``alpha``, Taylor, spherical,
 sigmoid, softplus-normalize and their losses) as ``jax.custom_jvp`` functions whose rule is the analytic derivative
-(:mod:`softmaxkit.jax.family`; the generic functions hand JAX arrays to it).
+(``softmaxkit.jax.family``; the generic functions hand JAX arrays to it).
 
 :func:`cross_entropy` is :func:`softmaxkit.cross_entropy` with a hand-written backward pass;
 :func:`linear_cross_entropy` is the loss of the logits ``hidden @ W.T + b`` computed block by block so that

@@ -1,6 +1,6 @@
-r"""The family of :mod:`softmaxkit.family` for JAX: every mapping and loss as a ``jax.custom_jvp``.
+r"""The family of ``softmaxkit.family`` for JAX: every mapping and loss as a ``jax.custom_jvp``.
 
-Each function here is its :mod:`softmaxkit.family` namesake (same arguments, values and special values), with
+Each function here is its ``softmaxkit.family`` namesake (same arguments, values and special values), with
 its derivative taken from the analytic formulas that module already has (``*_jvp`` and
 ``*_loss_value_and_grad``) instead of from JAX's trace of the forward code. That trace is wrong where the forward
 code is an algorithm rather than a formula: the bisection of :func:`entmax_bisect` converges to :math:`\tau` but its
@@ -342,6 +342,9 @@ def _lossed_jvp(name: str, options: Options, primals: tuple[Any, ...], tangents:
     dz, _, dw = tangents
     kw = dict(options)
     value, grad = _LOSSES[name].value_and_grad(z, t, weight=w, **kw)
+    if name in _FENCHEL_YOUNG:  # the same gradient, differentiable again by this module's mapping
+        opts = {k: kw[k] for k in ("alpha", "n_iter") if k in kw}
+        grad = _fenchel_young_grad(kw, z, t, w, lambda r: _mapping(_FENCHEL_YOUNG[name], r, None, axis=-1, **opts))
     red = kw["reduction"]
     axis = _validate.axis(kw["axis"], z.ndim)
     tan = jnp.zeros_like(value) if _is_zero(dz) else _contract(grad, dz, axis, red, value.dtype)
@@ -352,6 +355,22 @@ def _lossed_jvp(name: str, options: Options, primals: tuple[Any, ...], tangents:
 
 
 _lossed.defjvp(_lossed_jvp, symbolic_zeros=True)
+
+_FENCHEL_YOUNG = {"sparsemax_loss": "sparsemax", "entmax15_loss": "entmax15", "entmax_bisect_loss": "entmax_bisect"}
+"""The Fenchel–Young losses and their mappings: the gradient is :math:`p - e_y`, weighted and reduced."""
+
+
+def _fenchel_young_grad(
+    kw: dict[str, Any], z: Array, t: Array, w: Array | None, mapping: Callable[[Array], Array]
+) -> Array:
+    r""":math:`\nabla\ell = p - e_y` (weighted and reduced as the loss) with :math:`p` from ``mapping`` (rows,
+    class axis last, compute dtype): this module's, so that ``jax.hessian`` differentiates the gradient by the
+    mapping's analytic derivative, not through the generic solver (a bisection)."""
+    prep = _loss.prepare(z, t, axis=kw["axis"], weight=w, ignore_index=kw["ignore_index"], reduction=kw["reduction"])
+    p = mapping(prep.z)
+    _, grad = _loss.finish(prep, jnp.zeros(prep.z.shape[:-1], prep.z.dtype), p - prep.onehot.astype(p.dtype))
+    assert grad is not None
+    return grad
 
 
 def _loss_call(name: str, logits: Any, target: Any, weight: Any, **options: Any) -> Array:
@@ -635,8 +654,8 @@ def _bisect_lossed_jvp(options: Options, primals: tuple[Any, ...], tangents: tup
     z, t, w, alpha = primals
     dz, _, dw, dalpha = tangents
     kw = dict(options)
-    value, grad = _bisect_loss(options, z, t, w, alpha, want_grad=True)
-    assert grad is not None
+    value, _ = _bisect_loss(options, z, t, w, alpha, want_grad=False)
+    grad = _fenchel_young_grad(kw, z, t, w, lambda r: _bisect_mapped(r.ndim - 1, kw["n_iter"], r, alpha, None))
     axis = _validate.axis(kw["axis"], z.ndim)
     tan = jnp.zeros_like(value) if _is_zero(dz) else _contract(grad, dz, axis, kw["reduction"], value.dtype)
     if w is not None and not _is_zero(dw):
@@ -654,7 +673,8 @@ def _entropy_slope(kw: dict[str, Any], z: Array, t: Array, w: Array | None, a: A
     r""":math:`\partial\ell/\partial\alpha`, reduced as the loss: only :math:`H_\alpha`'s own dependence on α
     (module notes)."""
     prep = _loss.prepare(z, t, axis=kw["axis"], weight=w, ignore_index=kw["ignore_index"], reduction=kw["reduction"])
-    p, bad = tsallis.probabilities(jnp, prep.z, _alpha_family(a, kw["n_iter"]))
+    p = _bisect_mapped(prep.z.ndim - 1, kw["n_iter"], prep.z, a, None)  # differentiable again (module notes)
+    bad = jnp.isnan(p[..., :1])
     live = p > 0
     safe = jnp.where(live, p, 1.0)
     p_a = jnp.where(live, safe**a, 0.0)
