@@ -171,6 +171,10 @@ CLAIMS: dict[tuple[str, str], Callable[[], None]] = {
         cross_entropy_mean_over_nothing_is_nan
     ),
     ("src/softmaxkit/torch/linear.py", "0 (zeros); torch: nan"): cross_entropy_mean_over_nothing_is_nan,
+    (
+        "src/softmaxkit/torch/_cpu.py",
+        "(torch: ``nan``); a result holding a ``nan``",
+    ): torch_softmax_of_masked_row_is_nan,
 }
 
 # A sentence that states a peer's result: "torch gives", "(torch: nan)", "torch and JAX: nan", "as SciPy", ...
@@ -195,9 +199,7 @@ def _claim_lines() -> list[tuple[str, str]]:
 def test_every_peer_claim_is_registered():
     """Each line of src/ and README.md that states what torch, SciPy or JAX give has a check in CLAIMS."""
     missing = [
-        (name, line)
-        for name, line in _claim_lines()
-        if not any(name == f and piece in line for (f, piece) in CLAIMS)
+        (name, line) for name, line in _claim_lines() if not any(name == f and piece in line for (f, piece) in CLAIMS)
     ]
     assert not missing, "claims about peers without a check in tests/test_peer_claims.py:\n" + "\n".join(
         f"{name}: {line}" for name, line in missing
