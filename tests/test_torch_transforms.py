@@ -237,6 +237,28 @@ def test_compiles_with_fullgraph_and_equals_eager(name):
     _close(b.grad, a.grad)
 
 
+@pytest.mark.parametrize("name", list(COMPILED_CALLS))
+def test_compiles_with_dynamic_shapes_and_equals_eager(name):
+    """``torch.compile(dynamic=True)``: the option checks are comparisons dynamo can trace (``math.isfinite`` on a
+    symbolic float was a graph break), one graph serves every batch size, each equal to eager."""
+    f = COMPILED_CALLS[name]
+    torch._dynamo.reset()
+    compiled = torch.compile(f, fullgraph=True, dynamic=True, backend="aot_eager")
+    g = torch.Generator().manual_seed(11)
+    for n in (3, 6, 9):
+        x = torch.randn(n, 5, generator=g, dtype=torch.float64)
+        y = torch.randint(0, 5, (n,), generator=g)
+        a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        eager = f(a, y)
+        eager.backward()
+        got = compiled(b, y)
+        got.backward()
+        _close(got.detach(), eager.detach())
+        assert a.grad is not None
+        assert b.grad is not None
+        _close(b.grad, a.grad)
+
+
 def test_compiled_out_of_range_label_is_nan_for_its_row():
     """Under torch.compile the label check (a host sync) is skipped with the default check_target=True: an
     out-of-range label gives nan for its row, the other rows are exact."""
@@ -324,6 +346,30 @@ def test_linear_cross_entropy_compiles_with_fullgraph_and_equals_eager(kw):
         results.append((loss.detach(), a.grad, w.grad))
     for got, want in zip(*results, strict=True):
         _close(got, want)
+
+
+def test_linear_cross_entropy_compiles_with_dynamic_shapes_and_equals_eager():
+    """``torch.compile(dynamic=True)`` of linear CE (z-loss on, so its option check is traced): every token
+    count through one compiled function, loss and both gradients equal to eager."""
+    torch._dynamo.reset()
+
+    def f(a: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return skt.linear_cross_entropy(a, w, t, z_loss=1e-3)
+
+    compiled = torch.compile(f, fullgraph=True, dynamic=True, backend="aot_eager")
+    g = torch.Generator().manual_seed(12)
+    for n in (4, 7, 9):
+        h = torch.randn(n, 6, generator=g, dtype=torch.float64)
+        lw = torch.randn(7, 6, generator=g, dtype=torch.float64)
+        y = torch.randint(0, 7, (n,), generator=g)
+        results = []
+        for fn in (f, compiled):
+            a, w = h.clone().requires_grad_(True), lw.clone().requires_grad_(True)
+            loss = fn(a, w, y)
+            loss.backward()
+            results.append((loss.detach(), a.grad, w.grad))
+        for got, want in zip(*results, strict=True):
+            _close(got, want)
 
 
 def test_linear_cross_entropy_compiled_out_of_range_label_is_nan_for_its_row():

@@ -84,7 +84,7 @@ validity independent of the dtype (float64 could hold more, no use needs it)."""
 def positive(value: Any, name: str) -> float:
     """A number > 0 that float32 holds as a normal number (temperature, softcap, eps); see :data:`SCALE_RANGE`."""
     v = real_scalar(value, name)
-    if not (math.isfinite(v) and v > 0):
+    if not 0.0 < v < math.inf:  # comparisons, not math.isfinite: torch.compile(dynamic=True) traces them
         raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
     lo, hi = SCALE_RANGE
     if not lo <= v <= hi:
@@ -98,7 +98,7 @@ def positive(value: Any, name: str) -> float:
 def non_negative(value: Any, name: str) -> float:
     """A finite number >= 0 (z_loss)."""
     v = real_scalar(value, name)
-    if not (math.isfinite(v) and v >= 0):
+    if not 0.0 <= v < math.inf:  # False for nan, as math.isfinite; traceable by torch.compile
         raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
     return v
 

@@ -74,9 +74,12 @@ def to_compute(x: Tensor, name: str = "logits") -> Tensor:
 
 
 def accumulator(x: Tensor) -> torch.dtype:
-    """float64 for adding up many float32 terms, where the device has it (not MPS)."""
-    out: torch.dtype = _array.accumulator(_xp, x.dtype, x)
-    return out
+    """float64 for adding up many float32 terms, where the device has it (not MPS).
+
+    Asked of the tensor directly, not through array_api_compat's device lookup, whose ``lru_cache`` helpers
+    torch.compile warns about when it traces them.
+    """
+    return torch.float64 if x.dtype == torch.float32 and x.device.type != "mps" else x.dtype
 
 
 # --------------------------------------------------------------------------------------- row statistics
