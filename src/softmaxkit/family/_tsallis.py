@@ -59,14 +59,20 @@ class Tsallis:
     """The bisection steps (``entmax_bisect`` only)."""
 
     def weights(self, xp: Namespace, p: Array) -> Array:
-        """:math:`s = p^{2-\\alpha}` on the support, 0 off it."""
+        """:math:`s = p^{2-\\alpha}` on the support, 0 off it.
+
+        The power is taken of 1 off the support: its derivative at 0 is infinite for α > 1, and autodiff
+        through these weights (a Hessian of the mapping: ``jax.hessian``, ``torch.func.hessian``) would read
+        ``0 * inf = nan`` there.
+        """
         if self.alpha == 2.0:
             return cast(xp, p > 0, p.dtype)
-        if self.alpha == 1.5:
-            return xp.sqrt(p)
         if self.alpha == 1.0:
             return p
-        return xp.where(p > 0, p ** (2.0 - self.alpha), 0.0)
+        live = p > 0
+        safe = xp.where(live, p, 1.0)
+        s = xp.sqrt(safe) if self.alpha == 1.5 else safe ** (2.0 - self.alpha)
+        return xp.where(live, s, 0.0)
 
     def entropy_terms(self, xp: Namespace, p: Array) -> Array:
         """The terms :math:`p_i(1 - p_i^{\\alpha-1})/(\\alpha(\\alpha-1))` of :math:`H_\\alpha`, each >= 0."""

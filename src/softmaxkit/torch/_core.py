@@ -22,11 +22,14 @@ compute in :func:`compute_dtype` (float32 for float16/bfloat16 inputs).
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import array_api_compat.torch as _xp
 import torch
+from torch.autograd import forward_ad
 
 from .. import _array, _validate
 
@@ -53,6 +56,44 @@ def apply(function: Any, *args: Any) -> Tensor:
     """``function.apply(*args)`` for a ``torch.autograd.Function`` subclass, typed."""
     out: Tensor = function.apply(*args)
     return out
+
+
+class _PrimalContext:
+    """A Function's ``ctx`` whose ``saved_tensors`` are the primals of the current forward level (the tangents
+    the rule is computing are not read back into it); everything else is the ``ctx``'s."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx
+
+    @property
+    def saved_tensors(self) -> tuple[Any, ...]:
+        return tuple(
+            t if not isinstance(t, torch.Tensor) else forward_ad.unpack_dual(t).primal  # type: ignore[no-untyped-call]
+            for t in self._ctx.saved_tensors
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+
+def jvp_rule(rule: Callable[..., Any]) -> Callable[..., Any]:
+    """A ``jvp`` staticmethod whose own operations stay differentiable in forward mode.
+
+    torch runs a Function's ``jvp`` with forward-mode AD switched off, so under nested forward transforms
+    (``jacfwd(jacfwd(f))``, ``jvp`` of ``jvp``, third derivatives) the outer level sees the tangent as a
+    constant and returns 0 for every higher derivative, without an error (pytorch/pytorch#197867, open). Turning
+    it back on inside the rule (as torch.func does around a Function's forward) lets the outer levels
+    differentiate the rule's torch operations, which the rules here are written in; the saved tensors are read
+    as the current level's primals, so that the tangent being computed carries no tangent of its own level.
+    """
+
+    @functools.wraps(rule)
+    def differentiable(ctx: Any, *tangents: Any) -> Any:
+        primal = _PrimalContext(ctx)
+        with forward_ad._set_fwd_grad_enabled(True):
+            return rule(primal, *tangents)
+
+    return differentiable
 
 
 # ------------------------------------------------------------------------------------------------- dtypes

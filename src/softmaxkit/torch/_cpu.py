@@ -96,6 +96,7 @@ class _Softmax(torch.autograd.Function):
         return _map_backward(ctx, grad, False)
 
     @staticmethod
+    @_core.jvp_rule
     def jvp(ctx: Any, tangent: Tensor) -> Tensor:
         (out,) = ctx.saved_tensors
         return _core.softmax_jvp(out, tangent, out.ndim - 1)
@@ -111,6 +112,7 @@ class _LogSoftmax(torch.autograd.Function):
         return _map_backward(ctx, grad, True)
 
     @staticmethod
+    @_core.jvp_rule
     def jvp(ctx: Any, tangent: Tensor) -> Tensor:
         (out,) = ctx.saved_tensors
         return _core.log_softmax_jvp(out, tangent, out.ndim - 1)
@@ -149,6 +151,7 @@ class _LogSumExp(torch.autograd.Function):
         return p.mul_(g), None
 
     @staticmethod
+    @_core.jvp_rule
     def jvp(ctx: Any, tangent: Tensor, _keepdim: None) -> Tensor:
         x, out = ctx.saved_tensors
         dv = _core.logsumexp_jvp(x, out if ctx.keepdim else out.unsqueeze(-1), tangent, x.ndim - 1)
@@ -201,6 +204,7 @@ class _CrossEntropy(torch.autograd.Function):
         return dz, None, None, None, None
 
     @staticmethod
+    @_core.jvp_rule
     def jvp(ctx: Any, t_logits: Tensor | None, *_: Any) -> Tensor:
         logits, target, weight = ctx.saved_tensors
         dim, opts = logits.ndim - 1, ctx.opts

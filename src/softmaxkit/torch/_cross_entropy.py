@@ -115,10 +115,12 @@ class _CrossEntropy(torch.autograd.Function):
         )
 
     @staticmethod
+    @_core.jvp_rule
     def jvp(ctx: Any, t_logits: Tensor | None, t_target: Tensor | None, *_: Any) -> tuple[Tensor | None, ...]:
-        logits, target, weight, m, log_norm, denom, n_rows = ctx.saved_tensors
-        lse = None if m.numel() == 0 else RowLse(m, log_norm)
-        dloss = _core.ce_jvp(logits, target, weight, ctx.dim, ctx.opts, lse, denom, n_rows, t_logits, t_target)
+        logits, target, weight, _, _, denom, n_rows = ctx.saved_tensors
+        # the lse recomputed by differentiable ops, not the saved (non-differentiable) one: an outer transform
+        # (jacrev(jacfwd(f)), jacfwd(jacfwd(f))) differentiates this tangent through it
+        dloss = _core.ce_jvp(logits, target, weight, ctx.dim, ctx.opts, None, denom, n_rows, t_logits, t_target)
         return dloss, None, None, None, None, None, None  # (one tangent per output)
 
     @staticmethod

@@ -130,8 +130,8 @@ def tsallis_product(p: Tensor, v: Tensor, dim: int, alpha: float | Tensor) -> Te
     live = q > 0
     if isinstance(alpha, float) and alpha == 2.0:
         s = live.to(q.dtype)
-    elif isinstance(alpha, float) and alpha == 1.5:
-        s = torch.sqrt(q)
+    elif isinstance(alpha, float) and alpha == 1.5:  # (sqrt of 1 off the support: sqrt's derivative at 0 is inf)
+        s = torch.where(live, torch.sqrt(torch.where(live, q, 1.0)), 0.0)
     else:  # (p = 0 replaced by 1 before the power: p**(2 - alpha) is inf there for alpha > 2)
         s = torch.where(live, torch.where(live, q, 1.0) ** (2.0 - alpha), 0.0)
     sv = torch.where(live, s * v.to(q.dtype), 0.0)  # a tangent at a masked entry is never read
@@ -303,6 +303,7 @@ class _Map(torch.autograd.Function):
         return dx, None, None, None, None
 
     @staticmethod
+    @_core.jvp_rule
     def jvp(ctx: Any, tangent: Tensor, *_: Any) -> Tensor:
         out, x, where = _Map._unpack(ctx)
         dp: Tensor = ctx.op.product(x, where, out, tangent, ctx.dim, ctx.options, "jvp")
@@ -343,6 +344,7 @@ class EntmaxBisectAlpha(torch.autograd.Function):
         return dx, dalpha, None, None, None
 
     @staticmethod
+    @_core.jvp_rule
     def jvp(ctx: Any, tx: Tensor, talpha: Tensor | None, *_: Any) -> Tensor:
         p, alpha = ctx.saved_tensors
         a = alpha.to(torch.float32 if p.dtype in (torch.float16, torch.bfloat16) else p.dtype)
@@ -457,8 +459,13 @@ class _Loss(torch.autograd.Function):
         return (total.to(rows.dtype), grad), (0, 0)
 
     @staticmethod
+    @_core.jvp_rule
     def jvp(ctx: Any, tangent: Tensor, *_: Any) -> tuple[Tensor, None]:
-        g = ctx.saved_tensors[0]
+        g, logits, *tensors = ctx.saved_tensors
+        # the saved gradient is a constant to an outer transform: add the zero that carries its derivative
+        # (jacrev(jacfwd(f)), jacfwd(jacfwd(f)) differentiate this tangent)
+        target, weight = (tensors.pop(0) if obj is _SAVED else obj for obj in ctx.objects)
+        g = g + differentiable_grad(logits, target, weight, ctx)
         dot = g * tangent.to(g.dtype)
         dloss = dot.sum(ctx.dim) if ctx.reduction == "none" else dot.sum()
         return dloss, None

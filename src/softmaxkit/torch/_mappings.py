@@ -51,6 +51,7 @@ class _Softmax(torch.autograd.Function):
         return _core.softmax_vjp(out, grad, ctx.dim), None
 
     @staticmethod
+    @_core.jvp_rule
     def jvp(ctx: Any, tangent: Tensor, _dim: None) -> Tensor:
         (out,) = ctx.saved_tensors
         return _core.softmax_jvp(out, tangent, ctx.dim)
@@ -92,6 +93,7 @@ class _LogSoftmax(torch.autograd.Function):
         return _core.log_softmax_vjp(out, grad, ctx.dim), None
 
     @staticmethod
+    @_core.jvp_rule
     def jvp(ctx: Any, tangent: Tensor, _dim: None) -> Tensor:
         (out,) = ctx.saved_tensors
         return _core.log_softmax_jvp(out, tangent, ctx.dim)
@@ -137,6 +139,7 @@ class _LogSumExp(torch.autograd.Function):
         return _core.logsumexp_vjp(x, value, g, ctx.dim), None, None
 
     @staticmethod
+    @_core.jvp_rule
     def jvp(ctx: Any, tangent: Tensor, _dim: None, _keepdim: None) -> Tensor:
         x, out = ctx.saved_tensors
         dv = _core.logsumexp_jvp(x, out if ctx.keepdim else out.unsqueeze(ctx.dim), tangent, ctx.dim)

@@ -17,7 +17,8 @@ mapping and loss is one Function whose backward is the family's analytic derivat
 * every loss saves the gradient its forward computed with the family's ``*_value_and_grad`` (:math:`p^\star -
   e_y` for the Fenchel–Young losses) and scales it by the upstream gradient.
 
-Each Function has a ``jvp`` (``torch.func.jacfwd``, ``torch.autograd.forward_ad``) and ``generate_vmap_rule``
+Each Function has a ``jvp`` (``torch.func.jacfwd``, ``torch.autograd.forward_ad``; differentiable again, so
+Hessians come out the same from every composition of ``jacfwd`` and ``jacrev``) and ``generate_vmap_rule``
 (``torch.func.vmap``, per-sample gradients with ``torch.func.grad``), as :mod:`softmaxkit.torch.functional`.
 
 The generic functions of :mod:`softmaxkit.family` hand torch tensors to this module (:func:`route`, called by

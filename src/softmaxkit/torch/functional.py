@@ -44,7 +44,10 @@ Transforms
 ----------
 The Functions are written in the ``setup_context`` style with ``generate_vmap_rule = True`` and a ``jvp``, so
 ``torch.func.grad``, ``vmap`` (per-sample gradients), ``jacrev``, ``jacfwd``, ``hessian`` and
-``torch.autograd.forward_ad`` work and give torch's own values. ``torch.compile(fullgraph=True)`` traces all
+``torch.autograd.forward_ad`` work and give torch's own values, to every order and in every composition
+(``jacfwd(jacfwd(f))``, ``jacrev(jacfwd(f))``, third derivatives): each ``jvp`` rule runs with forward-mode AD on
+(``softmaxkit.torch._core.jvp_rule``; torch switches it off around a custom rule, and a forward level over one then sees
+zero higher derivatives, pytorch/pytorch#197867). ``torch.compile(fullgraph=True)`` traces all
 four without a graph break; inside a compiled graph the checks that read values on the host are skipped (see
 :func:`cross_entropy`'s ``check_target``), and forward-mode AD is not available there (Dynamo traces no custom
 ``jvp``).
