@@ -498,3 +498,117 @@ def test_log_softplus_normalize_gradient_where_softplus_underflows() -> None:
     r = torch.where(x0 < -30, 1.0, torch.sigmoid(x0) / torch.nn.functional.softplus(x0))
     _close(grad, r * (g - p * g.sum()), 1e-12)
     assert grad[0] == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------ entmax_bisect_loss, tensor alpha
+ALPHAS = [1.2, 1.5, 2.0, 3.0]
+
+
+def _bisect_data() -> tuple[Any, Any]:
+    g = torch.Generator().manual_seed(21)
+    return torch.randn(4, 6, generator=g, dtype=torch.float64) * 2, torch.tensor([0, 2, 5, 1])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("extra", [{}, {"weight": "w"}, {"ignore_index": 2}], ids=["plain", "weight", "ignored"])
+def test_bisect_loss_tensor_alpha_equals_the_float_path(reduction: str, extra: dict[str, Any]) -> None:
+    """A 0-d tensor alpha gives the float alpha's loss and logits gradient; a per-row one gives each row's loss
+    with its own float alpha (the ``entmax`` package's per-row loss broadcasts the rows against each other and
+    returns an N x N matrix, so the reference is row by row)."""
+    x, y = _bisect_data()
+    kw = {k: (torch.linspace(0.5, 2.0, 6, dtype=torch.float64) if v == "w" else v) for k, v in extra.items()}
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    got = skt.entmax_bisect_loss(a, y, alpha=torch.tensor(1.5, dtype=torch.float64), reduction=reduction, **kw)
+    want = skt.entmax_bisect_loss(b, y, alpha=1.5, reduction=reduction, **kw)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+    got.sum().backward()
+    want.sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, atol=1e-12, rtol=1e-12)
+    per_row = torch.tensor(ALPHAS, dtype=torch.float64).reshape(4, 1)
+    rows = skt.entmax_bisect_loss(x, y, alpha=per_row, reduction="none", **kw)
+    for i, al in enumerate(ALPHAS):
+        one = skt.entmax_bisect_loss(x[i : i + 1], y[i : i + 1], alpha=al, reduction="none", **kw)
+        if "weight" not in kw and "ignore_index" not in kw:
+            theirs = entmax.entmax_bisect_loss(x[i : i + 1], y[i : i + 1], al, 100)
+            torch.testing.assert_close(one, theirs, atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(rows[i : i + 1], one, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(), (4, 1)], ids=["scalar", "per-row"])
+def test_bisect_loss_alpha_gradient_matches_finite_differences(shape: tuple[int, ...]) -> None:
+    """The alpha gradient (the envelope theorem's :math:`\\partial_\\alpha H_\\alpha(p)`) against central
+    differences of the loss, and the logits gradient is :math:`c_n (p - e_y)`."""
+    x, y = _bisect_data()
+    alpha = torch.tensor(ALPHAS, dtype=torch.float64).reshape(4, 1) if shape else torch.tensor(1.7, dtype=torch.float64)
+    a = alpha.clone().requires_grad_(True)
+    z = x.clone().requires_grad_(True)
+    loss = skt.entmax_bisect_loss(z, y, alpha=a, reduction="sum")
+    loss.backward()
+    p = skt.entmax_bisect(x, alpha, dim=-1)
+    torch.testing.assert_close(z.grad, p - torch.nn.functional.one_hot(y, 6).to(p.dtype), atol=1e-12, rtol=0)
+    h = 1e-6
+    fd = torch.zeros_like(alpha)
+    for idx in np.ndindex(*alpha.shape):
+        e = torch.zeros_like(alpha)
+        e[idx] = h
+        up = skt.entmax_bisect_loss(x, y, alpha=alpha + e, reduction="sum")
+        down = skt.entmax_bisect_loss(x, y, alpha=alpha - e, reduction="sum")
+        fd[idx] = (up - down) / (2 * h)
+    assert a.grad is not None
+    torch.testing.assert_close(a.grad, fd, atol=1e-7, rtol=1e-7)
+
+
+def test_bisect_loss_tensor_alpha_gradcheck_and_special_rows() -> None:
+    """gradcheck and gradgradcheck in (logits, alpha); an ignored row holding nan is never read (loss and
+    gradients finite, its gradient 0); bad alpha, labels and reductions raise naming the argument; bf16 is
+    computed in float32 and returned as bf16."""
+    x, y = _bisect_data()
+    alpha = torch.tensor(ALPHAS, dtype=torch.float64).reshape(4, 1)
+    z, a = x.clone().requires_grad_(True), alpha.clone().requires_grad_(True)
+
+    def f(zz: Any, aa: Any) -> Any:
+        return skt.entmax_bisect_loss(zz, y, alpha=aa, reduction="none")
+
+    assert torch.autograd.gradcheck(f, (z, a))
+    assert torch.autograd.gradgradcheck(f, (z, a))
+    bad = x.clone()
+    bad[1] = float("nan")
+    zb, ab = bad.requires_grad_(True), alpha.clone().requires_grad_(True)
+    loss = skt.entmax_bisect_loss(zb, torch.tensor([0, -100, 5, 1]), alpha=ab)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert zb.grad is not None
+    assert ab.grad is not None
+    assert bool((zb.grad[1] == 0).all())
+    assert bool(torch.isfinite(zb.grad).all())
+    assert float(ab.grad[1, 0]) == 0.0
+    with pytest.raises(ValueError, match="alpha"):
+        skt.entmax_bisect_loss(x, y, alpha=torch.tensor(1.0, dtype=torch.float64))
+    with pytest.raises(TypeError, match="alpha"):
+        skt.entmax_bisect_loss(x, y, alpha=torch.tensor(2))
+    with pytest.raises(ValueError, match="alpha"):
+        skt.entmax_bisect_loss(x, y, alpha=torch.ones(3, 1, dtype=torch.float64) * 1.5)
+    with pytest.raises(ValueError, match="7"):
+        skt.entmax_bisect_loss(x, torch.tensor([0, 7, 1, 1]), alpha=alpha)
+    with pytest.raises(ValueError, match="reduction"):
+        skt.entmax_bisect_loss(x, y, alpha=alpha, reduction="avg")
+    half = skt.entmax_bisect_loss(x.to(torch.bfloat16), y, alpha=alpha.float(), reduction="none")
+    assert half.dtype == torch.bfloat16
+    assert bool(torch.isfinite(half).all())
+
+
+def test_entmax_bisect_loss_module_takes_a_tensor_alpha_as_entmax_does() -> None:
+    """``EntmaxBisectLoss(alpha=tensor)``: the ``entmax`` package's module accepts a 0-d tensor; so does ours,
+    with the same loss; the generic ``softmaxkit.entmax_bisect_loss`` routes a tensor alpha here too."""
+    x, y = _bisect_data()
+    a = torch.tensor(1.5, dtype=torch.float64)
+    ours = skt.EntmaxBisectLoss(alpha=a, n_iter=100)(x, y)
+    theirs = entmax.EntmaxBisectLoss(alpha=a, n_iter=100)(x, y)
+    torch.testing.assert_close(ours, theirs, atol=1e-12, rtol=1e-12)
+    per_row = torch.tensor(ALPHAS, dtype=torch.float64).reshape(4, 1)
+    torch.testing.assert_close(
+        sk.entmax_bisect_loss(x, y, alpha=per_row, axis=1, reduction="none"),
+        skt.entmax_bisect_loss(x, y, alpha=per_row, dim=1, reduction="none"),
+        atol=0,
+        rtol=0,
+    )

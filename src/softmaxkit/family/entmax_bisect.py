@@ -333,7 +333,8 @@ def entmax_bisect_loss(
         Integer class indices with the logits' shape without ``axis``: values in ``[0, C)`` or
         ``ignore_index``.
     alpha : float
-        :math:`\alpha \ge 1`, finite.
+        :math:`\alpha \ge 1`, finite. For torch tensors and JAX arrays also an array of them (0-d, or one per row,
+        each > 1): :func:`softmaxkit.torch.entmax_bisect_loss`, ``softmaxkit.jax.entmax_bisect_loss``.
     axis : int
         The class axis.
     n_iter : int

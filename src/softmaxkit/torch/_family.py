@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat.torch as _xp
 import numpy as np
 import torch
 
@@ -565,6 +566,14 @@ def route(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             return apply_bisect(args[0], kw["alpha"], axis, kw.get("n_iter", N_ITER), where, "axis")
         return apply_mapping(name, args[0], where, axis, options(**kw), "axis")
     base = name.removesuffix("_value_and_grad")
+    if name == "entmax_bisect_loss" and len(args) == 2 and isinstance(kw.get("alpha"), torch.Tensor):
+        unknown = set(kw) - {"alpha", "n_iter", "weight", "ignore_index", "reduction"}
+        if unknown:
+            return NotImplemented  # the generic code names the bad keyword
+        return bisect_loss_tensor_alpha(
+            args[0], args[1], kw["alpha"], axis, kw.get("n_iter", N_ITER), kw.get("weight"),
+            kw.get("ignore_index", -100), kw.get("reduction", "mean"),
+        )  # fmt: skip
     if base in _LOSSES and len(args) == 2:
         common = {k: kw.pop(k) for k in ("weight", "ignore_index", "reduction") if k in kw}
         loss, grad = apply_loss(
@@ -584,6 +593,52 @@ def apply_bisect(x: Tensor, alpha: Any, dim: Any, n_iter: Any, where: Any, dim_n
             raise TypeError(f"where must be a boolean array; got {w.dtype}")
         return _core.apply(EntmaxBisectAlpha, x, _alpha_tensor(alpha, x, d), w, d, n)
     return apply_mapping("entmax_bisect", x, where, dim, options(alpha=alpha, n_iter=n_iter), dim_name)
+
+
+def bisect_loss_tensor_alpha(
+    x: Tensor, target: Any, alpha: Tensor, dim: Any, n_iter: Any, weight: Any, ignore_index: Any, reduction: Any
+) -> Tensor:
+    r"""The α-entmax loss for a tensor ``alpha`` (one value, or one per row), differentiable in ``x`` and ``alpha``.
+
+    Per row, :math:`\ell = \langle p - e_y, z\rangle + H_\alpha(p)` with :math:`p` = α-entmax of :math:`z`
+    (:class:`EntmaxBisectAlpha`, whose analytic derivatives autograd composes here) and
+    :math:`H_\alpha(p) = \sum_j p_j (1 - p_j^{\alpha - 1}) / (\alpha(\alpha - 1))`. Its gradient is
+    :math:`p - e_y` (the term through :math:`p` is :math:`J^\top(z + \nabla H)`, and :math:`z + \nabla H` is
+    constant on the support, which :math:`J^\top` sends to 0) and its α-derivative :math:`\partial_\alpha H` at
+    fixed :math:`p` (the envelope theorem); both come out of autograd, and so do second derivatives. Rows scaled as
+    the other losses (:func:`row_scale`); an ignored row is replaced by zeros before it is read.
+    """
+    d = _validate.axis(dim, x.ndim, "dim")
+    n = check_n_iter(n_iter)
+    red = _validate.reduction(reduction)
+    ignore = _validate.integer(ignore_index, "ignore_index")
+    if not x.is_floating_point():
+        raise TypeError(f"logits must be a floating tensor; got dtype {x.dtype}")
+    k = x.shape[d]
+    t = torch.as_tensor(target, device=x.device)
+    batch = tuple(s for i, s in enumerate(x.shape) if i != d)
+    _validate.index_target(_xp, t, batch, f"the input's shape without dim={d}, {batch}")
+    _core.check_labels(t, k, ignore, f"dim={d}")
+    if weight is not None:
+        weight = torch.as_tensor(weight, device=x.device)
+        _core.check_weight(weight, k)
+    a = _alpha_tensor(alpha, x, d)
+    work = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    z = x.to(work)
+    c = row_scale(t, weight, ignore, red, k, work).unsqueeze(d)
+    live_row = c != 0
+    z = torch.where(live_row, z, 0.0)  # ignored (and weightless) rows are never read
+    p = _core.apply(EntmaxBisectAlpha, z, a.to(work), None, d, n)
+    onehot = torch.zeros_like(z).scatter(d, t.clamp(0, k - 1).unsqueeze(d).to(torch.int64), 1.0)
+    aw = a.to(work)
+    live = p > 0
+    safe = torch.where(live, p, 1.0)
+    entropy = torch.where(live, p * (1.0 - safe ** (aw - 1.0)), 0.0) / (aw * (aw - 1.0))
+    row = (torch.where(live_row, (p - onehot) * z + entropy, 0.0)).sum(d)
+    scaled = torch.where(live_row.squeeze(d), c.squeeze(d) * row, 0.0)
+    if red == "none":
+        return scaled.to(x.dtype)
+    return scaled.to(_core.accumulator(scaled)).sum().to(x.dtype)
 
 
 def check_n_iter(value: Any) -> int:

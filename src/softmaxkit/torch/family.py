@@ -48,7 +48,7 @@ from .. import _doc
 from .. import family as generic
 from ..family.entmax_bisect import N_ITER
 from ..family.spherical import DEFAULT_EPS
-from ._family import apply_bisect, apply_loss, apply_mapping, check_k, options
+from ._family import apply_bisect, apply_loss, apply_mapping, bisect_loss_tensor_alpha, check_k, options
 from ._family import route as route  # the dispatcher's entry (softmaxkit._backend.route), not API
 
 __all__ = [
@@ -596,7 +596,7 @@ def entmax_bisect_loss(
     input: Tensor,
     target: Tensor,
     *,
-    alpha: float = 1.5,
+    alpha: float | Tensor = 1.5,
     dim: int = -1,
     n_iter: int = N_ITER,
     weight: Tensor | None = None,
@@ -609,8 +609,10 @@ def entmax_bisect_loss(
     Parameters
     ----------
     {parameters}
-    alpha : float
-        :math:`\alpha \ge 1` (1 is cross-entropy).
+    alpha : float or Tensor
+        :math:`\alpha \ge 1` (1 is cross-entropy). A floating tensor (0-d, or shaped to broadcast with the
+        input with ``dim`` of length 1: one α per row, as the ``entmax`` package takes it), each value > 1, gets its
+        gradient :math:`\sum_n c_n \partial_\alpha H_\alpha(p_n)` (the envelope theorem: :math:`p` is optimal).
     n_iter : int
         Bisection steps, ``>= 1``.
 
@@ -634,6 +636,8 @@ def entmax_bisect_loss(
     >>> z.grad.round(decimals=4)
     tensor([[ 0.1730, -0.5566,  0.0043,  0.3793]], dtype=torch.float64)
     """
+    if isinstance(alpha, torch.Tensor):
+        return bisect_loss_tensor_alpha(input, target, alpha, dim, n_iter, weight, ignore_index, reduction)
     chosen = options(alpha=alpha, n_iter=n_iter)
     return apply_loss("entmax_bisect_loss", input, target, dim, weight, ignore_index, reduction, chosen)[0]
 

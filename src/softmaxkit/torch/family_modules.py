@@ -169,7 +169,8 @@ class Entmax15Loss(torch.nn.Module):
 
 class EntmaxBisectLoss(torch.nn.Module):
     """:func:`softmaxkit.torch.entmax_bisect_loss`, as ``entmax.EntmaxBisectLoss(alpha=1.5, n_iter,
-    ignore_index=-100, reduction="elementwise_mean")`` (a float ``alpha``).
+    ignore_index=-100, reduction="elementwise_mean")``; ``alpha`` a float or a tensor (0-d, or one per row), whose
+    gradient it gets.
 
     Examples
     --------
@@ -180,7 +181,11 @@ class EntmaxBisectLoss(torch.nn.Module):
     """
 
     def __init__(
-        self, alpha: float = 1.5, n_iter: int = N_ITER, ignore_index: int = -100, reduction: str = "elementwise_mean"
+        self,
+        alpha: float | Tensor = 1.5,
+        n_iter: int = N_ITER,
+        ignore_index: int = -100,
+        reduction: str = "elementwise_mean",
     ) -> None:
         super().__init__()
         self.ignore_index, self.reduction = _loss_options(ignore_index, reduction)
