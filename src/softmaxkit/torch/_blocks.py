@@ -81,8 +81,7 @@ def apply_all(function: Any, *args: Any) -> tuple[Tensor, ...]:
     return out
 
 
-def accumulator(dtype: torch.dtype, device: torch.device) -> torch.dtype:
-    return torch.float64 if dtype == torch.float32 and device.type != "mps" else dtype
+accumulator = _core.accumulator_dtype
 
 
 @dataclass

@@ -114,13 +114,18 @@ def to_compute(x: Tensor, name: str = "logits") -> Tensor:
     return x.to(compute_dtype(x.dtype, name))
 
 
-def accumulator(x: Tensor) -> torch.dtype:
-    """float64 for adding up many float32 terms, where the device has it (not MPS).
+def accumulator_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """float64 for adding up many float32 terms, where the device has it (not MPS); else ``dtype``.
 
-    Asked of the tensor directly, not through array_api_compat's device lookup, whose ``lru_cache`` helpers
-    torch.compile warns about when it traces them.
+    Decided from the dtype and device directly, not through array_api_compat's device lookup, whose
+    ``lru_cache`` helpers torch.compile warns about when it traces them.
     """
-    return torch.float64 if x.dtype == torch.float32 and x.device.type != "mps" else x.dtype
+    return torch.float64 if dtype == torch.float32 and device.type != "mps" else dtype
+
+
+def accumulator(x: Tensor) -> torch.dtype:
+    """:func:`accumulator_dtype` of ``x``."""
+    return accumulator_dtype(x.dtype, x.device)
 
 
 # --------------------------------------------------------------------------------------- row statistics

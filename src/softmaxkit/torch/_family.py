@@ -633,8 +633,8 @@ def bisect_loss_tensor_alpha(
     aw = a.to(work)
     live = p > 0
     safe = torch.where(live, p, 1.0)
-    entropy = torch.where(live, p * (1.0 - safe ** (aw - 1.0)), 0.0) / (aw * (aw - 1.0))
-    row = (torch.where(live_row, (p - onehot) * z + entropy, 0.0)).sum(d)
+    entropy = p * (1.0 - safe ** (aw - 1.0)) / (aw * (aw - 1.0))  # 0 off the support, and so its derivative
+    row = ((p - onehot) * z + entropy).sum(d)
     scaled = torch.where(live_row.squeeze(d), c.squeeze(d) * row, 0.0)
     if red == "none":
         return scaled.to(x.dtype)
