@@ -190,6 +190,74 @@ def test_cache_stamp_matches_the_sources() -> None:
     assert copied == (_rows.NARROW, _rows.BLOCK, _rows.STORE)
 
 
+# ------------------------------------------------------------------------------- the row maximum, codegen
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_row_max_of_sort_keys_is_maxnum(dtype: str) -> None:
+    """The row maximum reduces integer sort keys; it must equal IEEE maxNum's reduction (nan ignored) on every
+    special row, signed zeros included, and fall back where a nan sorts above +inf."""
+    from softmaxkit.kernels.numba import _rows
+
+    nan, inf = np.nan, np.inf
+    neg_nan = -np.abs(np.array(nan, dtype=dtype))  # sign bit set: sorts below -inf
+    assert np.signbit(neg_nan)
+    rows = [
+        [1.0, 2.0, 3.0],
+        [-3.0, -2.0, -1.5],
+        [0.0, -0.0],
+        [-0.0, -0.0],
+        [-0.0, 0.0, -1.0],
+        [nan, 1.0, -2.0],
+        [1.0, nan, 5.0],
+        [nan, nan],
+        [neg_nan, neg_nan, -inf],
+        [neg_nan, 2.0],
+        [-inf, -inf],
+        [-inf, nan],
+        [inf, nan, 1.0],
+        [-inf, 1e-45 if dtype == "float32" else 5e-324, -1e-45 if dtype == "float32" else -5e-324],
+        [np.finfo(dtype).max, -np.finfo(dtype).max, inf],
+        [],
+    ]
+    rng = np.random.default_rng(7)
+    rows += [list(rng.standard_normal(k) * 10**rng.integers(-30, 30)) for k in (1, 15, 16, 17, 63, 1000, 4097)]
+    for row in rows:
+        x = np.array(row, dtype=dtype)
+        want = x[~np.isnan(x)].max() if np.any(~np.isnan(x)) else -np.inf
+        got = _rows._row_max(x)
+        assert got == want, row
+        if want == 0:  # maxNum may give either zero of [0.0, -0.0]; of [-0.0, -0.0], -0.0
+            assert np.signbit(got) == (not np.any((x == 0) & ~np.signbit(x))), row
+        assert got == _rows._row_maxnum(x), row
+
+
+def _compiled(chunk: Any, asm: bool = False) -> str:
+    """The LLVM IR (or assembly) of a kernel's row loop (not cached: numba cannot show a cached kernel's)."""
+    x = np.ones((4, 40), np.float32)
+    chunk(x, np.empty_like(x), np.empty(1, np.float32), 0, 4)
+    return "\n".join((chunk.inspect_asm() if asm else chunk.inspect_llvm()).values())
+
+
+def test_the_common_kernels_count_no_references() -> None:
+    """Compiled without numba's runtime: a reference count on every slice of a row cost a quarter of softmax's
+    time on one thread (an atomic operation on a count all threads share)."""
+    for chunk in (cpu.plain._softmax_chunk, cpu.plain._log_softmax_chunk):
+        llvm = _compiled(chunk)
+        assert "define" in llvm and "NRT_incref" not in llvm and "NRT_decref" not in llvm, chunk
+    for kernel in (cpu.plain.softmax_rows, cpu.plain.softmax_rows_parallel, cpu.plain.cross_entropy_rows):
+        assert kernel.targetoptions["_nrt"] is False, kernel
+
+
+def test_the_exponential_loops_use_the_widest_vectors() -> None:
+    """Where the CPU has AVX-512, the kernels' loops use 512-bit vectors, although LLVM tunes its Intel server
+    targets for 256 bits (_vmath.wide)."""
+    import llvmlite.binding as ll
+
+    features = ll.get_host_cpu_features()
+    if not features.get("avx512f") or numba.config.CPU_FEATURES is not None or numba.config.CPU_NAME is not None:
+        pytest.skip("the host CPU has no AVX-512 (or numba is told to compile for another)")
+    assert "zmm" in _compiled(cpu.plain._softmax_chunk, asm=True)
+
+
 # --------------------------------------------------------------------- kernels against the reference
 # (rows, classes): single rows; widths around the 16 float32 lanes, the 32-class narrow tiles, the 2048-entry
 # blocks; enough rows to be cut into pieces for the threads (rows x classes >= 32768) and to span several tiles.

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numba import prange
 
-from ._vmath import jit, vexp
+from ._vmath import jit, vexp, wide
 
 __all__ = [
     "SOURCES_SHA",
@@ -34,7 +34,7 @@ __all__ = [
     "softmax_backward_rows_parallel",
 ]
 
-SOURCES_SHA = "7f08ae33d3e9fa62"
+SOURCES_SHA = "7fb6c6ba81df1666"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 _REASSOC = {"reassoc", "contract"}  # the row sums may be reassociated so that LLVM vectorises them
@@ -42,6 +42,7 @@ _REASSOC = {"reassoc", "contract"}  # the row sums may be reassociated so that L
 
 @jit(fastmath=_REASSOC)
 def _dot(a: Any, b: Any) -> float:
+    wide()
     s = 0.0
     for j in range(a.size):
         s += float(a[j]) * float(b[j])
@@ -51,6 +52,7 @@ def _dot(a: Any, b: Any) -> float:
 @jit(fastmath=_REASSOC)
 def _masked_sum(y: Any, g: Any) -> float:
     """:math:`\\sum_j g_j` over the entries whose ``y`` is not ``-inf`` (their ``g`` is never read)."""
+    wide()
     s = 0.0
     for j in range(y.size):
         s += float(g[j]) if y[j] != -np.inf else 0.0
@@ -59,6 +61,7 @@ def _masked_sum(y: Any, g: Any) -> float:
 
 @jit()
 def _softmax_chunk(p: Any, g: Any, out: Any, r0: int, r1: int) -> None:
+    wide()
     for i in range(r0, r1):
         s = p.dtype.type(_dot(p[i], g[i]))
         pi, gi, oi = p[i], g[i], out[i]
@@ -68,6 +71,7 @@ def _softmax_chunk(p: Any, g: Any, out: Any, r0: int, r1: int) -> None:
 
 @jit()
 def _log_softmax_chunk(y: Any, g: Any, out: Any, r0: int, r1: int) -> None:
+    wide()
     for i in range(r0, r1):
         s = y.dtype.type(_masked_sum(y[i], g[i]))
         yi, gi, oi = y[i], g[i], out[i]

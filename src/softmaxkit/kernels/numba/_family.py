@@ -70,7 +70,7 @@ __all__ = [
     "vjp_rows_parallel",
 ]
 
-SOURCES_SHA = "8538787594786469"
+SOURCES_SHA = "c40008e42e218c50"
 """First 16 hex digits of the SHA-256 of ``_vmath.py``, the one file compiled into these kernels
 (tests/test_kernels_family.py). numba's on-disk cache keys a kernel on its own file only: a test fails until this
 stamp follows an edit there, which edits this file and so invalidates its cache."""
@@ -86,7 +86,7 @@ _ONE, _SQRT, _P, _POW = 0, 1, 2, 3  # s = p^(2 - alpha): 1 on the support, sqrt(
 
 
 # ------------------------------------------------------------------------------------------ leaf loops
-@jit(fastmath=_REASSOC)
+@jit(nrt=True, fastmath=_REASSOC)
 def _scan(x: Any) -> Any:
     """The row's largest entry ignoring nan, and how many nans it holds."""
     m = x.dtype.type(-np.inf)
@@ -98,14 +98,14 @@ def _scan(x: Any) -> Any:
     return m, nans
 
 
-@jit()
+@jit(nrt=True)
 def _fill(out: Any, value: float) -> None:
     v = out.dtype.type(value)
     for j in range(out.size):
         out[j] = v
 
 
-@jit()
+@jit(nrt=True)
 def _gather(x: Any, m: Any, scale: float, buf: Any) -> int:
     """``buf[:n] = (x - m) * scale`` (float64) for the entries where that exceeds -1; returns ``n``.
 
@@ -120,7 +120,7 @@ def _gather(x: Any, m: Any, scale: float, buf: Any) -> int:
     return n
 
 
-@jit()
+@jit(nrt=True)
 def _keep_above(buf: Any, n: int, bound: float) -> int:
     """Shorten ``buf[:n]`` to its entries above ``bound`` (in order); returns how many."""
     kept = 0
@@ -131,7 +131,7 @@ def _keep_above(buf: Any, n: int, bound: float) -> int:
     return kept
 
 
-@jit(fastmath=_REASSOC)
+@jit(nrt=True, fastmath=_REASSOC)
 def _sum(buf: Any, n: int) -> float:
     s = 0.0
     for j in range(n):
@@ -139,7 +139,7 @@ def _sum(buf: Any, n: int) -> float:
     return s
 
 
-@jit(fastmath=_REASSOC)
+@jit(nrt=True, fastmath=_REASSOC)
 def _moments(buf: Any, n: int, t: float) -> Any:
     """:math:`\\sum (w - t)`, :math:`\\sum (w - t)^2` and :math:`\\min w` over ``buf[:n]``."""
     s1, s2, low = 0.0, 0.0, np.inf
@@ -151,7 +151,7 @@ def _moments(buf: Any, n: int, t: float) -> Any:
     return s1, s2, low
 
 
-@jit(fastmath=_REASSOC)
+@jit(nrt=True, fastmath=_REASSOC)
 def _mass(buf: Any, n: int, t: float, beta: float) -> float:
     """:math:`\\sum_j [w_j - t]_+^\\beta` over ``buf[:n]``."""
     s = 0.0
@@ -172,7 +172,7 @@ def _mass(buf: Any, n: int, t: float, beta: float) -> float:
 
 
 # ------------------------------------------------------------------------------------------ thresholds
-@jit()
+@jit(nrt=True)
 def _entmax15_root(buf: Any, n: int) -> float:
     """The smaller root of :math:`\\sum_{j<n} (w_j - \\tau)^2 = 1`: :math:`\\mu - \\sqrt{(1 - \\sigma)/n}`, with
     :math:`\\sigma` summed from the deviations (no cancellation); the discriminant is clamped at 0."""
@@ -182,7 +182,7 @@ def _entmax15_root(buf: Any, n: int) -> float:
     return mu - math.sqrt((rest if rest > 0.0 else 0.0) / n)
 
 
-@jit()
+@jit(nrt=True)
 def _sorted_threshold(buf: Any, n: int, kind: int) -> float:
     """The threshold of ``buf[:n]`` (a superset of the support) read off its sorted values, as the generic code
     does: the support is the largest ``k`` whose candidate threshold lies below the ``k``-th value."""
@@ -205,7 +205,7 @@ def _sorted_threshold(buf: Any, n: int, kind: int) -> float:
     return _entmax15_root(u, size)
 
 
-@jit()
+@jit(nrt=True)
 def _sparsemax_threshold(buf: Any, n: int) -> float:
     """Michelot's iteration on ``buf[:n]`` (module notes)."""
     for _ in range(ROUNDS):
@@ -217,7 +217,7 @@ def _sparsemax_threshold(buf: Any, n: int) -> float:
     return _sorted_threshold(buf, n, SPARSEMAX)
 
 
-@jit()
+@jit(nrt=True)
 def _entmax15_threshold(buf: Any, n: int) -> float:
     """Newton's steps from below with the closed form as the exact finish, on ``buf[:n]`` (module notes)."""
     tau = -1.0
@@ -234,7 +234,7 @@ def _entmax15_threshold(buf: Any, n: int) -> float:
     return _sorted_threshold(buf, n, ENTMAX15)
 
 
-@jit()
+@jit(nrt=True)
 def _bisect_lower(buf: Any, n: int, beta: float, n_iter: int) -> Any:
     """The lower end of the bracket after ``n_iter`` halvings of [-1, 0], and ``n``: ``buf[:n]`` then holds the
     entries above it."""
@@ -250,7 +250,7 @@ def _bisect_lower(buf: Any, n: int, beta: float, n_iter: int) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ output passes
-@jit()
+@jit(nrt=True)
 def _write_linear(x: Any, m: Any, tau: Any, out: Any) -> None:
     """``out = [(x - m) - tau]_+`` in the row's dtype."""
     zero = out.dtype.type(0.0)
@@ -259,7 +259,7 @@ def _write_linear(x: Any, m: Any, tau: Any, out: Any) -> None:
         out[j] = v if v > zero else zero
 
 
-@jit()
+@jit(nrt=True)
 def _write_square(x: Any, m: Any, tau: Any, out: Any) -> None:
     """``out = [(x - m)/2 - tau]_+^2`` in the row's dtype."""
     zero, half = out.dtype.type(0.0), out.dtype.type(0.5)
@@ -268,7 +268,7 @@ def _write_square(x: Any, m: Any, tau: Any, out: Any) -> None:
         out[j] = v * v if v > zero else zero
 
 
-@jit()
+@jit(nrt=True)
 def _write_power(x: Any, m: Any, scale: float, lo: float, beta: float, total: float, out: Any) -> None:
     """``out = [(x - m) scale - lo]_+^beta / total``, in float64 and rounded once."""
     if beta == 1.0:
@@ -286,7 +286,7 @@ def _write_power(x: Any, m: Any, scale: float, lo: float, beta: float, total: fl
 
 
 # ------------------------------------------------------------------------------------------ the mapping
-@jit()
+@jit(nrt=True)
 def _mapping_row(row: Any, o: Any, kind: int, alpha: float, n_iter: int, buf: Any) -> Any:
     """``o`` = the mapping of one row; returns the row's maximum (``nan`` for a bad row)."""
     scale = 1.0 if kind == SPARSEMAX else (0.5 if kind == ENTMAX15 else alpha - 1.0)
@@ -309,7 +309,7 @@ def _mapping_row(row: Any, o: Any, kind: int, alpha: float, n_iter: int, buf: An
     return m
 
 
-@jit()
+@jit(nrt=True)
 def _mapping_chunk(x: Any, out: Any, kind: int, alpha: float, n_iter: int, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`mapping_rows`."""
     buf = np.empty(x.shape[1], np.float64)
@@ -317,14 +317,14 @@ def _mapping_chunk(x: Any, out: Any, kind: int, alpha: float, n_iter: int, r0: i
         _mapping_row(x[i], out[i], kind, alpha, n_iter, buf)
 
 
-@jit(cache=True)
+@jit(nrt=True, cache=True)
 def mapping_rows(x: Any, out: Any, kind: int, alpha: float, n_iter: int) -> None:
     """``out[i]`` = sparsemax, 1.5-entmax or α-entmax (``kind``; ``alpha > 1``, ``n_iter`` for the last) of
     ``x[i]``, for every row."""
     _mapping_chunk(x, out, kind, alpha, n_iter, 0, x.shape[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def mapping_rows_parallel(x: Any, out: Any, kind: int, alpha: float, n_iter: int, pieces: int) -> None:
     """:func:`mapping_rows` with the rows cut into ``pieces`` pieces, one per thread."""
     n = x.shape[0]
@@ -333,7 +333,7 @@ def mapping_rows_parallel(x: Any, out: Any, kind: int, alpha: float, n_iter: int
 
 
 # ------------------------------------------------------------------------------------------ the VJP
-@jit(fastmath=_REASSOC)
+@jit(nrt=True, fastmath=_REASSOC)
 def _vjp_sums(p: Any, g: Any, how: int, e: float) -> Any:
     """:math:`\\sum s`, :math:`\\sum s g` (float64) and the number of nans in ``p``; ``g`` only where p > 0."""
     ss, sg, nans = 0.0, 0.0, 0
@@ -368,7 +368,7 @@ def _vjp_sums(p: Any, g: Any, how: int, e: float) -> Any:
     return ss, sg, nans
 
 
-@jit()
+@jit(nrt=True)
 def _vjp_write(p: Any, g: Any, how: int, e: float, mean: float, out: Any) -> None:
     """``out = s g - s mean`` on the support, 0 off it."""
     zero = out.dtype.type(0.0)
@@ -386,7 +386,7 @@ def _vjp_write(p: Any, g: Any, how: int, e: float, mean: float, out: Any) -> Non
                 out[j] = zero
 
 
-@jit()
+@jit(nrt=True)
 def _vjp_chunk(p: Any, g: Any, out: Any, alpha: float, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`vjp_rows`."""
     e = 2.0 - alpha
@@ -399,13 +399,13 @@ def _vjp_chunk(p: Any, g: Any, out: Any, alpha: float, r0: int, r1: int) -> None
         _vjp_write(p[i], g[i], how, e, sg / ss if ss > 0.0 else 0.0, out[i])
 
 
-@jit(cache=True)
+@jit(nrt=True, cache=True)
 def vjp_rows(p: Any, g: Any, out: Any, alpha: float) -> None:
     """``out[i] = g[i]^T J`` for every row, :math:`J` the Jacobian of α-entmax at its output ``p[i]``."""
     _vjp_chunk(p, g, out, alpha, 0, p.shape[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def vjp_rows_parallel(p: Any, g: Any, out: Any, alpha: float, pieces: int) -> None:
     """:func:`vjp_rows` with the rows cut into ``pieces`` pieces, one per thread."""
     n = p.shape[0]
@@ -414,7 +414,7 @@ def vjp_rows_parallel(p: Any, g: Any, out: Any, alpha: float, pieces: int) -> No
 
 
 # ------------------------------------------------------------------------------------------ the loss
-@jit(fastmath=_REASSOC)
+@jit(nrt=True, fastmath=_REASSOC)
 def _fenchel_young_sum(x: Any, m: Any, p: Any, alpha: float) -> float:
     r""":math:`\sum_{p_i > 0} h(p_i) + p_i (x_i - m)` in float64, :math:`h(p) = p (1 - p^{\alpha - 1}) /
     (\alpha(\alpha - 1)) \ge 0` the terms of the Tsallis entropy :math:`H_\alpha`."""
@@ -436,7 +436,7 @@ def _fenchel_young_sum(x: Any, m: Any, p: Any, alpha: float) -> float:
     return total
 
 
-@jit()
+@jit(nrt=True)
 def _loss_chunk(
     x: Any, y: Any, wy: Any, scale: Any, kind: int, alpha: float, n_iter: int, grad: Any, rows: Any, r0: int, r1: int
 ) -> None:
@@ -468,14 +468,14 @@ def _loss_chunk(
             g[label] = s * (p[label] - x.dtype.type(1.0))
 
 
-@jit(cache=True)
+@jit(nrt=True, cache=True)
 def loss_rows(x: Any, y: Any, wy: Any, scale: Any, kind: int, alpha: float, n_iter: int, grad: Any, rows: Any) -> None:
     """The Fenchel–Young loss of every row: ``rows[i]`` (float64, unweighted) and, unless ``grad`` has no rows,
     ``grad[i] = scale[i] (p - e_{y_i})``; rows with ``wy[i] = 0`` are not read (0 and zeros)."""
     _loss_chunk(x, y, wy, scale, kind, alpha, n_iter, grad, rows, 0, x.shape[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def loss_rows_parallel(
     x: Any, y: Any, wy: Any, scale: Any, kind: int, alpha: float, n_iter: int, grad: Any, rows: Any, pieces: int
 ) -> None:

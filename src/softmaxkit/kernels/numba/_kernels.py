@@ -103,7 +103,7 @@ __all__ = [
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "7f08ae33d3e9fa62"
+SOURCES_SHA = "7fb6c6ba81df1666"
 """First 16 hex digits of the SHA-256 of ``_rows.py`` and ``_vmath.py`` together (tests/test_kernels_cpu.py).
 
 numba's on-disk cache keys a kernel on the source of its own file only: a kernel cached before an edit of those
@@ -113,7 +113,7 @@ invalidates the kernels' cache.
 
 
 # ------------------------------------------------------------------------------------ softmax and lse
-@jit()
+@jit(nrt=True)
 def _softmax_narrow(x: Any, out: Any, t: Any, log: bool, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`softmax_rows` for rows of at most :data:`._rows.NARROW` classes, by tiles."""
     k = x.shape[1]
@@ -136,7 +136,7 @@ def _softmax_narrow(x: Any, out: Any, t: Any, log: bool, r0: int, r1: int) -> No
         narrow_out(buf[0] if log else buf[1], f, log, out, i0, nr)
 
 
-@jit()
+@jit(nrt=True)
 def _softmax_chunk(x: Any, out: Any, t: Any, log: bool, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`softmax_rows`."""
     k = x.shape[1]
@@ -174,7 +174,7 @@ def _softmax_chunk(x: Any, out: Any, t: Any, log: bool, r0: int, r1: int) -> Non
                     times_(ob, x.dtype.type(inv))
 
 
-@jit(cache=True)
+@jit(nrt=True, cache=True)
 def softmax_rows(x: Any, out: Any, t: Any, log: bool) -> None:
     """``out[i] = softmax(x[i] / t)``, or its log, for every row (special values as the reference).
 
@@ -184,7 +184,7 @@ def softmax_rows(x: Any, out: Any, t: Any, log: bool) -> None:
     _softmax_chunk(x, out, t, log, 0, x.shape[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def softmax_rows_parallel(x: Any, out: Any, t: Any, log: bool, pieces: int) -> None:
     """:func:`softmax_rows` with the rows cut into ``pieces`` pieces, one per thread."""
     n = x.shape[0]
@@ -192,13 +192,13 @@ def softmax_rows_parallel(x: Any, out: Any, t: Any, log: bool, pieces: int) -> N
         _softmax_chunk(x, out, t, log, ch * n // pieces, (ch + 1) * n // pieces)
 
 
-@jit(cache=True)
+@jit(nrt=True, cache=True)
 def softmax_narrow_rows(x: Any, out: Any, t: Any, log: bool) -> None:
     """:func:`softmax_rows` for rows of at most :data:`._rows.NARROW` classes, compiling only their path."""
     _softmax_narrow(x, out, t, log, 0, x.shape[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def softmax_narrow_rows_parallel(x: Any, out: Any, t: Any, log: bool, pieces: int) -> None:
     """:func:`softmax_narrow_rows` with the rows cut into ``pieces`` pieces, one per thread."""
     n = x.shape[0]
@@ -206,7 +206,7 @@ def softmax_narrow_rows_parallel(x: Any, out: Any, t: Any, log: bool, pieces: in
         _softmax_narrow(x, out, t, log, ch * n // pieces, (ch + 1) * n // pieces)
 
 
-@jit()
+@jit(nrt=True)
 def _logsumexp_narrow(x: Any, out: Any, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`logsumexp_rows` for rows of at most :data:`._rows.NARROW` classes, by tiles."""
     k = x.shape[1]
@@ -222,7 +222,7 @@ def _logsumexp_narrow(x: Any, out: Any, r0: int, r1: int) -> None:
             out[i0 + r] = rows[0, r] + vlog1p(rows[1, r])
 
 
-@jit()
+@jit(nrt=True)
 def _logsumexp_chunk(x: Any, out: Any, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`logsumexp_rows`."""
     k = x.shape[1]
@@ -236,14 +236,14 @@ def _logsumexp_chunk(x: Any, out: Any, r0: int, r1: int) -> None:
         out[i] = np.float64(m) + vlog1p(rest)
 
 
-@jit(cache=True)
+@jit(nrt=True, cache=True)
 def logsumexp_rows(x: Any, out: Any) -> None:
     """``out[i] = m + log1p(rest)`` in float64: the reference's ``lse`` of every row (any length; rows of at most
     :data:`._rows.NARROW` classes are faster in :func:`logsumexp_narrow_rows`)."""
     _logsumexp_chunk(x, out, 0, x.shape[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def logsumexp_rows_parallel(x: Any, out: Any, pieces: int) -> None:
     """:func:`logsumexp_rows` with the rows cut into ``pieces`` pieces, one per thread."""
     n = x.shape[0]
@@ -251,13 +251,13 @@ def logsumexp_rows_parallel(x: Any, out: Any, pieces: int) -> None:
         _logsumexp_chunk(x, out, ch * n // pieces, (ch + 1) * n // pieces)
 
 
-@jit(cache=True)
+@jit(nrt=True, cache=True)
 def logsumexp_narrow_rows(x: Any, out: Any) -> None:
     """:func:`logsumexp_rows` for rows of at most :data:`._rows.NARROW` classes, compiling only their path."""
     _logsumexp_narrow(x, out, 0, x.shape[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def logsumexp_narrow_rows_parallel(x: Any, out: Any, pieces: int) -> None:
     """:func:`logsumexp_narrow_rows` with the rows cut into ``pieces`` pieces, one per thread."""
     n = x.shape[0]
@@ -266,7 +266,7 @@ def logsumexp_narrow_rows_parallel(x: Any, out: Any, pieces: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------ cross-entropy
-@jit()
+@jit(nrt=True)
 def _ce_finish(
     kind: int,
     top: float,
@@ -321,7 +321,7 @@ def _ce_finish(
     return row, z_row, pc * inv, wc, coef * inv_ce
 
 
-@jit()
+@jit(nrt=True)
 def _label_chunk(y: Any, w: Any, ignore: int, r0: int, r1: int, out: Any) -> None:
     s, comp, count = 0.0, 0.0, 0.0
     for i in range(r0, r1):
@@ -331,7 +331,7 @@ def _label_chunk(y: Any, w: Any, ignore: int, r0: int, r1: int, out: Any) -> Non
     out[0], out[1], out[2] = s, comp, count
 
 
-@jit(cache=True)
+@jit(nrt=True, cache=True)
 def label_totals(y: Any, w: Any, ignore: int, out: Any) -> None:
     """The total weight of the rows not ignored and their number, ``out[0] = (sum, comp, n)``.
 
@@ -340,7 +340,7 @@ def label_totals(y: Any, w: Any, ignore: int, out: Any) -> None:
     _label_chunk(y, w, ignore, 0, y.size, out[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def label_totals_parallel(y: Any, w: Any, ignore: int, out: Any) -> None:
     """:func:`label_totals` per piece of rows, ``out[piece]``, one piece per row of ``out``."""
     n, pieces = y.size, out.shape[0]
@@ -348,7 +348,7 @@ def label_totals_parallel(y: Any, w: Any, ignore: int, out: Any) -> None:
         _label_chunk(y, w, ignore, ch * n // pieces, (ch + 1) * n // pieces, out[ch])
 
 
-@jit()
+@jit(nrt=True)
 def _narrow_ce(
     x: Any,
     y: Any,
@@ -457,7 +457,7 @@ def _ce_narrow_chunk(capped_ok: bool) -> Any:
     then does not compile (:func:`._rows.narrow_tile_uncapped`)."""
     tile = narrow_tile if capped_ok else narrow_tile_uncapped
 
-    @jit(variant=f"capped_ok_{capped_ok}")
+    @jit(nrt=True, variant=f"capped_ok_{capped_ok}")
     def ce_narrow(x: Any, y: Any, ignore: int, q: Any, w: Any, kind: int, eps: float, lam: float, cap: Any,
                   capped: bool, inv_ce: float, inv_z: float, grad: Any, rows: Any, r0: int, r1: int,
                   acc: Any) -> None:  # fmt: skip
@@ -481,7 +481,7 @@ _ce_narrow = _ce_narrow_chunk(True)
 _ce_narrow_uncapped = _ce_narrow_chunk(False)
 
 
-@jit()
+@jit(nrt=True)
 def _cross_entropy_chunk(
     x: Any,
     y: Any,
@@ -580,7 +580,7 @@ def _cross_entropy_chunk(
                 scale_by(gb, cb)
 
 
-@jit(cache=True)
+@jit(nrt=True, cache=True)
 def cross_entropy_rows(
     x: Any,
     y: Any,
@@ -611,7 +611,7 @@ def cross_entropy_rows(
     _cross_entropy_chunk(x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, 0, n, sums[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def cross_entropy_rows_parallel(
     x: Any,
     y: Any,
@@ -638,7 +638,7 @@ def cross_entropy_rows_parallel(
         )
 
 
-@jit(cache=True)
+@jit(nrt=True, cache=True)
 def cross_entropy_narrow_rows(
     x: Any,
     y: Any,
@@ -662,7 +662,7 @@ def cross_entropy_narrow_rows(
     _ce_narrow_uncapped(x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, 0, n, sums[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def cross_entropy_narrow_rows_parallel(
     x: Any,
     y: Any,

@@ -17,7 +17,17 @@ from typing import Any
 import numpy as np
 from numba import prange
 
-from ._rows import BLOCK, fill, has_nan, neumaier, pass1_plain, pass1_plain_store, shift_minus, times_
+from ._rows import (
+    BLOCK,
+    fill,
+    has_nan,
+    neumaier,
+    pass1_plain,
+    pass1_plain_store,
+    pass1_plain_total,
+    shift_minus,
+    times_,
+)
 from ._vmath import jit, vexp, vlog1p
 
 __all__ = [
@@ -34,7 +44,7 @@ __all__ = [
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "7f08ae33d3e9fa62"
+SOURCES_SHA = "7fb6c6ba81df1666"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 
@@ -44,13 +54,13 @@ def _softmax_chunk(x: Any, out: Any, mb: Any, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`softmax_rows`."""
     k = x.shape[1]
     for i in range(r0, r1):
-        m, rest = pass1_plain_store(x[i], out[i], mb)
-        if not rest < np.inf or m == np.inf:
+        m, total = pass1_plain_total(x[i], out[i], mb)  # 1 + rest
+        if not total < np.inf or m == np.inf:
             fill(out[i], np.nan)
         elif m == -np.inf:  # every entry -inf
             fill(out[i], 0.0)
         else:
-            inv = 1.0 / (1.0 + rest)
+            inv = 1.0 / total
             for b in range(mb.size):  # out[i] holds exp(x - mb[b]), block by block, from the first pass
                 f = x.dtype.type(math.exp(float(mb[b]) - float(m)) * inv)
                 times_(out[i, b * BLOCK : min((b + 1) * BLOCK, k)], f)

@@ -63,20 +63,30 @@ __all__ = [
     "exp_nonpos_portable_array",
     "exp_portable_array",
     "expm1_array",
+    "from_sortkey",
     "jit",
     "log1p_array",
     "maxnum",
+    "sortkey",
     "vexp",
     "vexp_nonpos",
     "vexpm1",
     "vlog1p",
+    "wide",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def jit(cache: bool = False, variant: str | None = None, **options: Any) -> Callable[[F], F]:
-    """``numba.njit`` with our defaults: no GIL, NumPy's float error model (no checks).
+def jit(cache: bool = False, variant: str | None = None, nrt: bool = False, **options: Any) -> Callable[[F], F]:
+    """``numba.njit`` with our defaults: no GIL, NumPy's float error model (no checks), no reference counting.
+
+    ``nrt=False`` compiles without numba's runtime (numba's ``_nrt`` option): no array may be allocated or
+    returned, and a slice such as ``x[i]`` costs no reference count. With it, every slice of an array passed in
+    from Python increments and decrements one shared count, an atomic operation and a call each: a quarter of the
+    time of softmax at 128 x 1000 on one thread, more with threads contending for that count's cache line. The
+    kernels that allocate scratch of their own (``_kernels.py``, ``_family.py``) pass ``nrt=True``. The option
+    is set on every function either way: numba gives a callee that leaves it unset its first caller's setting.
 
     ``cache=True`` only for the functions called from Python (the kernels): numba keys a cached function on
     its own file, so a helper cached on its own could outlive an edit of a file it calls into, whereas a helper
@@ -88,7 +98,7 @@ def jit(cache: bool = False, variant: str | None = None, **options: Any) -> Call
     kernels by two processes, could carry the same symbol; a third process that loaded both kernels from the
     cache then ran one body for both (log_softmax read softmax's pass: errors of 5.6).
     """
-    njit = numba.njit(cache=cache and caching(), nogil=True, error_model="numpy", **options)
+    njit = numba.njit(cache=cache and caching(), nogil=True, error_model="numpy", _nrt=nrt, **options)
 
     def decorate(func: F) -> F:
         if variant is not None:
@@ -196,6 +206,64 @@ def maxnum(typingctx: Any, a: Any, b: Any) -> Any:
         return builder.call(fn, args)
 
     return a(a, b), codegen
+
+
+@_intrinsic
+def wide(typingctx: Any) -> Any:
+    """Let LLVM vectorise the calling function's loops at 512 bits where the CPU has AVX-512.
+
+    LLVM tunes its Intel server targets (Skylake-X to Emerald Rapids) to prefer 256-bit vectors, for the clock
+    throttling of early AVX-512 parts; our exponential loops then run at half the lanes the CPU has and about
+    1.3 times slower than at 512 bits (benchmarks/bench_targets.py). This sets the function attribute
+    ``"prefer-vector-width"="512"`` on the function being compiled, and only there: other numba code in the
+    process keeps LLVM's choice. numba vectorises a function's loops when it compiles that function, before it
+    is inlined into a caller, so the call goes in the function that holds the loop. On a CPU without AVX-512
+    the widest legal vector is narrower and the attribute changes nothing.
+    """
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        # llvmlite checks attribute names against a list of keywords; a string attribute is added as a string
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@_intrinsic
+def sortkey(typingctx: Any, x: Any) -> Any:
+    """An integer of ``x``'s width whose signed order is the float order of ``x`` (``-0.0`` just below ``+0.0``).
+
+    The bits of a non-negative float already sort as a signed integer; a negative one's magnitude bits are
+    flipped, so that a larger magnitude sorts lower. A nan sorts above ``+inf`` (sign bit clear) or below
+    ``-inf`` (set). LLVM vectorises an integer maximum with several accumulators, where a ``maxnum`` reduction
+    gets one and waits on its latency: :func:`._rows._row_max` reduces keys, three times as fast.
+    """
+    ity = {types.float32: types.int32, types.float64: types.int64}.get(x)
+    if ity is None:
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        it = ir.IntType(ity.bitwidth)
+        bits = builder.bitcast(args[0], it)
+        sign = builder.ashr(bits, ir.Constant(it, ity.bitwidth - 1))  # all ones for a negative float
+        return builder.xor(bits, builder.and_(sign, ir.Constant(it, (1 << (ity.bitwidth - 1)) - 1)))
+
+    return ity(x), codegen
+
+
+@_intrinsic
+def from_sortkey(typingctx: Any, key: Any, like: Any) -> Any:
+    """The float of ``like``'s type whose :func:`sortkey` is ``key`` (the map is its own inverse)."""
+    if like not in _BITS or key.bitwidth != like.bitwidth:
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        it = args[0].type
+        sign = builder.ashr(args[0], ir.Constant(it, it.width - 1))
+        bits = builder.xor(args[0], builder.and_(sign, ir.Constant(it, (1 << (it.width - 1)) - 1)))
+        return builder.bitcast(bits, args[1].type)
+
+    return like(key, like), codegen
 
 
 @_intrinsic
