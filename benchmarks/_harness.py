@@ -2,7 +2,7 @@
 
 A script does four things with it::
 
-    from _harness import add_arguments, machine_info, set_threads, time_call, write_results
+    from _harness import add_arguments, interleaved, machine_info, set_threads, time_call, write_results
 
     parser = argparse.ArgumentParser(...)
     add_arguments(parser)                    # --out (benchmarks/results), --threads N (N >= 1), --repeat N
@@ -11,9 +11,11 @@ A script does four things with it::
     t = time_call(lambda: f(x), repeat=args.repeat)   # t.median, t.best, t.times (seconds)
     write_results("bench_name", {"cases": ...}, args.out, threads=threads)
 
-``time_call`` times with :func:`time.perf_counter`, ``time_cuda`` with CUDA events; both run ``warmup`` untimed
-calls first, call ``before``/``after`` outside the timed region of every repetition, and report the median (the
-figure scripts quote) with the best and every time. ``write_results`` writes ``<name>.json`` with a ``machine``
+``interleaved`` times several calls round-robin and returns their medians (``settle``: a pause before each
+block, so that no library's spinning thread pool takes a core from the next). ``time_call`` times with
+:func:`time.perf_counter`, ``time_cuda`` with CUDA events; both run ``warmup`` untimed calls first, call
+``before``/``after`` outside the timed region of every repetition, and report the median (the figure scripts
+quote) with the best and every time. ``write_results`` writes ``<name>.json`` with a ``machine``
 entry (:func:`machine_info`: CPU model and its AVX2/AVX-512 flags, logical CPUs, threads used, the GPU when one
 was used, Python and the versions of the libraries compared) next to the script's own results; non-finite floats
 become ``null`` so that the file is valid JSON. Results go to ``benchmarks/results/`` (ignored by git) unless
@@ -106,6 +108,38 @@ def time_call(
             if budget is not None and sum(times) > budget:
                 break
     return Timing(tuple(times))
+
+
+def interleaved(
+    calls: dict[str, Callable[[], Any]], repeat: int, *, block: float = 5e-3, settle: float = 0.0
+) -> dict[str, float]:
+    """Median seconds of each call, timed round-robin: ``repeat`` blocks of each, in turn, of about ``block``
+    seconds (several calls per block for short ones), so that a machine shared with other work disturbs them alike.
+
+    ``settle`` (seconds) is a pause before each block, followed by one untimed call. Without it a block starts
+    while the previous library's thread pool is still spinning: torch's OpenMP workers keep polling for work for
+    milliseconds after each parallel region (libgomp's default spin count), and a two-thread kernel that runs
+    then gets one core; with numba's threads the other way round. A pause of 20 ms lets every pool go idle, so
+    that each library is measured in its own steady state, as a program calling only it would see it.
+    """
+    for call in calls.values():
+        call()
+    inner = {}
+    for name, call in calls.items():
+        start = time.perf_counter()
+        call()
+        inner[name] = max(1, int(block / max(time.perf_counter() - start, 1e-7)))
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeat):
+        for name, call in calls.items():
+            if settle > 0:
+                time.sleep(settle)
+                call()
+            start = time.perf_counter()
+            for _ in range(inner[name]):
+                call()
+            times[name].append((time.perf_counter() - start) / inner[name])
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def time_cuda(

@@ -7,25 +7,24 @@ compiles for Haswell (``NUMBA_CPU_NAME=haswell``, ``NUMBA_CPU_FEATURES`` without
 kernels (``ATEN_CPU_CAPABILITY=avx2``), set before either is imported (the script runs itself again with them).
 
 Each shape's implementations are timed interleaved (round-robin), medians reported as ratios, so that a machine
-shared with other work disturbs them alike. Writes ``bench_targets[_avx2].json``::
+shared with other work disturbs them alike, with a pause of ``SETTLE`` seconds before each block
+(``_harness.interleaved``: torch's OpenMP threads spin for milliseconds after each call and would take a core
+from the next library's block; ``--settle 0`` measures without it). Writes ``bench_targets[_avx2].json``::
 
-    python benchmarks/bench_targets.py [--isa native|avx2] [--threads 2] [--repeat 9] [--out DIR]
+    python benchmarks/bench_targets.py [--isa native|avx2] [--threads 2] [--repeat 9] [--settle 0.02] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from _harness import add_arguments, set_threads, write_results
+from _harness import add_arguments, interleaved, set_threads, write_results
 
 AVX2_ENV = {
     "NUMBA_CPU_NAME": "haswell",
@@ -34,6 +33,8 @@ AVX2_ENV = {
 }
 SOFTMAX_SHAPES = ((64, 1000), (256, 1000), (1024, 1000), (8192, 1000), (512, 32768))
 CE_SHAPES = ((128, 10), (1 << 20, 10), (64, 1000), (8192, 1000), (512, 32768))
+SETTLE = 0.02
+"""Seconds of pause before each timed block (see the module notes)."""
 TARGETS = {
     "softmax": 1.3,
     "log_softmax": 1.3,
@@ -41,25 +42,7 @@ TARGETS = {
 }
 
 
-def interleaved(calls: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    """Median seconds of each call, timed round-robin (several calls per sample for short ones)."""
-    inner = {}
-    for name, call in calls.items():
-        call()
-        start = time.perf_counter()
-        call()
-        inner[name] = max(1, int(5e-3 / max(time.perf_counter() - start, 1e-7)))
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeat):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            for _ in range(inner[name]):
-                call()
-            times[name].append((time.perf_counter() - start) / inner[name])
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def measure(repeat: int) -> list[dict[str, Any]]:
+def measure(repeat: int, settle: float = SETTLE) -> list[dict[str, Any]]:
     import scipy.special
     import torch
     import torch.nn.functional as F
@@ -82,6 +65,7 @@ def measure(repeat: int) -> list[dict[str, Any]]:
                     "scipy": lambda x=x, f=scipy_fn: f(x, axis=-1),
                 },
                 repeat,
+                settle=settle,
             )
             rows.append(_row(op, (n, k), med))
     for n, k in CE_SHAPES:
@@ -98,6 +82,7 @@ def measure(repeat: int) -> list[dict[str, Any]]:
         med = interleaved(
             {"softmaxkit": lambda x=x, t=t: sk.cross_entropy_value_and_grad(x, t, backend="numba"), "torch": torch_ce},
             repeat,
+            settle=settle,
         )
         rows.append(_row("cross_entropy", (n, k), med))
     return rows
@@ -118,6 +103,7 @@ def _row(op: str, shape: tuple[int, int], med: dict[str, float]) -> dict[str, An
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--isa", choices=("native", "avx2"), default="native")
+    parser.add_argument("--settle", type=float, default=SETTLE, help="seconds of pause before each timed block")
     add_arguments(parser, repeat=9)
     args = parser.parse_args()
     if args.isa == "avx2" and os.environ.get("NUMBA_CPU_NAME") != "haswell":
@@ -127,7 +113,7 @@ def main() -> int:
 
     layer = kernels.start()  # the package's threading layer first
     threads = set_threads(args.threads or 2)
-    rows = measure(args.repeat)
+    rows = measure(args.repeat, args.settle)
     for row in rows:
         vs_scipy = f"  x{row['speedup_vs_scipy']:.1f} scipy" if "speedup_vs_scipy" in row else ""
         target = f" (target {row['target_vs_torch']})" if row["target_vs_torch"] else ""
@@ -135,7 +121,7 @@ def main() -> int:
               f"{vs_scipy}")  # fmt: skip
     env = {k: os.environ.get(k) for k in AVX2_ENV}
     name = "bench_targets" + ("_avx2" if args.isa == "avx2" else "")
-    write_results(name, {"isa": args.isa, "env": env, "layer": layer, "cases": rows},
+    write_results(name, {"isa": args.isa, "env": env, "layer": layer, "settle_s": args.settle, "cases": rows},
                   args.out, threads=threads)  # fmt: skip
     return 0
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from _harness import add_arguments, set_threads, write_results
+from _harness import add_arguments, interleaved, set_threads, write_results
 
 SHAPES = ((64, 1000), (256, 1000), (1024, 1000), (8192, 1000))
 
@@ -29,25 +28,6 @@ SHAPES = ((64, 1000), (256, 1000), (1024, 1000), (8192, 1000))
 def _spin() -> None:  # pragma: no cover (runs in the busy processes)
     while True:
         pass
-
-
-def interleaved(calls: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    """Median seconds of each call, timed round-robin (a few calls per sample for short ones)."""
-    for call in calls.values():
-        call()
-    inner = {}
-    for name, call in calls.items():
-        start = time.perf_counter()
-        call()
-        inner[name] = max(1, int(2e-3 / max(time.perf_counter() - start, 1e-7)))
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeat):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            for _ in range(inner[name]):
-                call()
-            times[name].append((time.perf_counter() - start) / inner[name])
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def cases(threads: int, repeat: int) -> list[dict[str, Any]]:
@@ -94,7 +74,8 @@ def cases(threads: int, repeat: int) -> list[dict[str, Any]]:
                 finally:
                     _runtime.pieces = real  # type: ignore[assignment]
 
-            med = interleaved({"work_sized": ours, "one_thread": single, "all_threads": forced, "scipy": peer}, repeat)
+            calls = {"work_sized": ours, "one_thread": single, "all_threads": forced, "scipy": peer}
+            med = interleaved(calls, repeat, block=2e-3)
             rows.append({"op": op, "shape": [n, k], "pieces": _runtime.pieces(n * k), "median_s": med,
                          "vs_one_thread": med["work_sized"] / med["one_thread"],
                          "vs_scipy": med["work_sized"] / med["scipy"]})  # fmt: skip
