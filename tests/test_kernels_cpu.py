@@ -369,6 +369,25 @@ def test_the_common_call_kernels_equal_the_general_ones(dtype: str) -> None:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_the_kernel_without_softcap_code_equals_the_general_one(dtype: str) -> None:
+    """cross_entropy_nocap_rows (compiled without the softcap's code, for a first call's sake) gives the general
+    kernel's results for every target kind, label smoothing and z-loss, on short, long and multi-block rows."""
+    for shape in [(40, 7), (5, 33), (17, 2049), (3, 5000)]:
+        data = ce_inputs(shape, dtype)
+        x, y, w = data["x"], data["y"].astype(np.int64), data["w"]
+        q = np.ascontiguousarray(data["q"], dtype=dtype)
+        for kind, eps, lam in [(0, 0.0, 1e-3), (1, 0.1, 0.0), (1, 0.3, 1e-4), (2, 0.0, 0.0), (2, 0.2, 1e-3)]:
+            results = []
+            for run in (cpu.cross_entropy_nocap_rows, cpu.cross_entropy_rows):
+                grad, rows, sums = np.empty(shape, dtype=dtype), np.empty(shape[0]), np.zeros((1, 4))
+                run(x, y if kind < 2 else y[:1] * 0, -100, q if kind == 2 else q[:1, :1], w, kind, eps, lam,
+                    x.dtype.type(1.0), False, 0.5, 0.25, grad, rows, sums)  # fmt: skip
+                results.append((grad, rows, sums))
+            for a, b in zip(*results, strict=True):
+                assert_same(a, b, dtype, f"{shape} kind={kind} eps={eps} lam={lam}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_special_rows_are_exact(dtype: str) -> None:
     """The special-value table, exactly: zeros, -inf, nan rows, +inf lse, and a masked entry's exact 0."""
     for k in (5, 40, 3000):

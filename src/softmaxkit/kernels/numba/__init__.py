@@ -231,6 +231,8 @@ def _cross_entropy(
         cap = dt.type(1.0 if softcap is None else softcap)
         if k <= NARROW and softcap is None:  # short rows without a softcap: only their path is compiled
             run = kernels.cross_entropy_narrow_rows_parallel if pieces > 1 else kernels.cross_entropy_narrow_rows
+        elif softcap is None:  # no softcap code compiled
+            run = kernels.cross_entropy_nocap_rows_parallel if pieces > 1 else kernels.cross_entropy_nocap_rows
         else:
             run = kernels.cross_entropy_rows_parallel if pieces > 1 else kernels.cross_entropy_rows
         run(x, y, ignore_index, q, w, kind, label_smoothing, z_loss, cap, softcap is not None, inv_ce, inv_z, grad,

@@ -34,7 +34,7 @@ __all__ = [
     "softmax_backward_rows_parallel",
 ]
 
-SOURCES_SHA = "7fb6c6ba81df1666"
+SOURCES_SHA = "6156542281d2082b"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 _REASSOC = {"reassoc", "contract"}  # the row sums may be reassociated so that LLVM vectorises them

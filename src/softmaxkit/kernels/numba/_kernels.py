@@ -75,6 +75,7 @@ from ._rows import (
     narrow_tile_uncapped,
     neumaier,
     pass1,
+    pass1_nocap,
     pass1_uncapped,
     scale_by,
     shift_minus,
@@ -88,6 +89,8 @@ __all__ = [
     "SOURCES_SHA",
     "cross_entropy_narrow_rows",
     "cross_entropy_narrow_rows_parallel",
+    "cross_entropy_nocap_rows",
+    "cross_entropy_nocap_rows_parallel",
     "cross_entropy_rows",
     "cross_entropy_rows_parallel",
     "label_totals",
@@ -103,7 +106,7 @@ __all__ = [
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "7fb6c6ba81df1666"
+SOURCES_SHA = "6156542281d2082b"
 """First 16 hex digits of the SHA-256 of ``_rows.py`` and ``_vmath.py`` together (tests/test_kernels_cpu.py).
 
 numba's on-disk cache keys a kernel on the source of its own file only: a kernel cached before an edit of those
@@ -481,103 +484,103 @@ _ce_narrow = _ce_narrow_chunk(True)
 _ce_narrow_uncapped = _ce_narrow_chunk(False)
 
 
-@jit(nrt=True)
-def _cross_entropy_chunk(
-    x: Any,
-    y: Any,
-    ignore: int,
-    q: Any,
-    w: Any,
-    kind: int,
-    eps: float,
-    lam: float,
-    cap: Any,
-    capped: bool,
-    inv_ce: float,
-    inv_z: float,
-    grad: Any,
-    rows: Any,
-    r0: int,
-    r1: int,
-    acc: Any,
-) -> None:
-    """Rows ``r0:r1`` of :func:`cross_entropy_rows`; ``acc`` gets their compensated sums."""
-    k = x.shape[1]
-    want, keep = grad.shape[0] > 0, rows.size > 0
-    mode = CAPPED if capped else PLAIN
-    by_index = kind != PROBS
-    smooth = eps / k
-    qa, qb = 1.0 - eps, eps / k
-    wsum = 0.0
-    for j in range(k):
-        wsum += np.float64(w[j])
-    if k <= NARROW:
-        _ce_narrow(x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, r0, r1, acc)
-        return
-    zero = x.dtype.type(0.0)
-    store = want and not capped and k * x.itemsize <= STORE
-    buf = np.zeros((3, BLOCK), x.dtype)
-    mb = np.zeros((k + BLOCK - 1) // BLOCK, x.dtype)
-    for i in range(r0, r1):
-        yi = y[i if by_index else 0]
-        if by_index and yi == ignore:
-            if keep:
-                rows[i] = 0.0
-            if want:
-                fill(grad[i], 0.0)
-            continue
-        yi = yi if by_index else 0
-        qi = q[i if kind == PROBS else 0]
-        e_row = grad[i] if store else buf[1]
-        m, rest, lin, mass = pass1(x[i], mode, cap, kind, qi, w, qa, qb, store, e_row, mb, buf)
-        if not capped and m == np.inf:
-            rest = np.nan
-        meff = m if (capped or abs(m) < np.inf) else zero
-        top = np.float64(m)
-        if capped:
-            if m > -np.inf:
-                top = np.float64(cap) * math.tanh(np.float64(m) / np.float64(cap))
-            am, tm, em = cap_consts(m, cap)
-            dy = np.float64(capdiff(x[i, yi], m, cap, am, tm, em, x.dtype.type(1.0))[0])
-        else:
-            dy = np.float64(x[i, yi] - meff)
-        coef = qa * np.float64(w[yi]) if by_index else 0.0
-        log_norm, inv, bad = vlog1p(rest), 1.0 / (1.0 + rest), not rest < np.inf
-        ce, zr, pc, wc, yc = _ce_finish(
-            kind, top, log_norm, inv, dy, coef, lin, mass, smooth, wsum, lam, inv_ce, inv_z, False
-        )
-        ce = np.nan if bad else ce
-        acc[0], acc[1] = neumaier(acc[0], acc[1], ce)
-        acc[2], acc[3] = neumaier(acc[2], acc[3], zr)
-        if keep:
-            rows[i] = ce + zr
-        if not want:
-            continue
-        if bad:
-            fill(grad[i], np.nan)
-            continue
-        for b in range(mb.size):
-            b0, b1 = b * BLOCK, min((b + 1) * BLOCK, k)
-            xb, gb = x[i, b0:b1], grad[i, b0:b1]
-            db, eb, cb = buf[0, : b1 - b0], buf[1, : b1 - b0], buf[2, : b1 - b0]
-            if store:  # gb holds exp(x - mb[b]): rescale to the row's maximum, then subtract the target
-                f = math.exp(np.float64(mb[b]) - np.float64(m)) if m > -np.inf else 0.0
-                if kind == INDEX:
-                    times_(gb, x.dtype.type(pc * f))
-                else:
-                    grad_(kind, gb, qi[b0:b1], w[b0:b1], qa, qb, pc * f, wc)
-            elif mode == PLAIN and kind == INDEX:
-                exp_times(xb, meff, x.dtype.type(pc), gb)
+def _ce_chunk(capped_ok: bool) -> Any:
+    """Rows ``r0:r1`` of :func:`cross_entropy_rows`; with ``capped_ok`` False (a constant of the closure) of
+    :func:`cross_entropy_nocap_rows`, which compiles no softcap code (``tanh``, the cancellation-free
+    differences): a first call with label smoothing or probabilities then compiles about half as much."""
+    pass_ = pass1 if capped_ok else pass1_nocap
+    narrow = _ce_narrow if capped_ok else _ce_narrow_uncapped
+
+    @jit(nrt=True, variant=f"capped_ok_{capped_ok}")
+    def chunk(x: Any, y: Any, ignore: int, q: Any, w: Any, kind: int, eps: float, lam: float, cap: Any,
+              capped: bool, inv_ce: float, inv_z: float, grad: Any, rows: Any, r0: int, r1: int,
+              acc: Any) -> None:  # fmt: skip
+        """``acc`` gets the rows' compensated sums."""
+        k = x.shape[1]
+        want, keep = grad.shape[0] > 0, rows.size > 0
+        mode = CAPPED if capped_ok and capped else PLAIN
+        by_index = kind != PROBS
+        smooth = eps / k
+        qa, qb = 1.0 - eps, eps / k
+        wsum = 0.0
+        for j in range(k):
+            wsum += np.float64(w[j])
+        if k <= NARROW:
+            narrow(x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, r0, r1, acc)
+            return
+        zero = x.dtype.type(0.0)
+        store = want and not capped and k * x.itemsize <= STORE
+        buf = np.zeros((3, BLOCK), x.dtype)
+        mb = np.zeros((k + BLOCK - 1) // BLOCK, x.dtype)
+        for i in range(r0, r1):
+            yi = y[i if by_index else 0]
+            if by_index and yi == ignore:
+                if keep:
+                    rows[i] = 0.0
+                if want:
+                    fill(grad[i], 0.0)
+                continue
+            yi = yi if by_index else 0
+            qi = q[i if kind == PROBS else 0]
+            e_row = grad[i] if store else buf[1]
+            m, rest, lin, mass = pass_(x[i], mode, cap, kind, qi, w, qa, qb, store, e_row, mb, buf)
+            if not capped and m == np.inf:
+                rest = np.nan
+            meff = m if (capped or abs(m) < np.inf) else zero
+            top = np.float64(m)
+            if capped_ok and capped:
+                if m > -np.inf:
+                    top = np.float64(cap) * math.tanh(np.float64(m) / np.float64(cap))
+                am, tm, em = cap_consts(m, cap)
+                dy = np.float64(capdiff(x[i, yi], m, cap, am, tm, em, x.dtype.type(1.0))[0])
             else:
-                shift_mode(xb, meff, mode, cap, db, cb)
-                exp_into(db, eb)
-                grad_into(kind, eb, qi[b0:b1], w[b0:b1], qa, qb, pc, wc, gb)
-            if by_index and b0 <= yi < b1:
-                ey = np.float64(vexp(x[i, yi] - meff)) if mode == PLAIN else np.float64(eb[yi - b0])
-                wy = wc * np.float64(w[yi]) if kind == SMOOTH else 0.0
-                gb[yi - b0] = ey * pc - yc - wy
-            if mode == CAPPED:
-                scale_by(gb, cb)
+                dy = np.float64(x[i, yi] - meff)
+            coef = qa * np.float64(w[yi]) if by_index else 0.0
+            log_norm, inv, bad = vlog1p(rest), 1.0 / (1.0 + rest), not rest < np.inf
+            ce, zr, pc, wc, yc = _ce_finish(
+                kind, top, log_norm, inv, dy, coef, lin, mass, smooth, wsum, lam, inv_ce, inv_z, False
+            )
+            ce = np.nan if bad else ce
+            acc[0], acc[1] = neumaier(acc[0], acc[1], ce)
+            acc[2], acc[3] = neumaier(acc[2], acc[3], zr)
+            if keep:
+                rows[i] = ce + zr
+            if not want:
+                continue
+            if bad:
+                fill(grad[i], np.nan)
+                continue
+            for b in range(mb.size):
+                b0, b1 = b * BLOCK, min((b + 1) * BLOCK, k)
+                xb, gb = x[i, b0:b1], grad[i, b0:b1]
+                db, eb, cb = buf[0, : b1 - b0], buf[1, : b1 - b0], buf[2, : b1 - b0]
+                if store:  # gb holds exp(x - mb[b]): rescale to the row's maximum, then subtract the target
+                    f = math.exp(np.float64(mb[b]) - np.float64(m)) if m > -np.inf else 0.0
+                    if kind == INDEX:
+                        times_(gb, x.dtype.type(pc * f))
+                    else:
+                        grad_(kind, gb, qi[b0:b1], w[b0:b1], qa, qb, pc * f, wc)
+                elif mode == PLAIN and kind == INDEX:
+                    exp_times(xb, meff, x.dtype.type(pc), gb)
+                else:
+                    if capped_ok:
+                        shift_mode(xb, meff, mode, cap, db, cb)
+                    else:
+                        shift_scaled(xb, meff, x.dtype.type(1.0), db)
+                    exp_into(db, eb)
+                    grad_into(kind, eb, qi[b0:b1], w[b0:b1], qa, qb, pc, wc, gb)
+                if by_index and b0 <= yi < b1:
+                    ey = np.float64(vexp(x[i, yi] - meff)) if mode == PLAIN else np.float64(eb[yi - b0])
+                    wy = wc * np.float64(w[yi]) if kind == SMOOTH else 0.0
+                    gb[yi - b0] = ey * pc - yc - wy
+                if capped_ok and mode == CAPPED:
+                    scale_by(gb, cb)
+
+    return chunk
+
+
+_cross_entropy_chunk = _ce_chunk(True)
+_cross_entropy_nocap_chunk = _ce_chunk(False)
 
 
 @jit(nrt=True, cache=True)
@@ -635,6 +638,57 @@ def cross_entropy_rows_parallel(
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
         _cross_entropy_chunk(
             x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, r0, r1, sums[ch]
+        )
+
+
+@jit(nrt=True, cache=True)
+def cross_entropy_nocap_rows(
+    x: Any,
+    y: Any,
+    ignore: int,
+    q: Any,
+    w: Any,
+    kind: int,
+    eps: float,
+    lam: float,
+    cap: Any,
+    capped: bool,
+    inv_ce: float,
+    inv_z: float,
+    grad: Any,
+    rows: Any,
+    sums: Any,
+) -> None:
+    """:func:`cross_entropy_rows` without a softcap (``cap`` and ``capped`` are not read), compiling no softcap
+    code: what a first call with label smoothing, a z-loss or probabilities compiles."""
+    n = x.shape[0]
+    _cross_entropy_nocap_chunk(x, y, ignore, q, w, kind, eps, lam, cap, False, inv_ce, inv_z, grad, rows, 0, n, sums[0])
+
+
+@jit(nrt=True, cache=True, parallel=True)
+def cross_entropy_nocap_rows_parallel(
+    x: Any,
+    y: Any,
+    ignore: int,
+    q: Any,
+    w: Any,
+    kind: int,
+    eps: float,
+    lam: float,
+    cap: Any,
+    capped: bool,
+    inv_ce: float,
+    inv_z: float,
+    grad: Any,
+    rows: Any,
+    sums: Any,
+) -> None:
+    """:func:`cross_entropy_nocap_rows` per piece of rows, one piece per row of ``sums``."""
+    n, pieces = x.shape[0], sums.shape[0]
+    for ch in prange(pieces):
+        r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
+        _cross_entropy_nocap_chunk(
+            x, y, ignore, q, w, kind, eps, lam, cap, False, inv_ce, inv_z, grad, rows, r0, r1, sums[ch]
         )
 
 

@@ -444,13 +444,15 @@ def delta(m_old: Any, m_new: Any, mode: int, t: Any) -> float:
     return float(capdiff(a, b, tt, am, tm, em, 1.0)[0])
 
 
-def _pass1(general: bool) -> Any:
+def _pass1(general: bool, capped_ok: bool = True) -> Any:
     """:func:`pass1`, or with ``general`` False :data:`pass1_uncapped`: modes PLAIN and SCALED and kind INDEX
     only, what softmax, log-softmax and lse need, so that numba does not compile the softcap's and the linear
-    sums' code into their kernels (issue 14, item 7). ``general`` is a constant of the closure (pruned branches).
+    sums' code into their kernels (issue 14, item 7); with ``capped_ok`` False :data:`pass1_nocap`: every kind,
+    modes PLAIN and SCALED (cross-entropy without a softcap, which then compiles no ``tanh``). Both are constants
+    of the closure (pruned branches).
     """
 
-    @jit(variant=f"general_{general}")
+    @jit(variant=f"general_{general}" + ("" if capped_ok else "_nocap"))
     def pass1(
         x: Any,
         mode: int,
@@ -492,7 +494,7 @@ def _pass1(general: bool) -> Any:
                 mass += _qmass(q[b0:b1], w[b0:b1], qa, qb)
             if bm > m:
                 if m > ninf:
-                    shift = delta(m, bm, mode, t) if general else delta_uncapped(m, bm, mode, t)
+                    shift = delta(m, bm, mode, t) if general and capped_ok else delta_uncapped(m, bm, mode, t)
                     f = math.exp(shift)
                     s, comp, ties = (s + ties) * f, comp * f, 0.0  # the old maxima become ordinary terms
                     lin += shift * seen
@@ -513,7 +515,7 @@ def _pass1(general: bool) -> Any:
                     ls, lm = _qdot_x(q[b0:b1], w[b0:b1], qa, qb, xb, m)
             else:
                 db, eb = buf[0, : b1 - b0], (e[b0:b1] if store else buf[1, : b1 - b0])
-                if general:
+                if general and capped_ok:
                     shift_mode(xb, m, mode, t, db, buf[2, : b1 - b0])
                 else:
                     shift_scaled(xb, m, t, db)
@@ -537,6 +539,8 @@ pass1 = _pass1(True)
 pass1_uncapped = _pass1(False)
 """``pass1_uncapped(x, mode, t, kind, q, w, qa, qb, store, e, mb, buf)``: :func:`pass1` for modes PLAIN and SCALED
 and kind INDEX (``(m, rest, 0, 0)``)."""
+pass1_nocap = _pass1(True, capped_ok=False)
+""":func:`pass1` for modes PLAIN and SCALED, every kind (no softcap's code compiled)."""
 
 
 def _plain_pass(store: bool, total: bool = False) -> Any:
