@@ -11,8 +11,7 @@ A script does four things with it::
     t = time_call(lambda: f(x), repeat=args.repeat)   # t.median, t.best, t.times (seconds)
     write_results("bench_name", {"cases": ...}, args.out, threads=threads)
 
-``interleaved`` times several calls round-robin and returns their medians (``settle``: a pause before each
-block, so that no library's spinning thread pool takes a core from the next). ``time_call`` times with
+``interleaved`` times several calls round-robin and returns their medians. ``time_call`` times with
 :func:`time.perf_counter`, ``time_cuda`` with CUDA events; both run ``warmup`` untimed calls first, call
 ``before``/``after`` outside the timed region of every repetition, and report the median (the figure scripts
 quote) with the best and every time. ``write_results`` writes ``<name>.json`` with a ``machine``
@@ -110,17 +109,13 @@ def time_call(
     return Timing(tuple(times))
 
 
-def interleaved(
-    calls: dict[str, Callable[[], Any]], repeat: int, *, block: float = 5e-3, settle: float = 0.0
-) -> dict[str, float]:
+def interleaved(calls: dict[str, Callable[[], Any]], repeat: int, *, block: float = 5e-3) -> dict[str, float]:
     """Median seconds of each call, timed round-robin: ``repeat`` blocks of each, in turn, of about ``block``
     seconds (several calls per block for short ones), so that a machine shared with other work disturbs them alike.
 
-    ``settle`` (seconds) is a pause before each block, followed by one untimed call. Without it a block starts
-    while the previous library's thread pool is still spinning: torch's OpenMP workers keep polling for work for
-    milliseconds after each parallel region (libgomp's default spin count), and a two-thread kernel that runs
-    then gets one core; with numba's threads the other way round. A pause of 20 ms lets every pool go idle, so
-    that each library is measured in its own steady state, as a program calling only it would see it.
+    Calls of libraries with thread pools of their own are better timed in separate processes: torch's OpenMP
+    workers spin for milliseconds after each parallel region and take a core from whatever runs next
+    (``bench_targets.py`` runs each library in its own process).
     """
     for call in calls.values():
         call()
@@ -132,9 +127,6 @@ def interleaved(
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeat):
         for name, call in calls.items():
-            if settle > 0:
-                time.sleep(settle)
-                call()
             start = time.perf_counter()
             for _ in range(inner[name]):
                 call()
