@@ -34,7 +34,7 @@ __all__ = [
     "softmax_backward_rows_parallel",
 ]
 
-SOURCES_SHA = "6156542281d2082b"
+SOURCES_SHA = "e7eb2f325927cef7"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 _REASSOC = {"reassoc", "contract"}  # the row sums may be reassociated so that LLVM vectorises them

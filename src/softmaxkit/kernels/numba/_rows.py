@@ -2,10 +2,11 @@ r"""One row at a time: the loops the kernels of :mod:`.cpu` are built from.
 
 Each leaf loop is one simple loop over a row or a block that LLVM vectorises (the reductions among them may be
 reassociated for that, ``fastmath={"reassoc"}``; Neumaier's compensated sums, which reassociation would undo,
-live only in functions without it). :func:`pass1` is the online max/sum pass over a row; :func:`narrow_tile`
-does the same for a tile of short rows, transposed. Special values follow the reference: a masked (``-inf``)
-entry has ``d = -inf`` and ``e = 0``; an infinite row maximum is replaced by 0 in ``x - m``; a nan anywhere in a
-row makes its ``rest`` nan.
+live only in functions without it); each calls :func:`._vmath.wide` first, so that LLVM gives it the CPU's
+widest vectors, and none counts references (``jit``'s ``nrt=False``: the slices cost nothing). :func:`pass1`
+is the online max/sum pass over a row; :func:`narrow_tile` does the same for a tile of short rows, transposed.
+Special values follow the reference: a masked (``-inf``) entry has ``d = -inf`` and ``e = 0``; an infinite row
+maximum is replaced by 0 in ``x - m``; a nan anywhere in a row makes its ``rest`` nan.
 
 These functions are compiled into the kernels that call them and are not cached on their own (numba's cache
 keys a function on its own file only; see :mod:`.cpu`).
