@@ -98,7 +98,8 @@ def jit(cache: bool = False, variant: str | None = None, nrt: bool = False, **op
     kernels by two processes, could carry the same symbol; a third process that loaded both kernels from the
     cache then ran one body for both (log_softmax read softmax's pass: errors of 5.6).
     """
-    njit = numba.njit(cache=cache and caching(), nogil=True, error_model="numpy", _nrt=nrt, **options)
+    private: dict[str, Any] = {"_nrt": nrt}  # numba's own option, not in its type stubs
+    njit = numba.njit(cache=cache and caching(), nogil=True, error_model="numpy", **private, **options)
 
     def decorate(func: F) -> F:
         if variant is not None:
@@ -238,7 +239,7 @@ def sortkey(typingctx: Any, x: Any) -> Any:
     ``-inf`` (set). LLVM vectorises an integer maximum with several accumulators, where a ``maxnum`` reduction
     gets one and waits on its latency: :func:`._rows._row_max` reduces keys, three times as fast.
     """
-    ity = {types.float32: types.int32, types.float64: types.int64}.get(x)
+    ity: Any = {types.float32: types.int32, types.float64: types.int64}.get(x)
     if ity is None:
         return None
 
