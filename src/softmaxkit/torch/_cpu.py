@@ -52,6 +52,11 @@ def _kernels() -> ModuleType:
     return _loaded[0]
 
 
+def _team() -> Any:
+    """torch's OpenMP threads, for the kernels to run on (:mod:`softmaxkit.kernels.numba._team`), or None."""
+    return _kernels().torch_team()
+
+
 def eligible(x: Tensor, dim: int) -> bool:
     """Whether ``x`` may take this path at all: a plain CPU float32/float64 tensor, class dimension last and not
     empty, not traced."""
@@ -73,7 +78,7 @@ def _numba(op: str, x: Tensor, mode: str) -> bool:
 
 # --------------------------------------------------------------------------------------------- mappings
 def _map_forward(ctx: Any, x: Tensor, log: bool) -> Tensor:
-    out = torch.from_numpy(_kernels().softmax(x.detach().numpy(), 1.0, log))
+    out = torch.from_numpy(_kernels().softmax(x.detach().numpy(), 1.0, log, _team()))
     ctx.save_for_backward(out)
     ctx.save_for_forward(out)
     return out
@@ -83,7 +88,7 @@ def _map_backward(ctx: Any, grad: Tensor, log: bool) -> Tensor:
     (out,) = ctx.saved_tensors
     if torch.is_grad_enabled():  # a double backward: differentiable torch code
         return (_core.log_softmax_vjp if log else _core.softmax_vjp)(out, grad, out.ndim - 1)
-    return torch.from_numpy(_kernels().softmax_backward(out.detach().numpy(), grad.detach().numpy(), log))
+    return torch.from_numpy(_kernels().softmax_backward(out.detach().numpy(), grad.detach().numpy(), log, _team()))
 
 
 class _Softmax(torch.autograd.Function):
@@ -134,7 +139,7 @@ def mapping(x: Tensor, dim: int, log: bool) -> Tensor | None:
 class _LogSumExp(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, keepdim: bool) -> Tensor:
-        value = torch.from_numpy(_kernels().logsumexp(x.detach().numpy()))
+        value = torch.from_numpy(_kernels().logsumexp(x.detach().numpy(), _team()))
         out = value if keepdim else value.squeeze(-1)
         ctx.keepdim = keepdim
         ctx.save_for_backward(x, out)
@@ -147,7 +152,7 @@ class _LogSumExp(torch.autograd.Function):
         g = grad if ctx.keepdim else grad.unsqueeze(-1)
         if torch.is_grad_enabled():  # a double backward: differentiable torch code
             return _core.logsumexp_vjp(x, out if ctx.keepdim else out.unsqueeze(-1), g, x.ndim - 1), None
-        p = torch.from_numpy(_kernels().softmax(x.detach().numpy(), 1.0, False))  # 0 for fully masked rows
+        p = torch.from_numpy(_kernels().softmax(x.detach().numpy(), 1.0, False, _team()))  # 0 for fully masked rows
         return p.mul_(g), None
 
     @staticmethod
@@ -176,7 +181,7 @@ class _CrossEntropy(torch.autograd.Function):
         w = None if weight is None else weight.detach().to(z.dtype).numpy()
         res = _kernels().cross_entropy(
             z.numpy(), t.numpy(), w, opts.ignore_index, opts.label_smoothing, opts.reduction, opts.z_loss,
-            opts.softcap, fuse,
+            opts.softcap, fuse, _team(),
         )  # fmt: skip
         ctx.opts, ctx.grad = opts, None
         if res is None:  # the one case the kernels leave to the torch code (a subnormal float64 total weight)

@@ -55,6 +55,7 @@ __all__ = [
     "softmax_backward",
     "sparsemax",
     "start",
+    "torch_team",
 ]
 
 
@@ -72,6 +73,15 @@ def start() -> str:
     """
     _runtime.load()
     return _runtime.threading_layer()
+
+
+def torch_team() -> Any:
+    """torch's OpenMP threads, on which :mod:`softmaxkit.torch` runs the common kernels (the ``team`` argument of
+    :func:`softmax`, :func:`logsumexp`, :func:`softmax_backward`, :func:`cross_entropy`), or None where they may
+    not (:mod:`._team`: no torch, another threading backend, a forked child)."""
+    _runtime.load()
+    _runtime.load_extra("_backward")  # (imported by _team: loaded first, as load_extra loads)
+    return _runtime.load_extra("_team").torch_team()
 
 
 def cache_dir() -> str | None:
@@ -103,14 +113,20 @@ def _scratch(x: np.ndarray, pieces: int) -> np.ndarray:
     return np.empty((pieces, -(-x.shape[1] // BLOCK)), dtype=x.dtype)
 
 
-def softmax(z: np.ndarray, temperature: float, log: bool) -> np.ndarray:
-    """Softmax (or log-softmax) of ``z`` along its last axis; ``z`` is float32/float64, non-empty last axis."""
+def softmax(z: np.ndarray, temperature: float, log: bool, team: Any = None) -> np.ndarray:
+    """Softmax (or log-softmax) of ``z`` along its last axis; ``z`` is float32/float64, non-empty last axis.
+
+    ``team``: :func:`torch_team`'s, to run the common call's pieces on torch's threads."""
     kernels = _runtime.load()
     x = _as_rows(z)
     out = np.empty(x.shape, dtype=x.dtype)
     t = x.dtype.type(temperature)
+    k = x.shape[1]
+    pieces = 1 if team is None else team.pieces(x.size)
+    if pieces > 1 and t == 1 and k > NARROW and (log or k * x.itemsize <= STORE):
+        team.run("log_softmax" if log else "softmax", x, pieces, out=out, mb=_scratch(x, pieces))
+        return out.reshape(z.shape)
     with _runtime.threads(x.size) as pieces:
-        k = x.shape[1]
         if t == 1 and k > NARROW and (log or k * x.itemsize <= STORE):  # the common call (._plain)
             plain, mb = kernels.plain, _scratch(x, pieces)
             if pieces > 1:
@@ -129,11 +145,16 @@ def softmax(z: np.ndarray, temperature: float, log: bool) -> np.ndarray:
     return out.reshape(z.shape)
 
 
-def logsumexp(z: np.ndarray) -> np.ndarray:
-    """``lse`` of ``z`` along its last axis, with that axis kept (length 1), in ``z``'s dtype."""
+def logsumexp(z: np.ndarray, team: Any = None) -> np.ndarray:
+    """``lse`` of ``z`` along its last axis, with that axis kept (length 1), in ``z``'s dtype (``team``: as for
+    :func:`softmax`)."""
     kernels = _runtime.load()
     x = _as_rows(z)
     out = np.empty(x.shape[0], dtype=np.float64)
+    pieces = 1 if team is None else team.pieces(x.size)
+    if pieces > 1 and x.shape[1] > NARROW:
+        team.run("logsumexp", x, pieces, out=out, mb=_scratch(x, pieces))
+        return out.astype(z.dtype, copy=False).reshape(*z.shape[:-1], 1)
     with _runtime.threads(x.size) as pieces:
         if x.shape[1] > NARROW:  # the common call (._plain)
             run = kernels.plain.logsumexp_rows_parallel if pieces > 1 else kernels.plain.logsumexp_rows
@@ -155,6 +176,7 @@ def cross_entropy(
     z_loss: float,
     softcap: float | None,
     want_grad: bool,
+    team: Any = None,
 ) -> tuple[np.ndarray, np.ndarray | None] | None:
     """Loss (and gradient) of :func:`softmaxkit.cross_entropy` for validated NumPy inputs, class axis last.
 
@@ -165,6 +187,12 @@ def cross_entropy(
     """
     kernels = _runtime.load()
     x = _as_rows(z)
+    pieces = 1 if team is None else team.pieces(x.size)
+    k = x.shape[1]
+    plain = target.dtype.kind in "iu" and label_smoothing == 0 and z_loss == 0 and softcap is None and k > NARROW
+    if pieces > 1 and plain and (not want_grad or k * x.itemsize <= STORE):  # the common call, on the team
+        return _cross_entropy(kernels, x, z.shape, target, weight, ignore_index, label_smoothing, reduction,
+                                  z_loss, softcap, want_grad, pieces, team)  # fmt: skip
     with _runtime.threads(x.size) as pieces:
         return _cross_entropy(kernels, x, z.shape, target, weight, ignore_index, label_smoothing, reduction, z_loss,
                               softcap, want_grad, pieces)  # fmt: skip
@@ -183,8 +211,10 @@ def _cross_entropy(
     softcap: float | None,
     want_grad: bool,
     pieces: int,
+    team: Any = None,
 ) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """:func:`cross_entropy` on ``x`` (rows of the logits, whose shape is ``shape``), with ``pieces`` threads."""
+    """:func:`cross_entropy` on ``x`` (rows of the logits, whose shape is ``shape``), with ``pieces`` threads
+    (``team``'s, for the common call only, else numba's)."""
     n, k = x.shape
     dt = x.dtype
     w = np.ones(k, dtype=dt) if weight is None else _readable(np.ascontiguousarray(weight, dtype=dt))
@@ -196,7 +226,11 @@ def _cross_entropy(
         q = np.zeros((1, 1), dtype=dt)
         kind = 1 if label_smoothing > 0 else 0
         totals = np.zeros((pieces, 3))
-        if pieces > 1:
+        if team is not None:  # the same pieces on this thread (microseconds): no numba thread is woken
+            for ch in range(pieces):
+                r0, r1 = ch * y.size // pieces, (ch + 1) * y.size // pieces
+                kernels.label_totals(y[r0:r1], w, ignore_index, totals[ch : ch + 1])
+        elif pieces > 1:
             kernels.label_totals_parallel(y, w, ignore_index, totals)
         else:
             kernels.label_totals(y, w, ignore_index, totals)
@@ -221,7 +255,10 @@ def _cross_entropy(
     rows = np.empty(n if reduction == "none" else 0, dtype=np.float64)
     sums = np.zeros((pieces, 4))
     plain = kind == 0 and softcap is None and z_loss == 0 and k > NARROW  # the common call (._plain)
-    if plain and want_grad and k * x.itemsize <= STORE:
+    if team is not None:
+        team.run("cross_entropy" if want_grad else "cross_entropy_loss", x, pieces, out=grad, mb=_scratch(x, pieces),
+                 y=y, w=w, rows=rows, sums=sums, ignore=ignore_index, inv=float(inv_ce))  # fmt: skip
+    elif plain and want_grad and k * x.itemsize <= STORE:
         run = kernels.plain.cross_entropy_rows_parallel if pieces > 1 else kernels.plain.cross_entropy_rows
         run(x, y, ignore_index, w, inv_ce, grad, rows, _scratch(x, pieces), sums)
     elif plain and not want_grad:
@@ -329,15 +366,20 @@ def entmax_loss(
 
 
 # ------------------------------------------------------------------------------- softmaxkit.torch's backward
-def softmax_backward(out: np.ndarray, grad: np.ndarray, log: bool) -> np.ndarray:
+def softmax_backward(out: np.ndarray, grad: np.ndarray, log: bool, team: Any = None) -> np.ndarray:
     """The gradient of softmax (``log``: log-softmax) along the last axis from its output ``out`` (float32/float64)
     and the upstream gradient ``grad`` (``out``'s shape; any strides, cast to ``out``'s dtype), in ``out``'s shape.
 
-    Masked entries (``out`` 0, resp. ``-inf``) get 0, rows holding ``nan`` get ``nan`` (:mod:`._backward`)."""
+    Masked entries (``out`` 0, resp. ``-inf``) get 0, rows holding ``nan`` get ``nan`` (:mod:`._backward`).
+    ``team``: as for :func:`softmax`."""
     kernels = _runtime.load_extra("_backward")
     y = _as_rows(out)
     g = _as_rows(np.asarray(grad, dtype=y.dtype))
     dz = np.empty(y.shape, dtype=y.dtype)
+    pieces = 1 if team is None else team.pieces(y.size)
+    if pieces > 1:
+        team.run("log_softmax_backward" if log else "softmax_backward", y, pieces, out=dz, g=g)
+        return dz.reshape(out.shape)
     with _runtime.threads(y.size) as pieces:
         if log:
             run = kernels.log_softmax_backward_rows_parallel if pieces > 1 else kernels.log_softmax_backward_rows

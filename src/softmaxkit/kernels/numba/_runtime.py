@@ -60,6 +60,7 @@ __all__ = [
     "WORK_PER_THREAD",
     "cache_dir",
     "caching",
+    "cfunc",
     "load",
     "load_extra",
     "pieces",
@@ -349,3 +350,32 @@ def load_extra(name: str) -> ModuleType:
                 _tolerate_damage(value)
         _extra[name] = module
         return module
+
+
+def cfunc(func: Any) -> Any:
+    """``func`` (one ``void *`` argument, see :mod:`._team`) compiled as a C function with the kernels' options,
+    cached in the kernels' directory (an unreadable cache file a miss, as for them); after :func:`load`.
+
+    numba's ``cfunc`` decorator, taken apart so that the cache directory is ours while the cache is located and
+    a damaged file is tolerated before the first load.
+    """
+    import numba
+    from numba.core.ccallback import CFunc
+
+    options = {"nopython": True, "error_model": "numpy", "_nrt": True}
+    from numba.core import sigutils
+
+    normalize: Any = sigutils.normalize_signature
+    signature = normalize(numba.types.void(numba.types.voidptr))
+    task = CFunc(func, signature, locals={}, options=options)
+    if _state["cache"] is not None:
+        config: Any = numba.config
+        saved = config.CACHE_DIR
+        try:
+            config.CACHE_DIR = str(_state["cache"])
+            task.enable_caching()
+        finally:
+            config.CACHE_DIR = saved
+        _tolerate_damage(task)
+    task.compile()
+    return task
