@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ torch = pytest.importorskip("torch")
 
 import softmaxkit.torch as skt  # noqa: E402
 from softmaxkit.kernels import numba as kernels  # noqa: E402
-from test_runtime import run  # noqa: E402
+from test_runtime import in_threads, run  # noqa: E402
 
 TEAM = kernels.torch_team()
 needs_team = pytest.mark.skipif(TEAM is None, reason="torch does not run on GNU OpenMP here")
@@ -136,26 +135,13 @@ def test_torch_front_runs_on_the_team(monkeypatch: pytest.MonkeyPatch, two_torch
 def test_eight_threads_calling_at_once() -> None:
     rng = np.random.default_rng(4)
     inputs = [torch.from_numpy(rng.standard_normal((600, 1000)).astype(np.float32)) for _ in range(8)]
-    serial = [(skt.softmax(x, dim=1), skt.cross_entropy(x, torch.zeros(600, dtype=torch.int64))) for x in inputs]
-    got: dict[int, Any] = {}
-    errors: list[BaseException] = []
+    labels = torch.zeros(600, dtype=torch.int64)
 
-    def worker(i: int) -> None:
-        try:
-            for _ in range(3):
-                got[i] = (
-                    skt.softmax(inputs[i], dim=1),
-                    skt.cross_entropy(inputs[i], torch.zeros(600, dtype=torch.int64)),
-                )
-        except BaseException as exc:  # handed to the main thread
-            errors.append(exc)
+    def results(i: int) -> tuple[Any, Any]:
+        return skt.softmax(inputs[i], dim=1), skt.cross_entropy(inputs[i], labels)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    serial = [results(i) for i in range(8)]
+    got = in_threads(results, 8)
     for i in range(8):
         torch.testing.assert_close(got[i][0], serial[i][0], rtol=0, atol=0)
         torch.testing.assert_close(got[i][1], serial[i][1], rtol=0, atol=0)
@@ -199,3 +185,26 @@ def test_fork_after_the_team_ran() -> None:
     assert "team True" in done.stdout, done.stdout + done.stderr[-3000:]
     assert "child 0" in done.stdout, done.stdout + done.stderr[-3000:]
     assert "pool True" in done.stdout, done.stdout + done.stderr[-3000:]
+
+
+CACHED = """
+    import numpy as np
+    import torch
+    from softmaxkit.kernels import numba as kernels
+    from softmaxkit.kernels.numba import _runtime
+
+    torch.set_num_threads(2)
+    x = np.random.default_rng(0).standard_normal((600, 1000)).astype(np.float32)
+    got = kernels.logsumexp(x, kernels.torch_team())
+    assert np.array_equal(got, kernels.logsumexp(x))
+    print("hits", _runtime.load_extra("_team")._compiled["logsumexp"].cache_hits, flush=True)
+"""
+
+
+@needs_team
+def test_a_task_is_loaded_from_the_cache_by_the_next_process(tmp_path: Path) -> None:
+    """A cached closure is keyed on its variables: a second process must find the first one's task."""
+    env = {"SOFTMAXKIT_CACHE_DIR": str(tmp_path / "cache")}
+    first, second = run(CACHED, env=env), run(CACHED, env=env)
+    assert "hits 0" in first.stdout, first.stdout + first.stderr[-3000:]
+    assert "hits 1" in second.stdout, second.stdout + second.stderr[-3000:]

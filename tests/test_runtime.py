@@ -21,6 +21,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,28 @@ def test_default_layer_is_fork_and_thread_safe() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ threads
+def in_threads(results: Callable[[int], Any], n: int) -> dict[int, Any]:
+    """``results(i)`` computed three times in thread ``i`` of ``n`` started at once; the last of each, after
+    asserting that no thread raised."""
+    got: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            for _ in range(3):
+                got[i] = results(i)
+        except BaseException as exc:  # handed to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return got
+
+
 def _eight_threads() -> None:
     rng = np.random.default_rng(1)
     inputs = [rng.standard_normal((512 + 64 * i, 1024)).astype(np.float32) for i in range(8)]
@@ -100,22 +123,7 @@ def _eight_threads() -> None:
         return [sk.softmax(x, backend="numba"), sk.log_softmax(x, backend="numba"), loss, grad]
 
     serial = [results(i) for i in range(8)]
-    got: dict[int, list[Any]] = {}
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        try:
-            for _ in range(3):
-                got[i] = results(i)
-        except BaseException as exc:  # handed to the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    got = in_threads(results, 8)
     for i in range(8):
         for a, b in zip(got[i], serial[i], strict=True):
             # a mean's per-piece sums may be added in another grouping when a call ran serially

@@ -125,7 +125,7 @@ def _map_pieces(data: Any, like: Any, op: int) -> None:
 
 
 @jit(nrt=True)
-def _backward_pieces(data: Any, like: Any, log: bool) -> None:
+def _backward_pieces(data: Any, like: Any, log: int) -> None:
     """The backward of softmax (``log``: log-softmax) of the block at ``data``, as :mod:`._backward`'s kernels."""
     b = carray(_slots(data), (SIZE,))
     n, pieces = b[N], b[PIECES]
@@ -141,7 +141,7 @@ def _backward_pieces(data: Any, like: Any, log: bool) -> None:
 
 
 @jit(nrt=True)
-def _ce_pieces(data: Any, like: Any, grad_too: bool) -> None:
+def _ce_pieces(data: Any, like: Any, grad_too: int) -> None:
     """Class-index cross-entropy (and its gradient) of the block at ``data``, as :mod:`._plain`'s kernels."""
     b = carray(_slots(data), (SIZE,))
     n, pieces = b[N], b[PIECES]
@@ -164,66 +164,51 @@ def _ce_pieces(data: Any, like: Any, grad_too: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the tasks
-# One C function per operation, float32 and float64 in one (the dtype is in the block). They are plain
-# functions here and become cfuncs on their first use (:func:`_task`), so that a process compiles only the ones
-# it runs.
-def _softmax(data: Any) -> None:
-    if carray(_slots(data), (SIZE,))[DTYPE] == 4:
-        _map_pieces(data, np.float32(0), 0)
-    else:
-        _map_pieces(data, np.float64(0), 0)
+def _make(name: str, family: int, arg: int) -> Any:
+    """The C function of one operation: the pieces function of ``family`` (0: :func:`_map_pieces`, 1:
+    :func:`_backward_pieces`, 2: :func:`_ce_pieces`) with ``arg``, for the block's dtype (float32 and float64
+    in one function). A plain Python function here; it becomes a cfunc on its first use (:func:`_task`), so
+    that a process compiles only the ones it runs.
 
+    Caching: numba keys a cached closure on its variables' pickles, so they are integers only (a dispatcher's
+    pickle differs between processes: never a hit); ``family`` and ``arg`` are constants to numba, which
+    compiles only the branch they take. The function's name carries the operation's: numba names a cached
+    function's files after it, and the closures of this factory would otherwise share them (as
+    ``_vmath.jit``'s ``variant``)."""
 
-def _log_softmax(data: Any) -> None:
-    if carray(_slots(data), (SIZE,))[DTYPE] == 4:
-        _map_pieces(data, np.float32(0), 1)
-    else:
-        _map_pieces(data, np.float64(0), 1)
+    def task(data: Any) -> None:
+        f32 = carray(_slots(data), (SIZE,))[DTYPE] == 4
+        if family == 0:
+            if f32:
+                _map_pieces(data, np.float32(0), arg)
+            else:
+                _map_pieces(data, np.float64(0), arg)
+        elif family == 1:
+            if f32:
+                _backward_pieces(data, np.float32(0), arg)
+            else:
+                _backward_pieces(data, np.float64(0), arg)
+        elif f32:
+            _ce_pieces(data, np.float32(0), arg)
+        else:
+            _ce_pieces(data, np.float64(0), arg)
 
-
-def _logsumexp(data: Any) -> None:
-    if carray(_slots(data), (SIZE,))[DTYPE] == 4:
-        _map_pieces(data, np.float32(0), 2)
-    else:
-        _map_pieces(data, np.float64(0), 2)
-
-
-def _softmax_backward(data: Any) -> None:
-    if carray(_slots(data), (SIZE,))[DTYPE] == 4:
-        _backward_pieces(data, np.float32(0), False)
-    else:
-        _backward_pieces(data, np.float64(0), False)
-
-
-def _log_softmax_backward(data: Any) -> None:
-    if carray(_slots(data), (SIZE,))[DTYPE] == 4:
-        _backward_pieces(data, np.float32(0), True)
-    else:
-        _backward_pieces(data, np.float64(0), True)
-
-
-def _cross_entropy(data: Any) -> None:
-    if carray(_slots(data), (SIZE,))[DTYPE] == 4:
-        _ce_pieces(data, np.float32(0), True)
-    else:
-        _ce_pieces(data, np.float64(0), True)
-
-
-def _cross_entropy_loss(data: Any) -> None:
-    if carray(_slots(data), (SIZE,))[DTYPE] == 4:
-        _ce_pieces(data, np.float32(0), False)
-    else:
-        _ce_pieces(data, np.float64(0), False)
+    task.__name__ = f"task_{name}"
+    task.__qualname__ = f"task_{name}"
+    return task
 
 
 TASKS = {
-    "softmax": _softmax,
-    "log_softmax": _log_softmax,
-    "logsumexp": _logsumexp,
-    "softmax_backward": _softmax_backward,
-    "log_softmax_backward": _log_softmax_backward,
-    "cross_entropy": _cross_entropy,
-    "cross_entropy_loss": _cross_entropy_loss,
+    name: _make(name, family, arg)
+    for name, family, arg in (
+        ("softmax", 0, 0),
+        ("log_softmax", 0, 1),
+        ("logsumexp", 0, 2),
+        ("softmax_backward", 1, False),
+        ("log_softmax_backward", 1, True),
+        ("cross_entropy", 2, True),
+        ("cross_entropy_loss", 2, False),
+    )
 }
 """The operations a team runs, by name."""
 
