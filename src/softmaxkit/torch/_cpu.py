@@ -3,7 +3,10 @@ r"""The CPU path of :mod:`softmaxkit.torch.functional`: plain CPU tensors of flo
 A call takes this path when its tensor is a plain CPU float32/float64 tensor (not traced by ``torch.compile``,
 not a tensor of a :mod:`torch.func` transform), its class dimension is the last, and the dispatcher sends it to
 ``numba`` (:func:`softmaxkit._backend.choose`; on the torch front at every size). The kernels read the tensor's
-memory through a NumPy view and their results become tensors without a copy.
+memory through a NumPy view and their results become tensors without a copy. Where a call's work takes more
+than one thread, the common kernels run on torch's own OpenMP threads (``torch.get_num_threads()`` of them,
+:mod:`softmaxkit.kernels.numba._team`), not numba's, which would wait for a core while torch's spin after its
+last op.
 
 The Functions here are written in the combined ``forward(ctx, ...)`` style, not the ``setup_context`` style of
 :mod:`._mappings` and :mod:`._cross_entropy`: torch 2.13's ``Function.apply`` binds the arguments of a

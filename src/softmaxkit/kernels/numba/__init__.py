@@ -21,7 +21,9 @@ softcap's code unless a softcap is asked for.
 Runtime (:mod:`._runtime`): the threading layer (TBB, else workqueue made thread-safe; fork-safe either way), the
 number of threads a call uses (from its work; small work runs on the calling thread), and the private on-disk
 cache. Results do not depend on the number of threads, except the last bits of a ``mean`` or ``sum`` of
-cross-entropy, whose per-piece sums are added at the end.
+cross-entropy, whose per-piece sums are added at the end. :mod:`softmaxkit.torch` passes :func:`torch_team`
+as ``team``: the common calls then run their pieces on torch's OpenMP threads (:mod:`._team`), with the same
+results bit for bit.
 """
 
 from __future__ import annotations
