@@ -240,7 +240,7 @@ def _compiled(chunk: Any, asm: bool = False) -> str:
 def test_the_common_kernels_count_no_references() -> None:
     """Compiled without numba's runtime: a reference count on every slice of a row cost a quarter of softmax's
     time on one thread (an atomic operation on a count all threads share)."""
-    for chunk in (cpu.plain._softmax_chunk, cpu.plain._log_softmax_chunk):
+    for chunk in (cpu.plain.softmax_chunk, cpu.plain.log_softmax_chunk):
         llvm = _compiled(chunk)
         assert "define" in llvm, chunk
         assert "NRT_incref" not in llvm, chunk
@@ -257,7 +257,7 @@ def test_the_exponential_loops_use_the_widest_vectors() -> None:
     features = ll.get_host_cpu_features()
     if not features.get("avx512f") or numba.config.CPU_FEATURES is not None or numba.config.CPU_NAME is not None:
         pytest.skip("the host CPU has no AVX-512 (or numba is told to compile for another)")
-    assert "zmm" in _compiled(cpu.plain._softmax_chunk, asm=True)
+    assert "zmm" in _compiled(cpu.plain.softmax_chunk, asm=True)
 
 
 # --------------------------------------------------------------------- kernels against the reference

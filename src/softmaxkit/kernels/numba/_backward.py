@@ -30,8 +30,10 @@ __all__ = [
     "first_bad_label",
     "log_softmax_backward_rows",
     "log_softmax_backward_rows_parallel",
+    "log_softmax_chunk",
     "softmax_backward_rows",
     "softmax_backward_rows_parallel",
+    "softmax_chunk",
 ]
 
 SOURCES_SHA = "0d77a5fc16cd01ea"
@@ -60,7 +62,7 @@ def _masked_sum(y: Any, g: Any) -> float:
 
 
 @jit()
-def _softmax_chunk(p: Any, g: Any, out: Any, r0: int, r1: int) -> None:
+def softmax_chunk(p: Any, g: Any, out: Any, r0: int, r1: int) -> None:
     wide()
     for i in range(r0, r1):
         s = p.dtype.type(_dot(p[i], g[i]))
@@ -70,7 +72,7 @@ def _softmax_chunk(p: Any, g: Any, out: Any, r0: int, r1: int) -> None:
 
 
 @jit()
-def _log_softmax_chunk(y: Any, g: Any, out: Any, r0: int, r1: int) -> None:
+def log_softmax_chunk(y: Any, g: Any, out: Any, r0: int, r1: int) -> None:
     wide()
     for i in range(r0, r1):
         s = y.dtype.type(_masked_sum(y[i], g[i]))
@@ -83,7 +85,7 @@ def _log_softmax_chunk(y: Any, g: Any, out: Any, r0: int, r1: int) -> None:
 @jit(cache=True)
 def softmax_backward_rows(p: Any, g: Any, out: Any) -> None:
     """``out[i] = p[i] * (g[i] - <g[i], p[i]>)`` for every row of the softmax ``p``."""
-    _softmax_chunk(p, g, out, 0, p.shape[0])
+    softmax_chunk(p, g, out, 0, p.shape[0])
 
 
 @jit(cache=True, parallel=True)
@@ -91,13 +93,13 @@ def softmax_backward_rows_parallel(p: Any, g: Any, out: Any, pieces: int) -> Non
     """:func:`softmax_backward_rows` with the rows cut into ``pieces`` pieces, one per thread."""
     n = p.shape[0]
     for ch in prange(pieces):
-        _softmax_chunk(p, g, out, ch * n // pieces, (ch + 1) * n // pieces)
+        softmax_chunk(p, g, out, ch * n // pieces, (ch + 1) * n // pieces)
 
 
 @jit(cache=True)
 def log_softmax_backward_rows(y: Any, g: Any, out: Any) -> None:
     """``out[i] = g[i] - exp(y[i]) * sum(g[i])`` for every row of the log-softmax ``y``; 0 where ``y`` is ``-inf``."""
-    _log_softmax_chunk(y, g, out, 0, y.shape[0])
+    log_softmax_chunk(y, g, out, 0, y.shape[0])
 
 
 @jit(cache=True, parallel=True)
@@ -105,7 +107,7 @@ def log_softmax_backward_rows_parallel(y: Any, g: Any, out: Any, pieces: int) ->
     """:func:`log_softmax_backward_rows` with the rows cut into ``pieces`` pieces, one per thread."""
     n = y.shape[0]
     for ch in prange(pieces):
-        _log_softmax_chunk(y, g, out, ch * n // pieces, (ch + 1) * n // pieces)
+        log_softmax_chunk(y, g, out, ch * n // pieces, (ch + 1) * n // pieces)
 
 
 @jit(cache=True)

@@ -32,14 +32,19 @@ from ._vmath import jit, vexp, vlog1p
 
 __all__ = [
     "SOURCES_SHA",
+    "ce_grad_chunk",
+    "ce_loss_chunk",
     "cross_entropy_loss_rows",
     "cross_entropy_loss_rows_parallel",
     "cross_entropy_rows",
     "cross_entropy_rows_parallel",
+    "log_softmax_chunk",
     "log_softmax_rows",
     "log_softmax_rows_parallel",
+    "logsumexp_chunk",
     "logsumexp_rows",
     "logsumexp_rows_parallel",
+    "softmax_chunk",
     "softmax_rows",
     "softmax_rows_parallel",
 ]
@@ -50,7 +55,7 @@ SOURCES_SHA = "0d77a5fc16cd01ea"
 
 # ------------------------------------------------------------------------------------ softmax and lse
 @jit()
-def _softmax_chunk(x: Any, out: Any, mb: Any, r0: int, r1: int) -> None:
+def softmax_chunk(x: Any, out: Any, mb: Any, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`softmax_rows`."""
     k = x.shape[1]
     for i in range(r0, r1):
@@ -75,7 +80,7 @@ def softmax_rows(x: Any, out: Any, mb: Any) -> None:
     the maximum each block of :data:`._rows.BLOCK` entries was summed against. Allocating it here would compile
     NumPy's allocation into the kernel too.
     """
-    _softmax_chunk(x, out, mb[0], 0, x.shape[0])
+    softmax_chunk(x, out, mb[0], 0, x.shape[0])
 
 
 @jit(cache=True, parallel=True)
@@ -83,11 +88,11 @@ def softmax_rows_parallel(x: Any, out: Any, mb: Any) -> None:
     """:func:`softmax_rows` with the rows cut into pieces, one per row of ``mb`` and thread."""
     n, pieces = x.shape[0], mb.shape[0]
     for ch in prange(pieces):
-        _softmax_chunk(x, out, mb[ch], ch * n // pieces, (ch + 1) * n // pieces)
+        softmax_chunk(x, out, mb[ch], ch * n // pieces, (ch + 1) * n // pieces)
 
 
 @jit()
-def _log_softmax_chunk(x: Any, out: Any, mb: Any, r0: int, r1: int) -> None:
+def log_softmax_chunk(x: Any, out: Any, mb: Any, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`log_softmax_rows`."""
     k = x.shape[1]
     for i in range(r0, r1):
@@ -105,7 +110,7 @@ def _log_softmax_chunk(x: Any, out: Any, mb: Any, r0: int, r1: int) -> None:
 @jit(cache=True)
 def log_softmax_rows(x: Any, out: Any, mb: Any) -> None:
     """``out[i] = log_softmax(x[i])`` for every row, rows longer than :data:`._rows.NARROW` (``mb``: scratch)."""
-    _log_softmax_chunk(x, out, mb[0], 0, x.shape[0])
+    log_softmax_chunk(x, out, mb[0], 0, x.shape[0])
 
 
 @jit(cache=True, parallel=True)
@@ -113,11 +118,11 @@ def log_softmax_rows_parallel(x: Any, out: Any, mb: Any) -> None:
     """:func:`log_softmax_rows` with the rows cut into pieces, one per row of ``mb`` and thread."""
     n, pieces = x.shape[0], mb.shape[0]
     for ch in prange(pieces):
-        _log_softmax_chunk(x, out, mb[ch], ch * n // pieces, (ch + 1) * n // pieces)
+        log_softmax_chunk(x, out, mb[ch], ch * n // pieces, (ch + 1) * n // pieces)
 
 
 @jit()
-def _logsumexp_chunk(x: Any, out: Any, mb: Any, r0: int, r1: int) -> None:
+def logsumexp_chunk(x: Any, out: Any, mb: Any, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`logsumexp_rows`."""
     for i in range(r0, r1):
         m, rest = pass1_plain(x[i], x[i], mb)
@@ -129,7 +134,7 @@ def _logsumexp_chunk(x: Any, out: Any, mb: Any, r0: int, r1: int) -> None:
 @jit(cache=True)
 def logsumexp_rows(x: Any, out: Any, mb: Any) -> None:
     """``out[i] = m + log1p(rest)`` in float64, rows longer than :data:`._rows.NARROW` (``mb``: scratch)."""
-    _logsumexp_chunk(x, out, mb[0], 0, x.shape[0])
+    logsumexp_chunk(x, out, mb[0], 0, x.shape[0])
 
 
 @jit(cache=True, parallel=True)
@@ -137,7 +142,7 @@ def logsumexp_rows_parallel(x: Any, out: Any, mb: Any) -> None:
     """:func:`logsumexp_rows` with the rows cut into pieces, one per row of ``mb`` and thread."""
     n, pieces = x.shape[0], mb.shape[0]
     for ch in prange(pieces):
-        _logsumexp_chunk(x, out, mb[ch], ch * n // pieces, (ch + 1) * n // pieces)
+        logsumexp_chunk(x, out, mb[ch], ch * n // pieces, (ch + 1) * n // pieces)
 
 
 # ------------------------------------------------------------------------------------------ cross-entropy
@@ -193,8 +198,8 @@ def _cross_entropy_chunk(grad_too: bool) -> Any:
     return chunk
 
 
-_ce_grad_chunk = _cross_entropy_chunk(True)
-_ce_loss_chunk = _cross_entropy_chunk(False)
+ce_grad_chunk = _cross_entropy_chunk(True)
+ce_loss_chunk = _cross_entropy_chunk(False)
 
 
 @jit(cache=True)
@@ -206,7 +211,7 @@ def cross_entropy_rows(
 
     Arguments as there (``sums[0, 2:]``, the z-loss's, stay 0), and ``mb``, scratch as in :func:`softmax_rows`.
     """
-    _ce_grad_chunk(x, y, ignore, w, inv_ce, grad, rows, mb[0], 0, x.shape[0], sums[0])
+    ce_grad_chunk(x, y, ignore, w, inv_ce, grad, rows, mb[0], 0, x.shape[0], sums[0])
 
 
 @jit(cache=True, parallel=True)
@@ -217,13 +222,13 @@ def cross_entropy_rows_parallel(
     n, pieces = x.shape[0], sums.shape[0]
     for ch in prange(pieces):
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
-        _ce_grad_chunk(x, y, ignore, w, inv_ce, grad, rows, mb[ch], r0, r1, sums[ch])
+        ce_grad_chunk(x, y, ignore, w, inv_ce, grad, rows, mb[ch], r0, r1, sums[ch])
 
 
 @jit(cache=True)
 def cross_entropy_loss_rows(x: Any, y: Any, ignore: int, w: Any, rows: Any, mb: Any, sums: Any) -> None:
     """:func:`cross_entropy_rows` without the gradient, on rows longer than :data:`._rows.NARROW`."""
-    _ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], rows, mb[0], 0, x.shape[0], sums[0])
+    ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], rows, mb[0], 0, x.shape[0], sums[0])
 
 
 @jit(cache=True, parallel=True)
@@ -232,4 +237,4 @@ def cross_entropy_loss_rows_parallel(x: Any, y: Any, ignore: int, w: Any, rows: 
     n, pieces = x.shape[0], sums.shape[0]
     for ch in prange(pieces):
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
-        _ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], rows, mb[ch], r0, r1, sums[ch])
+        ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], rows, mb[ch], r0, r1, sums[ch])

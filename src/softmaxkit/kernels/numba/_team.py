@@ -32,20 +32,22 @@ import glob
 import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.extending import intrinsic
 from numba.np.numpy_support import carray
 
 from . import _backward, _plain
 from ._runtime import WORK_PER_THREAD
-from ._vmath import _intrinsic, jit
+from ._vmath import jit
 
 __all__ = ["SOURCES_SHA", "TASKS", "Team", "block", "torch_team"]
 
-SOURCES_SHA = "eded7cedf8081925"
+SOURCES_SHA = "ba617aec3dce5b69"
 """The stamp of ``_rows.py``, ``_vmath.py``, ``_plain.py`` and ``_backward.py``, whose row functions the tasks
 compile in: numba keys a cached function on its own file only, and a test fails until this follows them."""
 
@@ -56,6 +58,7 @@ SIZE = 17
 
 # ------------------------------------------------------------------------------------------------ intrinsics
 _pointer_type: Any = types.CPointer
+_intrinsic: Callable[..., Any] = intrinsic
 
 
 @_intrinsic
@@ -116,11 +119,11 @@ def _map_pieces(data: Any, like: Any, op: int) -> None:
     while ch < pieces:
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
         if op == 0:
-            _plain._softmax_chunk(x, _matrix(b, OUT, n, like), mb[ch], r0, r1)
+            _plain.softmax_chunk(x, _matrix(b, OUT, n, like), mb[ch], r0, r1)
         elif op == 1:
-            _plain._log_softmax_chunk(x, _matrix(b, OUT, n, like), mb[ch], r0, r1)
+            _plain.log_softmax_chunk(x, _matrix(b, OUT, n, like), mb[ch], r0, r1)
         else:
-            _plain._logsumexp_chunk(x, carray(_pointer(b[OUT], 0.0), (n,)), mb[ch], r0, r1)
+            _plain.logsumexp_chunk(x, carray(_pointer(b[OUT], 0.0), (n,)), mb[ch], r0, r1)
         ch = _claim(data)
 
 
@@ -134,9 +137,9 @@ def _backward_pieces(data: Any, like: Any, log: int) -> None:
     while ch < pieces:
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
         if log:
-            _backward._log_softmax_chunk(y, g, out, r0, r1)
+            _backward.log_softmax_chunk(y, g, out, r0, r1)
         else:
-            _backward._softmax_chunk(y, g, out, r0, r1)
+            _backward.softmax_chunk(y, g, out, r0, r1)
         ch = _claim(data)
 
 
@@ -157,9 +160,9 @@ def _ce_pieces(data: Any, like: Any, grad_too: int) -> None:
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
         if grad_too:
             grad = _matrix(b, OUT, n, like)
-            _plain._ce_grad_chunk(x, y, ignore, w, inv_ce, grad, rows, mb[ch], r0, r1, sums[ch])
+            _plain.ce_grad_chunk(x, y, ignore, w, inv_ce, grad, rows, mb[ch], r0, r1, sums[ch])
         else:
-            _plain._ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], rows, mb[ch], r0, r1, sums[ch])
+            _plain.ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], rows, mb[ch], r0, r1, sums[ch])
         ch = _claim(data)
 
 
