@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 
 import softmaxkit.torch as skt  # noqa: E402
 from softmaxkit.kernels import numba as kernels  # noqa: E402
-from test_runtime import in_threads, run  # noqa: E402
+from test_runtime import assert_printed, in_threads, run  # noqa: E402
 
 TEAM = kernels.torch_team()
 needs_team = pytest.mark.skipif(TEAM is None, reason="torch does not run on GNU OpenMP here")
@@ -180,11 +180,7 @@ FORK = """
 @needs_team
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
 def test_fork_after_the_team_ran() -> None:
-    done = run(FORK, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "team True" in done.stdout, done.stdout + done.stderr[-3000:]
-    assert "child 0" in done.stdout, done.stdout + done.stderr[-3000:]
-    assert "pool True" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert_printed(run(FORK, timeout=900), "team True", "child 0", "pool True")
 
 
 CACHED = """

@@ -46,6 +46,13 @@ def run(code: str, env: dict[str, str] | None = None, timeout: float = 600) -> s
     )
 
 
+def assert_printed(done: subprocess.CompletedProcess[str], *lines: str) -> None:
+    """``done`` exited with 0 and printed each of ``lines``."""
+    assert done.returncode == 0, done.stderr[-3000:]
+    for line in lines:
+        assert line in done.stdout, done.stdout + done.stderr[-3000:]
+
+
 # ------------------------------------------------------------------------------------------------ fork
 FORK = """
     import multiprocessing, os, sys
@@ -78,9 +85,7 @@ FORK = """
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
 def test_fork_after_a_parallel_kernel_and_pool_map() -> None:
     done = run(FORK, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "child 0" in done.stdout, done.stdout + done.stderr[-3000:]
-    assert "pool True" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert_printed(done, "child 0", "pool True")
     assert "layer omp" not in done.stdout  # GNU OpenMP aborts a forked child
 
 
