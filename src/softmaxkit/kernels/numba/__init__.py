@@ -124,12 +124,13 @@ def softmax(z: np.ndarray, temperature: float, log: bool, team: Any = None) -> n
     out = np.empty(x.shape, dtype=x.dtype)
     t = x.dtype.type(temperature)
     k = x.shape[1]
+    common = t == 1 and k > NARROW and (log or k * x.itemsize <= STORE)  # the common call (._plain)
     pieces = 1 if team is None else team.pieces(x.size)
-    if pieces > 1 and t == 1 and k > NARROW and (log or k * x.itemsize <= STORE):
+    if pieces > 1 and common:
         team.run("log_softmax" if log else "softmax", x, pieces, out=out, mb=_scratch(x, pieces))
         return out.reshape(z.shape)
     with _runtime.threads(x.size) as pieces:
-        if t == 1 and k > NARROW and (log or k * x.itemsize <= STORE):  # the common call (._plain)
+        if common:
             plain, mb = kernels.plain, _scratch(x, pieces)
             if pieces > 1:
                 (plain.log_softmax_rows_parallel if log else plain.softmax_rows_parallel)(x, out, mb)
