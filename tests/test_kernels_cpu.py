@@ -262,7 +262,9 @@ def test_the_exponential_loops_use_the_widest_vectors() -> None:
 
 # --------------------------------------------------------------------- kernels against the reference
 # (rows, classes): single rows; widths around the 16 float32 lanes, the 32-class narrow tiles, the 2048-entry
-# blocks; enough rows to be cut into pieces for the threads (rows x classes >= 32768) and to span several tiles.
+# blocks, the 64-entry last window of the plain passes (_rows.PAD; 65, 100, 1023, 2148: a window overlapping
+# 63, 28, 1, 28 entries already summed, the last in a second block); enough rows to be cut into pieces for the
+# threads (rows x classes >= 32768) and to span several tiles.
 SHAPES = [
     (1, 1),
     (3, 7),
@@ -275,10 +277,14 @@ SHAPES = [
     (4, 32),
     (5, 33),
     (1000, 33),
+    (7, 65),
+    (40, 100),
+    (400, 100),
     (3, 1023),
     (40, 1023),
     (2, 2048),
     (17, 2049),
+    (9, 2148),
     (3, 4097),
     (9, 4097),
 ]
@@ -341,7 +347,7 @@ def test_the_common_call_kernels_equal_the_general_ones(dtype: str) -> None:
 
     Softmax and the gradient keep the first pass's exponentials: they take rows of up to _rows.STORE bytes only.
     """
-    for shape in [(5, 33), (40, 1023), (17, 2049), *LONG_SHAPES[dtype]]:
+    for shape in [(5, 33), (40, 100), (40, 1023), (17, 2049), (9, 2148), *LONG_SHAPES[dtype]]:
         x = logits(shape, dtype)
         stored = shape[1] * x.itemsize <= kernels.STORE
         scratch = np.empty((1, -(-shape[1] // kernels.BLOCK)), dtype=dtype)

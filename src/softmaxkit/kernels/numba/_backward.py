@@ -36,7 +36,7 @@ __all__ = [
     "softmax_chunk",
 ]
 
-SOURCES_SHA = "0d77a5fc16cd01ea"
+SOURCES_SHA = "7b0bdfdb900747fb"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 _REASSOC = {"reassoc", "contract"}  # the row sums may be reassociated so that LLVM vectorises them
