@@ -121,10 +121,11 @@ def _softmax_narrow(x: Any, out: Any, t: Any, log: bool, r0: int, r1: int) -> No
     """Rows ``r0:r1`` of :func:`softmax_rows` for rows of at most :data:`._rows.NARROW` classes, by tiles."""
     k = x.shape[1]
     mode = PLAIN if t == 1 else SCALED
-    buf = np.zeros((3, BLOCK), x.dtype)
-    mrow = np.zeros(BLOCK, x.dtype)
-    rows = np.zeros((6, BLOCK))
     per = BLOCK // k
+    span = max(min(per, r1 - r0), 0)  # the rows of the largest tile: scratch for them only (see _ce_narrow_chunk)
+    buf = np.zeros((3, span * k), x.dtype)
+    mrow = np.zeros(span, x.dtype)
+    rows = np.zeros((6, span))
     for i0 in range(r0, r1, per):
         i1 = min(i0 + per, r1)
         nr = i1 - i0
@@ -214,10 +215,11 @@ def _logsumexp_narrow(x: Any, out: Any, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`logsumexp_rows` for rows of at most :data:`._rows.NARROW` classes, by tiles."""
     k = x.shape[1]
     one = x.dtype.type(1.0)
-    buf = np.zeros((3, BLOCK), x.dtype)
-    mrow = np.zeros(BLOCK, x.dtype)
-    rows = np.zeros((6, BLOCK))
     per = BLOCK // k
+    span = max(min(per, r1 - r0), 0)  # the rows of the largest tile: scratch for them only (see _ce_narrow_chunk)
+    buf = np.zeros((3, span * k), x.dtype)
+    mrow = np.zeros(span, x.dtype)
+    rows = np.zeros((6, span))
     for i0 in range(r0, r1, per):
         i1 = min(i0 + per, r1)
         narrow_tile_uncapped(x, i0, i1, PLAIN, one, buf, mrow, rows)
@@ -466,10 +468,13 @@ def _ce_narrow_chunk(capped_ok: bool) -> Any:
                   acc: Any) -> None:  # fmt: skip
         k = x.shape[1]
         mode = CAPPED if capped else PLAIN
-        buf = np.zeros((3, BLOCK), x.dtype)
-        stats = np.zeros((8, BLOCK))
-        mrow = np.zeros(BLOCK, x.dtype)
         per = BLOCK // k
+        # scratch for the rows of the largest tile only: a whole tile's would cost a small call more than its
+        # work (160 KiB zeroed, the largest part taken from the system and given back on every call)
+        span = max(min(per, r1 - r0), 0)
+        buf = np.zeros((3, span * k), x.dtype)
+        stats = np.zeros((8, span))
+        mrow = np.zeros(span, x.dtype)
         for i0 in range(r0, r1, per):
             i1 = min(i0 + per, r1)
             tile(x, i0, i1, mode, cap, buf, mrow, stats)
