@@ -16,6 +16,7 @@ import math
 import subprocess
 import sys
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -477,16 +478,19 @@ def test_cpu_kernels_read_the_tensors_memory(monkeypatch):
     """No copy on the way in: the kernels get a NumPy view of the logits' memory."""
     from softmaxkit.kernels import numba as kernels
 
-    seen = []
-    real = kernels.cross_entropy
-    monkeypatch.setattr(kernels, "cross_entropy", lambda z, *a: seen.append(z) or real(z, *a))
-    x = torch.randn(5, 4, requires_grad=True)
-    with sk.backend("numba"):
-        skt.cross_entropy(x, torch.tensor([0, 1, 2, 3, 0])).backward()
-    assert len(seen) == 1
-    assert np.shares_memory(seen[0], x.detach().numpy())
-    assert x.grad is not None
-    _close(x.grad, torch.autograd.grad(F.cross_entropy(x, torch.tensor([0, 1, 2, 3, 0])), x)[0], **tol("float32"))
+    seen: dict[str, list[Any]] = {"cross_entropy": [], "small_cross_entropy": []}
+    for name, got in seen.items():
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda z, *a, real=real, got=got: got.append(z) or real(z, *a))
+    t = torch.tensor([0, 1, 2, 3, 0])
+    for entry, kw in (("small_cross_entropy", {}), ("cross_entropy", {"label_smoothing": 0.1})):
+        x = torch.randn(5, 4, requires_grad=True)
+        with sk.backend("numba"):
+            skt.cross_entropy(x, t, **kw).backward()
+        assert len(seen[entry]) == 1, entry
+        assert np.shares_memory(seen[entry].pop(), x.detach().numpy())
+        assert x.grad is not None
+        _close(x.grad, torch.autograd.grad(F.cross_entropy(x, t, **kw), x)[0], **tol("float32"))
 
 
 def test_cpu_kernels_double_backward_and_second_backward():

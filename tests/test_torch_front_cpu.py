@@ -171,3 +171,73 @@ def test_backward_kernels_cache_stamp_follows_the_sources():
     from softmaxkit.kernels.numba import _runtime
 
     assert _runtime.load_extra("_backward").SOURCES_SHA == _runtime.load().SOURCES_SHA
+
+
+# ------------------------------------------------------------------------- small cross-entropy (one kernel call)
+def _labelled(shape: tuple[int, int], dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits with special rows where the shape has room, and labels with ignored rows and a masked target."""
+    n, k = shape
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen, dtype=dtype) * 4
+    t = torch.randint(0, k, (n,), generator=gen)
+    if n >= 6 and k >= 4:
+        x[0, 1] = -INF
+        t[0] = 1  # the target's logit is -inf: an infinite loss, a finite gradient
+        x[1] = -INF
+        t[1] = -100  # a fully masked row, ignored
+        x[2, 3] = NAN  # a nan row: nan
+        x[3, 0] = INF  # a +inf row: nan
+        x[4] = x[4] + 1e6  # a large shift
+        t[5] = -100
+    return x, t
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_small_cross_entropy_is_the_general_path_bit_for_bit(dtype, reduction, monkeypatch):
+    """The default call of a small CE takes the one-kernel path (kernels.numba.small_cross_entropy), and gives the
+    general path's loss and gradient exactly (that path taken with all-one class weights, the same arithmetic),
+    and torch's code's within the dtype's tolerance; narrow rows (<= 32 classes), longer ones with a last
+    window (100, 2148), and a row of one class."""
+    from softmaxkit.kernels import numba as kernels
+
+    calls = []
+    real = kernels.small_cross_entropy
+    monkeypatch.setattr(kernels, "small_cross_entropy", lambda *a: calls.append(1) or real(*a))
+    for shape in [(1, 1), (6, 5), (128, 10), (40, 32), (7, 33), (40, 100), (9, 2148)]:
+        x, t = _labelled(shape, dtype, seed=shape[0] + shape[1])
+        got = []
+        for how in ("small", "general", "torch"):
+            a = x.clone().requires_grad_(True)
+            with sk.backend("torch" if how == "torch" else "auto"):
+                w = torch.ones(shape[1], dtype=dtype) if how == "general" else None
+                before = len(calls)
+                loss = skt.cross_entropy(a, t, weight=w, reduction=reduction)
+                assert len(calls) - before == (1 if how == "small" else 0), (shape, how)
+            loss.backward()
+            got.append((loss.detach(), a.grad))
+        what = f"{shape} {reduction} {dtype}"
+        for mine, general in zip(got[0], got[1], strict=True):
+            assert mine.dtype == general.dtype == dtype, what
+            np.testing.assert_array_equal(mine.numpy(), general.numpy(), err_msg=what)
+        for mine, oracle in zip(got[0], got[2], strict=True):
+            torch.testing.assert_close(mine, oracle, equal_nan=True, **tol(str(dtype).split(".")[1]), msg=what)
+
+
+def test_small_cross_entropy_special_calls():
+    """Every label ignored: a mean of 0 and zero gradients; a label out of range is named (the small path finds
+    it and leaves the call to the general path's check); no gradient wanted: the loss alone."""
+    x = torch.randn(4, 7, requires_grad=True)
+    loss = skt.cross_entropy(x, torch.full((4,), -100))
+    loss.backward()
+    assert loss.item() == 0.0
+    assert torch.equal(x.grad, torch.zeros(4, 7))
+    with pytest.raises(ValueError, match=r"class index 7 at position \(3,\), outside \[0, 7\)"):
+        skt.cross_entropy(x, torch.tensor([0, 1, -100, 7]))
+    with pytest.raises(ValueError, match=r"class index -3 at position \(0,\)"):
+        skt.cross_entropy(x.detach(), torch.tensor([-3, 1, 2, 7]))
+    t = torch.tensor([0, 6, -100, 2])
+    with torch.no_grad():
+        plain = skt.cross_entropy(x, t, reduction="sum")
+    torch.testing.assert_close(plain, F.cross_entropy(x, t, reduction="sum"), **tol("float32"))
+    assert plain.grad_fn is None

@@ -176,16 +176,20 @@ def logsumexp(x: Tensor, dim: int, keepdim: bool) -> Tensor | None:
 # ---------------------------------------------------------------------------------------- cross-entropy
 class _CrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, target: Tensor, weight: Tensor | None, opts: Options, fuse: bool) -> Tensor:
+    def forward(
+        ctx: Any, logits: Tensor, target: Tensor, weight: Tensor | None, opts: Options, fuse: bool, done: Any = None
+    ) -> Tensor:
         z = logits.detach()
-        t = target.detach()
-        if t.is_floating_point():
-            t = t.to(z.dtype)
-        w = None if weight is None else weight.detach().to(z.dtype).numpy()
-        res = _kernels().cross_entropy(
-            z.numpy(), t.numpy(), w, opts.ignore_index, opts.label_smoothing, opts.reduction, opts.z_loss,
-            opts.softcap, fuse, _team(),
-        )  # fmt: skip
+        res = done  # (loss, grad) computed before the call (small_cross_entropy), or None
+        if res is None:
+            t = target.detach()
+            if t.is_floating_point():
+                t = t.to(z.dtype)
+            w = None if weight is None else weight.detach().to(z.dtype).numpy()
+            res = _kernels().cross_entropy(
+                z.numpy(), t.numpy(), w, opts.ignore_index, opts.label_smoothing, opts.reduction, opts.z_loss,
+                opts.softcap, fuse, _team(),
+            )  # fmt: skip
         ctx.opts, ctx.grad = opts, None
         if res is None:  # the one case the kernels leave to the torch code (a subnormal float64 total weight)
             loss: Tensor = _core.ce_forward(z, target, weight, z.ndim - 1, opts)[0]
@@ -197,19 +201,19 @@ class _CrossEntropy(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
         dz: Tensor | None = ctx.grad
         if dz is not None and not torch.is_grad_enabled():
             ctx.grad = None  # handed over: a second backward recomputes
             if ctx.opts.reduction == "none":
-                return dz.mul_(grad.unsqueeze(-1)), None, None, None, None
-            return (dz if grad.item() == 1.0 else dz.mul_(grad)), None, None, None, None
+                return dz.mul_(grad.unsqueeze(-1)), None, None, None, None, None
+            return (dz if grad.item() == 1.0 else dz.mul_(grad)), None, None, None, None, None
         logits, target, weight = ctx.saved_tensors
         dim, opts = logits.ndim - 1, ctx.opts
         denom, n_rows = _core.denominators(target, weight, dim, opts.ignore_index, logits)
         # lse None: recomputed by differentiable torch code (a double backward differentiates it)
         dz = _core.ce_backward(logits, target, weight, dim, opts, None, denom, n_rows, grad)[0]
-        return dz, None, None, None, None
+        return dz, None, None, None, None, None
 
     @staticmethod
     @_core.jvp_rule
@@ -246,3 +250,46 @@ def cross_entropy(x: Tensor, target: Tensor, weight: Tensor | None, dim: int, op
         return None
     fuse = torch.is_grad_enabled() and x.requires_grad
     return _core.apply(_CrossEntropy, x, target, weight, opts, fuse)
+
+
+_DEFAULTS = {reduction: Options(-100, 0.0, reduction, 0.0, None) for reduction in ("mean", "sum")}
+
+
+def small_cross_entropy(x: Any, target: Any, reduction: str) -> Tensor | None:
+    """Cross-entropy of a small ``(N, C)`` CPU float32/float64 tensor for int64 class indices, with every option
+    at its default but ``reduction`` (``"mean"`` or ``"sum"``), or None when the call is not one of those (then
+    the general path checks and runs it, and names a label out of range).
+
+    The common small call of a training loop, in one kernel call that also checks the labels
+    (:func:`softmaxkit.kernels.numba.small_cross_entropy`), with no other check than this function's: at
+    128 x 10 the general path's checks, engine choice and kernel entry cost several times the kernel's work.
+    Its results are the general path's, bit for bit (tests/test_torch_cpu.py)."""
+    if not (
+        type(x) is torch.Tensor  # (a subclass, a Parameter included: the general path)
+        and type(target) is torch.Tensor
+        and x.dtype in _FLOATS
+        and target.dtype == torch.int64
+        and x.ndim == 2
+        and target.ndim == 1
+        and x.layout == torch.strided
+        and target.layout == torch.strided
+        and x.device.type == "cpu"
+        and target.device.type == "cpu"
+        and x.shape[0] == target.shape[0]
+        and x.shape[0] > 0
+        and x.shape[1] > 0
+        and x.is_contiguous()
+        and target.is_contiguous()
+        and not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()  # (no tensor's memory may be read inside one)
+        and _backend.resolve() in ("auto", "numba")
+    ):
+        return None
+    kernels = _kernels()
+    if x.numel() >= kernels.SMALL or not kernels.available():
+        return None
+    fuse = torch.is_grad_enabled() and x.requires_grad
+    res = kernels.small_cross_entropy(x.detach().numpy(), target.numpy(), reduction == "mean", fuse)
+    if res is None:
+        return None
+    return _core.apply(_CrossEntropy, x, target, None, _DEFAULTS[reduction], fuse, res)

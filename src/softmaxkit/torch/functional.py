@@ -427,6 +427,23 @@ def cross_entropy(
     >>> cross_entropy(z, torch.tensor([-100]))  # every label ignored: 0, not nan
     tensor(0., grad_fn=<_CrossEntropyBackward>)
     """
+    if (
+        weight is None
+        and type(ignore_index) is int
+        and ignore_index == -100
+        and (reduction == "mean" or reduction == "sum")
+        and type(label_smoothing) in (float, int)
+        and label_smoothing == 0
+        and type(z_loss) in (float, int)
+        and z_loss == 0
+        and softcap is None
+        and check_target is True
+        and size_average is None
+        and reduce is None
+    ):  # the common call: small ones take a path with no other checks (_cpu.small_cross_entropy)
+        small = _cpu.small_cross_entropy(input, target, reduction)
+        if small is not None:
+            return small
     x = checked_tensor(input, "input")
     if size_average is not None or reduce is not None:
         reduction = torch.nn._reduction.legacy_get_string(size_average, reduce)

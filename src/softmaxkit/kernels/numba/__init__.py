@@ -41,9 +41,13 @@ NARROW, BLOCK, STORE = 32, 2048, 1 << 21
 """:mod:`._rows`'s constants (imported with numba): rows of at most NARROW classes, and rows of more than STORE
 bytes when the first pass would keep their exponentials, run the general kernels; BLOCK: the online pass's."""
 
+SMALL = 2 * _runtime.WORK_PER_THREAD
+"""Calls of fewer logits run on the calling thread (:func:`._runtime.pieces`)."""
+
 _TINY64 = float(np.finfo(np.float64).tiny)
 
 __all__ = [
+    "SMALL",
     "available",
     "cache_dir",
     "cross_entropy",
@@ -53,6 +57,7 @@ __all__ = [
     "entmax_vjp",
     "first_bad_label",
     "logsumexp",
+    "small_cross_entropy",
     "softmax",
     "softmax_backward",
     "sparsemax",
@@ -199,6 +204,21 @@ def cross_entropy(
     with _runtime.threads(x.size) as pieces:
         return _cross_entropy(kernels, x, z.shape, target, weight, ignore_index, label_smoothing, reduction, z_loss,
                               softcap, want_grad, pieces)  # fmt: skip
+
+
+def small_cross_entropy(z: np.ndarray, target: np.ndarray, mean: bool, want_grad: bool) -> Any:
+    """:func:`cross_entropy` of 2-D C-contiguous logits and int64 class indices with ``ignore_index`` -100 and
+    every other option at its default but the reduction (``mean``, else ``sum``), on the calling thread, the
+    labels checked on the way: ``(loss, grad)``, or None when a label is out of range (for the caller's check
+    to name). For small calls: one kernel call (:func:`._plain.small_cross_entropy`)."""
+    kernels = _runtime.load()
+    k = z.shape[1]
+    grad = np.empty((z.shape[0] if want_grad else 0, k), dtype=z.dtype)
+    run = kernels.small_cross_entropy_narrow if k <= NARROW else kernels.plain.small_cross_entropy
+    loss, bad = run(_readable(z), _readable(target), -100, grad, mean)
+    if bad >= 0:
+        return None
+    return np.asarray(loss, dtype=z.dtype), (grad if want_grad else None)
 
 
 def _cross_entropy(

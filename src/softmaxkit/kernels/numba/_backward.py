@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numba import prange
 
+from ._rows import label_scan
 from ._vmath import jit, vexp, wide
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
     "softmax_chunk",
 ]
 
-SOURCES_SHA = "7b0bdfdb900747fb"
+SOURCES_SHA = "22407ad4d7961db8"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 _REASSOC = {"reassoc", "contract"}  # the row sums may be reassociated so that LLVM vectorises them
@@ -113,8 +114,5 @@ def log_softmax_backward_rows_parallel(y: Any, g: Any, out: Any, pieces: int) ->
 @jit(cache=True)
 def first_bad_label(y: Any, n_classes: int, ignore: int) -> int:
     """The position of the first class index outside ``[0, n_classes)`` that is not ``ignore``, or -1."""
-    for i in range(y.size):
-        v = y[i]
-        if (v < 0 or v >= n_classes) and v != ignore:
-            return i
-    return -1
+    bad: int = label_scan(y, n_classes, ignore)[0]
+    return bad

@@ -69,6 +69,7 @@ from ._rows import (
     grad_,
     grad_into,
     has_nan,
+    label_scan,
     minus_,
     narrow_out,
     narrow_tile,
@@ -100,13 +101,14 @@ __all__ = [
     "logsumexp_rows",
     "logsumexp_rows_parallel",
     "plain",
+    "small_cross_entropy_narrow",
     "softmax_narrow_rows",
     "softmax_narrow_rows_parallel",
     "softmax_rows",
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "7b0bdfdb900747fb"
+SOURCES_SHA = "22407ad4d7961db8"
 """First 16 hex digits of the SHA-256 of ``_rows.py`` and ``_vmath.py`` together (tests/test_kernels_cpu.py).
 
 numba's on-disk cache keys a kernel on the source of its own file only: a kernel cached before an edit of those
@@ -719,6 +721,23 @@ def cross_entropy_narrow_rows(
     False), compiling only that path."""
     n = x.shape[0]
     _ce_narrow_uncapped(x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, 0, n, sums[0])
+
+
+@jit(nrt=True, cache=True)
+def small_cross_entropy_narrow(x: Any, y: Any, ignore: int, grad: Any, mean: bool) -> Any:
+    """:func:`._plain.small_cross_entropy` for rows of at most :data:`._rows.NARROW` classes."""
+    k = x.shape[1]
+    bad, kept = label_scan(y, k, ignore)
+    if bad >= 0:
+        return 0.0, bad
+    inv = (1.0 / kept if kept > 0 else 0.0) if mean else 1.0
+    w = np.ones(k, x.dtype)
+    acc = np.zeros(4)
+    q = np.zeros((1, 1), x.dtype)
+    _ce_narrow_uncapped(x, y, ignore, q, w, INDEX, 0.0, 0.0, x.dtype.type(1.0), False, inv, 0.0, grad, acc[:0], 0,
+                        x.shape[0], acc)  # fmt: skip
+    total = acc[0] + acc[1]
+    return ((total / kept if kept > 0 else 0.0) if mean else total), -1
 
 
 @jit(nrt=True, cache=True, parallel=True)

@@ -420,6 +420,21 @@ def grad_into(kind: int, e: Any, q: Any, w: Any, qa: float, qb: float, pc: float
 
 # --------------------------------------------------------------------------------------------- rows
 @jit()
+def label_scan(y: Any, n_classes: int, ignore: int) -> Any:
+    """``(bad, kept)``: the position of the first class index of ``y`` outside ``[0, n_classes)`` that is not
+    ``ignore`` (-1 when there is none; the scan stops there) and the number of labels not ignored before it."""
+    kept = 0
+    for i in range(y.size):
+        v = y[i]
+        if v == ignore:
+            continue
+        if v < 0 or v >= n_classes:
+            return i, kept
+        kept += 1
+    return -1, kept
+
+
+@jit()
 def neumaier(s: float, comp: float, v: float) -> Any:
     """Add ``v`` to the compensated sum ``(s, comp)`` (Neumaier 1974); an infinite or nan sum stays as it is."""
     total = s + v
