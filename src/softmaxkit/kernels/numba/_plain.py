@@ -69,7 +69,8 @@ def softmax_chunk(x: Any, out: Any, mb: Any, r0: int, r1: int) -> None:
         else:
             inv = 1.0 / total
             for b in range(mb.size):  # out[i] holds exp(x - mb[b]), block by block, from the first pass
-                f = x.dtype.type(math.exp(float(mb[b]) - float(m)) * inv)
+                # (a block summed against the row's maximum, as every single-block row's is: no call to exp)
+                f = x.dtype.type(inv if mb[b] == m else math.exp(float(mb[b]) - float(m)) * inv)
                 times_(out[i, b * BLOCK : min((b + 1) * BLOCK, k)], f)
 
 
@@ -192,10 +193,13 @@ def _cross_entropy_chunk(grad_too: bool) -> Any:
                 continue
             for b in range(mb.size):  # grad[i] holds exp(x - mb[b]): rescale to the row's maximum
                 b0, b1 = b * BLOCK, min((b + 1) * BLOCK, k)
-                f = math.exp(np.float64(mb[b]) - np.float64(m)) if m > -np.inf else 0.0
+                here = mb[b] == m and m > -np.inf  # (summed against the row's maximum: no call to exp)
+                f = 1.0 if here else math.exp(np.float64(mb[b]) - np.float64(m)) if m > -np.inf else 0.0
+                # the label's entry: exp(x_y - m) is the stored one when its block was summed against m
+                ey = grad[i, yi] if here and b0 <= yi < b1 else vexp(x[i, yi] - meff)
                 times_(grad[i, b0:b1], x.dtype.type(pc * f))
                 if b0 <= yi < b1:
-                    grad[i, yi] = np.float64(vexp(x[i, yi] - meff)) * pc - yc
+                    grad[i, yi] = np.float64(ey) * pc - yc
 
     return chunk
 
