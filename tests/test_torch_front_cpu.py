@@ -8,6 +8,7 @@ included), the double backward, forward-mode AD, and the small-softmax path on `
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,18 +89,21 @@ def test_cpu_path_reads_and_returns_the_tensors_memory(monkeypatch):
 
     seen: list[np.ndarray] = []
     made: list[np.ndarray] = []
-    real = kernels.softmax
+    for name in ("softmax", "small_softmax"):  # the general entry, and the one of small calls
+        real = getattr(kernels, name)
 
-    def spy(z: np.ndarray, *args: object) -> np.ndarray:
-        seen.append(z)
-        made.append(real(z, *args))  # type: ignore[arg-type]
-        return made[-1]
+        def spy(z: np.ndarray, *args: object, real: Any = real) -> np.ndarray:
+            seen.append(z)
+            made.append(real(z, *args))
+            return made[-1]
 
-    monkeypatch.setattr(kernels, "softmax", spy)
-    x = torch.randn(64, 100)
-    out = skt.log_softmax(x, dim=1)
-    assert np.shares_memory(seen[0], x.numpy())
-    assert np.shares_memory(made[0], out.numpy())
+        monkeypatch.setattr(kernels, name, spy)
+    for shape in [(64, 100), (600, 1000)]:  # small, then large
+        x = torch.randn(shape)
+        out = skt.log_softmax(x, dim=1)
+        assert len(seen) == 1
+        assert np.shares_memory(seen.pop(), x.numpy())
+        assert np.shares_memory(made.pop(), out.numpy())
 
 
 @pytest.mark.parametrize("op", [*MAPS, "cross_entropy"])

@@ -22,6 +22,14 @@ kernel on a small tensor takes. The transforms that need ``setup_context`` never
 A backward under ``create_graph=True`` (a double backward) runs the differentiable torch code of
 :mod:`._core` instead, and so does forward-mode AD (``jvp``): the values are the same.
 
+Small calls (fewer than :data:`softmaxkit.kernels.numba.SMALL` elements, contiguous): softmax and log-softmax
+call :func:`softmaxkit.kernels.numba.small_softmax` and their backward
+:func:`softmaxkit.kernels.numba.small_softmax_backward`, cross-entropy with its default options (but
+``reduction`` ``mean`` or ``sum``) :func:`softmaxkit.kernels.numba.small_cross_entropy`, which checks the labels
+in the same call (:func:`small_cross_entropy`): one kernel call on this thread, without the general path's
+checks and engine choice, which at 128 x 10 cost several times the kernel's work. A label out of range sends the
+call to the general path, whose check names it.
+
 Small softmax (below :data:`softmaxkit._backend.THRESHOLD` elements, ``backend`` ``auto``): torch's own
 ``torch.softmax``, whose values, gradient and special values are ours for every row but a fully masked one
 (torch: ``nan``); a result holding a ``nan`` is computed again by the torch code of :mod:`._mappings`.
@@ -80,48 +88,53 @@ def _numba(op: str, x: Tensor, mode: str) -> bool:
 
 
 # --------------------------------------------------------------------------------------------- mappings
-def _map_forward(ctx: Any, x: Tensor, log: bool) -> Tensor:
-    out = torch.from_numpy(_kernels().softmax(x.detach().numpy(), 1.0, log, _team()))
+def _map_forward(ctx: Any, x: Tensor, log: bool, done: Any) -> Tensor:
+    # done: the output computed before the call (small_mapping), or None
+    out = torch.from_numpy(_kernels().softmax(x.detach().numpy(), 1.0, log, _team()) if done is None else done)
     ctx.save_for_backward(out)
     ctx.save_for_forward(out)
     return out
 
 
-def _map_backward(ctx: Any, grad: Tensor, log: bool) -> Tensor:
+def _map_backward(ctx: Any, grad: Tensor, log: bool) -> tuple[Tensor, None]:
     (out,) = ctx.saved_tensors
     if torch.is_grad_enabled():  # a double backward: differentiable torch code
-        return (_core.log_softmax_vjp if log else _core.softmax_vjp)(out, grad, out.ndim - 1)
-    return torch.from_numpy(_kernels().softmax_backward(out.detach().numpy(), grad.detach().numpy(), log, _team()))
+        return (_core.log_softmax_vjp if log else _core.softmax_vjp)(out, grad, out.ndim - 1), None
+    kernels = _kernels()
+    y, g = out.detach().numpy(), grad.detach()
+    if out.numel() < kernels.SMALL and g.dtype == out.dtype and g.is_contiguous():  # (no check or choice to make)
+        return torch.from_numpy(kernels.small_softmax_backward(y, g.numpy(), log)), None
+    return torch.from_numpy(kernels.softmax_backward(y, g.numpy(), log, _team())), None
 
 
 class _Softmax(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
-        return _map_forward(ctx, x, False)
+    def forward(ctx: Any, x: Tensor, done: Any = None) -> Tensor:
+        return _map_forward(ctx, x, False, done)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         return _map_backward(ctx, grad, False)
 
     @staticmethod
     @_core.jvp_rule
-    def jvp(ctx: Any, tangent: Tensor) -> Tensor:
+    def jvp(ctx: Any, tangent: Tensor, *_: Any) -> Tensor:
         (out,) = ctx.saved_tensors
         return _core.softmax_jvp(out, tangent, out.ndim - 1)
 
 
 class _LogSoftmax(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
-        return _map_forward(ctx, x, True)
+    def forward(ctx: Any, x: Tensor, done: Any = None) -> Tensor:
+        return _map_forward(ctx, x, True, done)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         return _map_backward(ctx, grad, True)
 
     @staticmethod
     @_core.jvp_rule
-    def jvp(ctx: Any, tangent: Tensor) -> Tensor:
+    def jvp(ctx: Any, tangent: Tensor, *_: Any) -> Tensor:
         (out,) = ctx.saved_tensors
         return _core.log_softmax_jvp(out, tangent, out.ndim - 1)
 
@@ -134,6 +147,10 @@ def mapping(x: Tensor, dim: int, log: bool) -> Tensor | None:
     if not log and mode == "auto" and x.numel() < _backend.THRESHOLD:
         p = torch.softmax(x, dim)
         return None if bool(p.isnan().any()) else p  # a fully masked row is zeros here, not nan: the torch code
+    kernels = _kernels()
+    small = type(x) is torch.Tensor and x.is_contiguous() and x.numel() < kernels.SMALL
+    if small and mode in ("auto", "numba") and kernels.available():  # the kernel here, no other check or choice
+        return _core.apply(_LogSoftmax if log else _Softmax, x, kernels.small_softmax(x.detach().numpy(), log))
     if not _numba("log_softmax" if log else "softmax", x, mode):
         return None
     return _core.apply(_LogSoftmax if log else _Softmax, x)

@@ -58,6 +58,8 @@ __all__ = [
     "first_bad_label",
     "logsumexp",
     "small_cross_entropy",
+    "small_softmax",
+    "small_softmax_backward",
     "softmax",
     "softmax_backward",
     "sparsemax",
@@ -150,6 +152,24 @@ def softmax(z: np.ndarray, temperature: float, log: bool, team: Any = None) -> n
             kernels.softmax_rows_parallel(x, out, t, log, pieces)
         else:
             kernels.softmax_rows(x, out, t, log)
+    return out.reshape(z.shape)
+
+
+def small_softmax(z: np.ndarray, log: bool) -> np.ndarray:
+    """:func:`softmax` without a temperature of a C-contiguous ``z`` of fewer than :data:`SMALL` entries, on the
+    calling thread, with no other check or choice (the torch front's small calls)."""
+    kernels = _runtime.load()
+    k = z.shape[-1]
+    x = z.reshape(-1, k)
+    out = np.empty(x.shape, dtype=x.dtype)
+    if k <= NARROW:
+        kernels.softmax_narrow_rows(x, out, x.dtype.type(1.0), log)
+    elif log:
+        kernels.plain.log_softmax_rows(x, out, _scratch(x, 1))
+    elif k * x.itemsize <= STORE:
+        kernels.plain.softmax_rows(x, out, _scratch(x, 1))
+    else:
+        kernels.softmax_rows(x, out, x.dtype.type(1.0), log)
     return out.reshape(z.shape)
 
 
@@ -413,6 +433,17 @@ def softmax_backward(out: np.ndarray, grad: np.ndarray, log: bool, team: Any = N
         else:
             run(y, g, dz)
     return dz.reshape(out.shape)
+
+
+def small_softmax_backward(out: np.ndarray, grad: np.ndarray, log: bool) -> np.ndarray:
+    """:func:`softmax_backward` of C-contiguous ``out`` and ``grad`` of one shape and dtype, fewer than
+    :data:`SMALL` entries, on the calling thread, with no other check or choice (the torch front's small calls)."""
+    kernels = _runtime.load_extra("_backward")
+    k = out.shape[-1]
+    dz = np.empty(out.shape, dtype=out.dtype)
+    run = kernels.log_softmax_backward_rows if log else kernels.softmax_backward_rows
+    run(out.reshape(-1, k), grad.reshape(-1, k), dz.reshape(-1, k))
+    return dz
 
 
 def first_bad_label(target: np.ndarray, n_classes: int, ignore_index: int) -> int:
