@@ -87,22 +87,22 @@ def test_small_softmax_is_torchs_own_where_its_values_are_ours():
 def test_cpu_path_reads_and_returns_the_tensors_memory(monkeypatch):
     from softmaxkit.kernels import numba as kernels
 
-    seen: list[np.ndarray] = []
+    seen: list[tuple[str, np.ndarray]] = []
     made: list[np.ndarray] = []
     for name in ("softmax", "small_softmax"):  # the general entry, and the one of small calls
         real = getattr(kernels, name)
 
-        def spy(z: np.ndarray, *args: object, real: Any = real) -> np.ndarray:
-            seen.append(z)
+        def spy(z: np.ndarray, *args: object, real: Any = real, name: str = name) -> np.ndarray:
+            seen.append((name, z))
             made.append(real(z, *args))
             return made[-1]
 
         monkeypatch.setattr(kernels, name, spy)
-    for shape in [(64, 100), (600, 1000)]:  # small, then large
+    for shape, entry in [((64, 100), "small_softmax"), ((600, 1000), "softmax")]:  # under kernels.SMALL, over
         x = torch.randn(shape)
         out = skt.log_softmax(x, dim=1)
-        assert len(seen) == 1
-        assert np.shares_memory(seen.pop(), x.numpy())
+        assert [name for name, _ in seen] == [entry]
+        assert np.shares_memory(seen.pop()[1], x.numpy())
         assert np.shares_memory(made.pop(), out.numpy())
 
 
