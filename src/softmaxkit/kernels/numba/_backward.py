@@ -37,7 +37,7 @@ __all__ = [
     "softmax_chunk",
 ]
 
-SOURCES_SHA = "22407ad4d7961db8"
+SOURCES_SHA = "f277f2fe5aadd293"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 _REASSOC = {"reassoc", "contract"}  # the row sums may be reassociated so that LLVM vectorises them

@@ -70,7 +70,7 @@ __all__ = [
     "vjp_rows_parallel",
 ]
 
-SOURCES_SHA = "08c34b6c8bb55bfb"
+SOURCES_SHA = "58276241c098ab28"
 """First 16 hex digits of the SHA-256 of ``_vmath.py``, the one file compiled into these kernels
 (tests/test_kernels_family.py). numba's on-disk cache keys a kernel on its own file only: a test fails until this
 stamp follows an edit there, which edits this file and so invalidates its cache."""

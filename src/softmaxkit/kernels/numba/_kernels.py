@@ -108,7 +108,7 @@ __all__ = [
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "22407ad4d7961db8"
+SOURCES_SHA = "f277f2fe5aadd293"
 """First 16 hex digits of the SHA-256 of ``_rows.py`` and ``_vmath.py`` together (tests/test_kernels_cpu.py).
 
 numba's on-disk cache keys a kernel on the source of its own file only: a kernel cached before an edit of those

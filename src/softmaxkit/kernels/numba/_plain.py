@@ -51,7 +51,7 @@ __all__ = [
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "22407ad4d7961db8"
+SOURCES_SHA = "f277f2fe5aadd293"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 

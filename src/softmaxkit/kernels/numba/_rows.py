@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._vmath import from_sortkey, jit, maxnum, sortkey, vexp, vexp_nonpos, vexpm1, wide
+from ._vmath import from_sortkey, jit, maxnum, sortkey, vector_span, vexp, vexp_nonpos, vexpm1, wide
 
 BLOCK = 2048
 """Entries per block of the online pass and per tile of short rows; each per-thread buffer holds one."""
@@ -34,17 +34,14 @@ output, per thread, fit in the L3 of the CPUs we target), so that costs no memor
 them (re-reading the logits costs the same traffic as re-reading stored exponentials would, without writing
 them twice)."""
 
-PAD = 64
-"""The width of a row's last window of exponentials (:func:`_plain_pass`).
-
-LLVM's vector loop runs on a multiple of its vector width times its unroll (float32: 16 x 4 lanes with
-AVX-512, 8 x 4 with AVX2) and leaves the rest of a loop to scalar code, whose exponential costs about ten times
-a vector lane's. At 100 classes that rest was 36 entries of every row, and softmax took 1.6 ns per logit
-against 0.65 at 128 (one thread, AVX-512). The plain passes run their loops on the longest stretch that is a
-multiple of ``PAD``, then once more on the last ``PAD`` entries, the ones already done left out of the sums by
-a blend and their exponentials written again with the same values: all vector work. (Copying the rest into a
-padded scratch instead was slower: the vector loads of entries just stored one at a time wait for the stores.)
-"""
+# The last window. LLVM's vector loop runs on a multiple of its vector width times its unroll (vector_span: float32,
+# 16 x 4 lanes with AVX-512, 8 x 4 with AVX2) and leaves the rest of a loop to scalar code, whose exponential
+# costs about ten times a vector lane's. At 100 classes (AVX-512) that rest was 36 entries of every row, and
+# softmax took 1.6 ns per logit against 0.65 at 128 (one thread). The plain passes run their loops on the longest
+# stretch that is a multiple of the span, then once more on the last span of entries, the ones already done left
+# out of the sums by a blend and their exponentials written again with the same values: all vector work. (Copying
+# the rest into a padded scratch instead was slower: the vector loads of entries just stored one at a time wait
+# for the stores.)
 
 _REASSOC = {"reassoc", "contract"}  # lets LLVM vectorise sums; only in leaf loops (never near Neumaier's sums)
 PLAIN, SCALED, CAPPED = 0, 1, 2  # d = x - m, d = (x - m) / t, d = c tanh(x/c) - c tanh(m/c)
@@ -97,7 +94,7 @@ def _part(store: bool, ties_apart: bool, masked: bool) -> Any:
     """``part(x, m, e, skip)``: the sum of ``e = exp(x - m)`` in ``x``'s dtype (at most :data:`SUB` terms).
 
     ``ties_apart``: ``(sum of e != 1, number of e == 1)``, else ``(sum of every e, 0)``; ``store``: ``e`` kept;
-    ``masked``: terms before ``skip`` left out (the last window of :data:`PAD`; they are computed, and left out
+    ``masked``: terms before ``skip`` left out (the last window of :func:`_plain_pass`; they are computed, and left out
     by a blend). Constants of the closure: numba compiles only their side of
     each ``if``.
     """
@@ -595,13 +592,14 @@ def _plain_pass(store: bool, total: bool = False) -> Any:
         for b in range((n + BLOCK - 1) // BLOCK):
             b0, b1 = b * BLOCK, min((b + 1) * BLOCK, n)
             xb = x[b0:b1]
-            cut = xb.size - xb.size % PAD  # (only the last block has a rest: BLOCK is a multiple of PAD)
-            window = PAD <= cut < xb.size  # (a rest and a window of PAD entries to run it in)
+            span = vector_span(ninf)  # (see "The last window" above)
+            cut = xb.size - xb.size % span  # (only the last block has a rest: BLOCK is a multiple of the span)
+            window = span <= cut < xb.size  # (a rest and a window of a span of entries to run it in)
             if window:
                 xb = xb[:cut]
             bm = _row_max(xb)
             if window:
-                bm = max(bm, _row_max(x[b1 - PAD : b1]))  # (the window's entries are in the block: max is idempotent)
+                bm = max(bm, _row_max(x[b1 - span : b1]))  # (the window's entries are in the block: max is idempotent)
             if bm > m:
                 if m > ninf:
                     f = math.exp(float(m) - float(bm))
@@ -620,7 +618,7 @@ def _plain_pass(store: bool, total: bool = False) -> Any:
             else:
                 bs, bt = _sum_exp(xb, m)
             if window:
-                skip, w0 = cut - (b1 - b0 - PAD), b1 - PAD
+                skip, w0 = cut - (b1 - b0 - span), b1 - span
                 if total:
                     ps, pt = _tail_total_store(x[w0:b1], m, e[w0:b1], skip)
                 elif store:

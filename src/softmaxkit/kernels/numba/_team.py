@@ -47,7 +47,7 @@ from ._vmath import jit
 
 __all__ = ["SOURCES_SHA", "TASKS", "Team", "block", "torch_team"]
 
-SOURCES_SHA = "c3fb2a859492dba2"
+SOURCES_SHA = "ee3dd7efbe74299f"
 """The stamp of ``_rows.py``, ``_vmath.py``, ``_plain.py`` and ``_backward.py``, whose row functions the tasks
 compile in: numba keys a cached function on its own file only, and a test fails until this follows them."""
 

@@ -68,6 +68,7 @@ __all__ = [
     "log1p_array",
     "maxnum",
     "sortkey",
+    "vector_span",
     "vexp",
     "vexp_nonpos",
     "vexpm1",
@@ -228,6 +229,22 @@ def wide(typingctx: Any) -> Any:
         return context.get_dummy_value()
 
     return types.none(), codegen
+
+
+@_intrinsic
+def vector_span(typingctx: Any, x: Any) -> Any:
+    """The entries of ``x``'s dtype that one step of LLVM's vector loop over an exponential takes: four vectors
+    of the widest registers (float32: 16 x 4 lanes with AVX-512, 8 x 4 with AVX2; float64 half as many), a
+    constant of the compiled code. LLVM runs the rest of such a loop in scalar code (:data:`._rows.PAD`)."""
+    if x not in (types.float32, types.float64):
+        return None
+    item = 4 if x == types.float32 else 8
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        register = 64 if "+avx512f" in context.codegen().magic_tuple()[2] else 32
+        return ir.Constant(ir.IntType(64), 4 * register // item)
+
+    return types.int64(x), codegen
 
 
 @_intrinsic
