@@ -37,7 +37,7 @@ __all__ = [
     "softmax_chunk",
 ]
 
-SOURCES_SHA = "f277f2fe5aadd293"
+SOURCES_SHA = "078186f1adc9bc17"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 _REASSOC = {"reassoc", "contract"}  # the row sums may be reassociated so that LLVM vectorises them

@@ -69,7 +69,7 @@ from ._rows import (
     grad_,
     grad_into,
     has_nan,
-    label_scan,
+    mean_scale,
     minus_,
     narrow_out,
     narrow_tile,
@@ -78,6 +78,7 @@ from ._rows import (
     pass1,
     pass1_nocap,
     pass1_uncapped,
+    reduced,
     scale_by,
     shift_minus,
     shift_mode,
@@ -108,7 +109,7 @@ __all__ = [
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "f277f2fe5aadd293"
+SOURCES_SHA = "078186f1adc9bc17"
 """First 16 hex digits of the SHA-256 of ``_rows.py`` and ``_vmath.py`` together (tests/test_kernels_cpu.py).
 
 numba's on-disk cache keys a kernel on the source of its own file only: a kernel cached before an edit of those
@@ -727,17 +728,15 @@ def cross_entropy_narrow_rows(
 def small_cross_entropy_narrow(x: Any, y: Any, ignore: int, grad: Any, mean: bool) -> Any:
     """:func:`._plain.small_cross_entropy` for rows of at most :data:`._rows.NARROW` classes."""
     k = x.shape[1]
-    bad, kept = label_scan(y, k, ignore)
+    bad, kept, inv = mean_scale(y, k, ignore, mean)
     if bad >= 0:
         return 0.0, bad
-    inv = (1.0 / kept if kept > 0 else 0.0) if mean else 1.0
     w = np.ones(k, x.dtype)
     acc = np.zeros(4)
     q = np.zeros((1, 1), x.dtype)
     _ce_narrow_uncapped(x, y, ignore, q, w, INDEX, 0.0, 0.0, x.dtype.type(1.0), False, inv, 0.0, grad, acc[:0], 0,
                         x.shape[0], acc)  # fmt: skip
-    total = acc[0] + acc[1]
-    return ((total / kept if kept > 0 else 0.0) if mean else total), -1
+    return reduced(acc[0] + acc[1], kept, mean), -1
 
 
 @jit(nrt=True, cache=True, parallel=True)

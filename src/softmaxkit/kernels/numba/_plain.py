@@ -21,11 +21,12 @@ from ._rows import (
     BLOCK,
     fill,
     has_nan,
-    label_scan,
+    mean_scale,
     neumaier,
     pass1_plain,
     pass1_plain_store,
     pass1_plain_total,
+    reduced,
     shift_minus,
     times_,
 )
@@ -51,7 +52,7 @@ __all__ = [
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "f277f2fe5aadd293"
+SOURCES_SHA = "078186f1adc9bc17"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 
@@ -259,10 +260,9 @@ def small_cross_entropy(x: Any, y: Any, ignore: int, grad: Any, mean: bool) -> A
     allocating its arguments, tens of microseconds at 128 x 100. The arithmetic is :func:`cross_entropy_rows`'s.
     """
     k = x.shape[1]
-    bad, kept = label_scan(y, k, ignore)
+    bad, kept, inv = mean_scale(y, k, ignore, mean)
     if bad >= 0:
         return 0.0, bad
-    inv = (1.0 / kept if kept > 0 else 0.0) if mean else 1.0
     w = np.ones(k, x.dtype)
     mb = np.empty((k + BLOCK - 1) // BLOCK, x.dtype)
     acc = np.zeros(2)
@@ -270,5 +270,4 @@ def small_cross_entropy(x: Any, y: Any, ignore: int, grad: Any, mean: bool) -> A
         ce_grad_chunk(x, y, ignore, w, inv, grad, acc[:0], mb, 0, x.shape[0], acc)
     else:
         ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], acc[:0], mb, 0, x.shape[0], acc)
-    total = acc[0] + acc[1]
-    return ((total / kept if kept > 0 else 0.0) if mean else total), -1
+    return reduced(acc[0] + acc[1], kept, mean), -1

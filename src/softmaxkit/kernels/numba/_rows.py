@@ -417,6 +417,20 @@ def grad_into(kind: int, e: Any, q: Any, w: Any, qa: float, qb: float, pc: float
 
 # --------------------------------------------------------------------------------------------- rows
 @jit()
+def mean_scale(y: Any, n_classes: int, ignore: int, mean: bool) -> Any:
+    """``(bad, kept, inv)``: :func:`label_scan`'s, and the factor of a class-index cross-entropy's gradient
+    without weights: ``1 / kept`` for a ``mean`` (0 when every label is ignored), 1 for a ``sum``."""
+    bad, kept = label_scan(y, n_classes, ignore)
+    return bad, kept, ((1.0 / kept if kept > 0 else 0.0) if mean else 1.0)
+
+
+@jit()
+def reduced(total: float, kept: int, mean: bool) -> float:
+    """The ``mean`` (0 when every label is ignored) or the ``sum`` of a loss whose row total is ``total``."""
+    return (total / kept if kept > 0 else 0.0) if mean else total
+
+
+@jit()
 def label_scan(y: Any, n_classes: int, ignore: int) -> Any:
     """``(bad, kept)``: the position of the first class index of ``y`` outside ``[0, n_classes)`` that is not
     ``ignore`` (-1 when there is none; the scan stops there) and the number of labels not ignored before it."""

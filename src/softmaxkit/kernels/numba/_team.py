@@ -47,7 +47,7 @@ from ._vmath import jit
 
 __all__ = ["SOURCES_SHA", "TASKS", "Team", "block", "torch_team"]
 
-SOURCES_SHA = "ee3dd7efbe74299f"
+SOURCES_SHA = "54a7a28b38cb971e"
 """The stamp of ``_rows.py``, ``_vmath.py``, ``_plain.py`` and ``_backward.py``, whose row functions the tasks
 compile in: numba keys a cached function on its own file only, and a test fails until this follows them."""
 
