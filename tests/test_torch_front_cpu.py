@@ -245,3 +245,26 @@ def test_small_cross_entropy_special_calls():
         plain = skt.cross_entropy(x, t, reduction="sum")
     torch.testing.assert_close(plain, F.cross_entropy(x, t, reduction="sum"), **tol("float32"))
     assert plain.grad_fn is None
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # torch's, first make_dual
+def test_small_cross_entropy_gradcheck_gradgradcheck_and_forward_mode(monkeypatch):
+    """The small path's Function (the general one, its result computed before the call) differentiates twice
+    and in forward mode as the general path does."""
+    from softmaxkit.kernels import numba as kernels
+
+    calls = []
+    real = kernels.small_cross_entropy
+    monkeypatch.setattr(kernels, "small_cross_entropy", lambda *a: calls.append(1) or real(*a))
+    x = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0, 6, -100, 2, 3])
+    for reduction in ("mean", "sum"):
+        f = lambda a, r=reduction: skt.cross_entropy(a, t, reduction=r)  # noqa: E731
+        assert gradcheck(f, (x,), nondet_tol=1e-14)
+        assert gradgradcheck(f, (x,))
+    assert calls
+    v = torch.randn(5, 7, dtype=torch.float64)
+    with fwAD.dual_level():
+        got = fwAD.unpack_dual(skt.cross_entropy(fwAD.make_dual(x.detach(), v), t)).tangent
+    want = torch.func.jvp(lambda a: F.cross_entropy(a, t), (x.detach(),), (v,))[1]
+    torch.testing.assert_close(got, want, **tol("float64"))
