@@ -146,7 +146,8 @@ def mapping(x: Tensor, dim: int, log: bool) -> Tensor | None:
     mode = _backend.resolve()
     if not log and mode == "auto" and x.numel() < _backend.THRESHOLD:
         p = torch.softmax(x, dim)
-        return None if bool(p.isnan().any()) else p  # a fully masked row is zeros here, not nan: the torch code
+        # a fully masked row is nan here, zeros in ours: the torch code then (a nan anywhere makes the sum nan)
+        return None if bool(p.sum().isnan()) else p
     kernels = _kernels()
     small = type(x) is torch.Tensor and x.is_contiguous() and x.numel() < kernels.SMALL
     if small and mode in ("auto", "numba") and kernels.available():  # the kernel here, no other check or choice
