@@ -89,7 +89,7 @@ def _numba(op: str, x: Tensor, mode: str) -> bool:
 
 # --------------------------------------------------------------------------------------------- mappings
 def _map_forward(ctx: Any, x: Tensor, log: bool, done: Any) -> Tensor:
-    # done: the output computed before the call (small_mapping), or None
+    # done: the output computed before the call (the small-call branch of mapping), or None
     out = torch.from_numpy(_kernels().softmax(x.detach().numpy(), 1.0, log, _team()) if done is None else done)
     ctx.save_for_backward(out)
     ctx.save_for_forward(out)
