@@ -122,6 +122,22 @@ def _scratch(x: np.ndarray, pieces: int) -> np.ndarray:
     return np.empty((pieces, -(-x.shape[1] // BLOCK)), dtype=x.dtype)
 
 
+def _common(x: np.ndarray, t: Any, log: bool) -> bool:
+    """Whether softmax (``log``: log-softmax) of the rows ``x`` at temperature ``t`` is a common call (._plain)."""
+    k = x.shape[1]
+    return bool(t == 1 and k > NARROW and (log or k * x.itemsize <= STORE))
+
+
+def _softmax_serial(kernels: Any, x: np.ndarray, out: np.ndarray, t: Any, log: bool) -> None:
+    """:func:`softmax` of the rows ``x`` into ``out`` on the calling thread."""
+    if _common(x, t, log):
+        (kernels.plain.log_softmax_rows if log else kernels.plain.softmax_rows)(x, out, _scratch(x, 1))
+    elif x.shape[1] <= NARROW:  # short rows: only their path is compiled
+        kernels.softmax_narrow_rows(x, out, t, log)
+    else:
+        kernels.softmax_rows(x, out, t, log)
+
+
 def softmax(z: np.ndarray, temperature: float, log: bool, team: Any = None) -> np.ndarray:
     """Softmax (or log-softmax) of ``z`` along its last axis; ``z`` is float32/float64, non-empty last axis.
 
@@ -130,46 +146,30 @@ def softmax(z: np.ndarray, temperature: float, log: bool, team: Any = None) -> n
     x = _as_rows(z)
     out = np.empty(x.shape, dtype=x.dtype)
     t = x.dtype.type(temperature)
-    k = x.shape[1]
-    common = t == 1 and k > NARROW and (log or k * x.itemsize <= STORE)  # the common call (._plain)
+    common = _common(x, t, log)
     pieces = 1 if team is None else team.pieces(x.size)
     if pieces > 1 and common:
         team.run("log_softmax" if log else "softmax", x, pieces, out=out, mb=_scratch(x, pieces))
         return out.reshape(z.shape)
     with _runtime.threads(x.size) as pieces:
-        if common:
-            plain, mb = kernels.plain, _scratch(x, pieces)
-            if pieces > 1:
-                (plain.log_softmax_rows_parallel if log else plain.softmax_rows_parallel)(x, out, mb)
-            else:
-                (plain.log_softmax_rows if log else plain.softmax_rows)(x, out, mb)
-        elif k <= NARROW:  # short rows: only their path is compiled
-            if pieces > 1:
-                kernels.softmax_narrow_rows_parallel(x, out, t, log, pieces)
-            else:
-                kernels.softmax_narrow_rows(x, out, t, log)
-        elif pieces > 1:
-            kernels.softmax_rows_parallel(x, out, t, log, pieces)
+        if pieces == 1:
+            _softmax_serial(kernels, x, out, t, log)
+        elif common:
+            plain = kernels.plain
+            (plain.log_softmax_rows_parallel if log else plain.softmax_rows_parallel)(x, out, _scratch(x, pieces))
+        elif x.shape[1] <= NARROW:
+            kernels.softmax_narrow_rows_parallel(x, out, t, log, pieces)
         else:
-            kernels.softmax_rows(x, out, t, log)
+            kernels.softmax_rows_parallel(x, out, t, log, pieces)
     return out.reshape(z.shape)
 
 
 def small_softmax(z: np.ndarray, log: bool) -> np.ndarray:
     """:func:`softmax` without a temperature of a C-contiguous ``z`` of fewer than :data:`SMALL` entries, on the
     calling thread, with no other check or choice (the torch front's small calls)."""
-    kernels = _runtime.load()
-    k = z.shape[-1]
-    x = z.reshape(-1, k)
+    x = z.reshape(-1, z.shape[-1])
     out = np.empty(x.shape, dtype=x.dtype)
-    if k <= NARROW:
-        kernels.softmax_narrow_rows(x, out, x.dtype.type(1.0), log)
-    elif log:
-        kernels.plain.log_softmax_rows(x, out, _scratch(x, 1))
-    elif k * x.itemsize <= STORE:
-        kernels.plain.softmax_rows(x, out, _scratch(x, 1))
-    else:
-        kernels.softmax_rows(x, out, x.dtype.type(1.0), log)
+    _softmax_serial(_runtime.load(), x, out, x.dtype.type(1.0), log)
     return out.reshape(z.shape)
 
 

@@ -120,15 +120,23 @@ invalidates the kernels' cache.
 
 # ------------------------------------------------------------------------------------ softmax and lse
 @jit(nrt=True)
+def _tile_scratch(x: Any, r0: int, r1: int, n_stats: int) -> Any:
+    """The scratch of the narrow tiles of rows ``r0:r1`` of ``x``: ``(buf, mrow, stats)`` of :func:`narrow_tile`
+    (``n_stats`` rows of per-row float64 statistics), sized to the rows of the largest tile only. A whole tile's
+    would cost a small call more than its work (160 KiB zeroed, the largest part taken from the system and given
+    back on every call)."""
+    k = x.shape[1]
+    span = max(min(BLOCK // k, r1 - r0), 0)
+    return np.zeros((3, span * k), x.dtype), np.zeros(span, x.dtype), np.zeros((n_stats, span))
+
+
+@jit(nrt=True)
 def _softmax_narrow(x: Any, out: Any, t: Any, log: bool, r0: int, r1: int) -> None:
     """Rows ``r0:r1`` of :func:`softmax_rows` for rows of at most :data:`._rows.NARROW` classes, by tiles."""
     k = x.shape[1]
     mode = PLAIN if t == 1 else SCALED
     per = BLOCK // k
-    span = max(min(per, r1 - r0), 0)  # the rows of the largest tile: scratch for them only (see _ce_narrow_chunk)
-    buf = np.zeros((3, span * k), x.dtype)
-    mrow = np.zeros(span, x.dtype)
-    rows = np.zeros((6, span))
+    buf, mrow, rows = _tile_scratch(x, r0, r1, 6)
     for i0 in range(r0, r1, per):
         i1 = min(i0 + per, r1)
         nr = i1 - i0
@@ -219,10 +227,7 @@ def _logsumexp_narrow(x: Any, out: Any, r0: int, r1: int) -> None:
     k = x.shape[1]
     one = x.dtype.type(1.0)
     per = BLOCK // k
-    span = max(min(per, r1 - r0), 0)  # the rows of the largest tile: scratch for them only (see _ce_narrow_chunk)
-    buf = np.zeros((3, span * k), x.dtype)
-    mrow = np.zeros(span, x.dtype)
-    rows = np.zeros((6, span))
+    buf, mrow, rows = _tile_scratch(x, r0, r1, 6)
     for i0 in range(r0, r1, per):
         i1 = min(i0 + per, r1)
         narrow_tile_uncapped(x, i0, i1, PLAIN, one, buf, mrow, rows)
@@ -472,12 +477,7 @@ def _ce_narrow_chunk(capped_ok: bool) -> Any:
         k = x.shape[1]
         mode = CAPPED if capped else PLAIN
         per = BLOCK // k
-        # scratch for the rows of the largest tile only: a whole tile's would cost a small call more than its
-        # work (160 KiB zeroed, the largest part taken from the system and given back on every call)
-        span = max(min(per, r1 - r0), 0)
-        buf = np.zeros((3, span * k), x.dtype)
-        stats = np.zeros((8, span))
-        mrow = np.zeros(span, x.dtype)
+        buf, mrow, stats = _tile_scratch(x, r0, r1, 8)
         for i0 in range(r0, r1, per):
             i1 = min(i0 + per, r1)
             tile(x, i0, i1, mode, cap, buf, mrow, stats)
