@@ -142,10 +142,10 @@ def test_second_and_third_forward_derivatives_equal_torch(name):
 def test_eager_forward_ad_on_the_cpu_kernels_composes_with_backward(op):
     """``torch.autograd.forward_ad`` on a float32 CPU tensor (the numba path): the tangent, and the reverse-mode
     derivative of that tangent (a Hessian-vector product), equal torch.func's for torch's function (torch's own
-    softmax raises on this eager composition, its backward finding its saved output modified, and so does ours
-    below the threshold, where it is torch's)."""
+    softmax raises on this eager composition, its backward finding its saved output modified; ours, which is
+    torch's below softmaxkit._backend.TORCH_SOFTMAX elements, is not inside a forward-mode level)."""
     g = torch.Generator().manual_seed(3)
-    shape = (64, 100)  # at least softmaxkit._backend.THRESHOLD elements: below it, softmax is torch's own
+    shape = (64, 100)
     x, t, c = (torch.randn(shape, generator=g) for _ in range(3))
     a = x.clone().requires_grad_(True)
     with fwAD.dual_level():

@@ -47,7 +47,8 @@ def _forward_backward(op: str, x: torch.Tensor, grad: torch.Tensor | None, engin
     return out.detach(), a.grad
 
 
-@pytest.mark.parametrize("shape", [(6, 5), (8, 40), (520, 2048)], ids=str)  # 520 x 2048: rows on two threads
+# 700 x 100: a small call on torch's threads (kernels.numba._team.GRAIN); 520 x 2048: the general entry's
+@pytest.mark.parametrize("shape", [(6, 5), (8, 40), (700, 100), (520, 2048)], ids=str)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("op", MAPS)
 @pytest.mark.parametrize("upstream", ["dense", "stride0"])
@@ -67,7 +68,7 @@ def test_cpu_path_equals_the_torch_code_on_special_rows(op, dtype, shape, upstre
         torch.testing.assert_close(got[1], want[1], equal_nan=True, rtol=kw["rtol"], atol=atol)
         g = got[1]
         assert (g[1] == 0).all()  # the fully masked row: gradient 0, not nan
-        if op != "softmax" or x.numel() >= sk._backend.THRESHOLD:
+        if op != "softmax" or x.numel() >= sk._backend.TORCH_SOFTMAX:
             assert g[0, 1] == 0  # the masked entry
         assert torch.isnan(g[2]).all()
         assert torch.isnan(g[3]).all()
@@ -82,6 +83,38 @@ def test_small_softmax_is_torchs_own_where_its_values_are_ours():
     (p * torch.tensor([[1.0, 2.0], [3.0, 4.0]])).sum().backward()
     assert masked.grad is not None
     assert (masked.grad[1] == 0).all()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # torch's, first make_dual
+@pytest.mark.parametrize("shape", [(300, 100), (2, 3, 1000)], ids=str)
+def test_softmax_below_torch_softmax_is_torchs_own_and_a_nan_row_anywhere_is_recomputed(shape):
+    """Below TORCH_SOFTMAX elements softmax is torch's (its grad_fn); a fully masked row anywhere, whose torch
+    output is nan throughout, is found by the first-column check and computed again (zeros, gradient 0), while
+    a row with +inf or nan stays nan; inside a forward-mode AD level the kernel path runs instead."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(5))
+    assert x.numel() < sk._backend.TORCH_SOFTMAX
+    a = x.clone().requires_grad_(True)
+    assert type(skt.softmax(a, dim=-1).grad_fn).__name__ == type(torch.softmax(a, -1).grad_fn).__name__
+    rows = x.view(-1, shape[-1])
+    rows[-2] = -INF  # fully masked, far from the first row
+    rows[1, 7] = INF
+    rows[3, -1] = float("nan")
+    b = x.clone().requires_grad_(True)
+    p = skt.softmax(b, dim=-1)
+    assert type(p.grad_fn).__name__ != type(torch.softmax(b, -1).grad_fn).__name__  # computed again
+    p_rows = p.detach().view(-1, shape[-1])
+    assert (p_rows[-2] == 0).all()
+    assert p_rows[1].isnan().all()
+    assert p_rows[3].isnan().all()
+    want = torch.softmax(x, -1).view(-1, shape[-1])
+    keep = [i for i in range(rows.shape[0]) if i not in (1, 3, rows.shape[0] - 2)]
+    torch.testing.assert_close(p_rows[keep], want[keep], **tol("float32"))
+    p.sum().backward()
+    assert b.grad is not None
+    assert (b.grad.view(-1, shape[-1])[-2] == 0).all()
+    with fwAD.dual_level():
+        dual = skt.softmax(fwAD.make_dual(a, torch.ones_like(a)), dim=-1)
+        assert type(dual.grad_fn).__name__ != type(torch.softmax(a, -1).grad_fn).__name__
 
 
 def test_cpu_path_reads_and_returns_the_tensors_memory(monkeypatch):
@@ -202,13 +235,16 @@ def test_small_cross_entropy_is_the_general_path_bit_for_bit(dtype, reduction, m
     """The default call of a small CE takes the one-kernel path (kernels.numba.small_cross_entropy), and gives the
     general path's loss and gradient exactly (that path taken with all-one class weights, the same arithmetic),
     and torch's code's within the dtype's tolerance; narrow rows (<= 32 classes), longer ones with a last
-    window (100, 2148), and a row of one class."""
+    window (100, 2148), a row of one class, and calls large enough for torch's threads (700 x 100, 70 x 1000)."""
     from softmaxkit.kernels import numba as kernels
 
     calls = []
     real = kernels.small_cross_entropy
     monkeypatch.setattr(kernels, "small_cross_entropy", lambda *a: calls.append(1) or real(*a))
-    for shape in [(1, 1), (6, 5), (128, 10), (40, 32), (7, 33), (40, 100), (9, 2148)]:
+    team = kernels.torch_team()
+    for shape in [(1, 1), (6, 5), (128, 10), (40, 32), (7, 33), (40, 100), (9, 2148), (700, 100), (70, 1000)]:
+        if shape[0] * shape[1] > 2**16 and team is not None:  # the last two: on torch's threads, where there are two
+            assert team.pieces(shape[0] * shape[1]) == min(2, torch.get_num_threads())
         x, t = _labelled(shape, dtype, seed=shape[0] + shape[1])
         got = []
         for how in ("small", "general", "torch"):

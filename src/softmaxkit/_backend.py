@@ -96,6 +96,12 @@ _OPS = {
 }
 """The operations each engine implements (on the array front; ``numba-torch``: numba on softmaxkit.torch's)."""
 
+TORCH_SOFTMAX = 1 << 19
+"""Below this many elements (``auto``), softmaxkit.torch's softmax of a CPU tensor is ``torch.softmax`` itself,
+whose values, gradient and special values are ours but on a fully masked row (checked after the call): at these
+sizes torch's kernel, on two threads and with no Python ``autograd.Function`` around it, is faster forward and
+backward than ours (``benchmarks/bench_torch_front.py``); from it up the kernels are."""
+
 _EVERY_SIZE = frozenset({"softmax", "log_softmax", "logsumexp", "cross_entropy"})
 """The torch front's operations that ``auto`` sends to numba below :data:`THRESHOLD` too (their CPU path is lean)."""
 
@@ -160,10 +166,20 @@ def resolve(keyword: Any = None) -> str:
     chosen = _CHOICE.get()
     if chosen is not None:
         return chosen
-    env = os.environ.get("SOFTMAXKIT_BACKEND")
-    if env:
-        return _checked(env, "the environment variable SOFTMAXKIT_BACKEND")
+    raw = _ENV_DATA.get(_ENV_KEY) if _ENV_DATA is not None else os.environ.get("SOFTMAXKIT_BACKEND")
+    if raw:
+        return _checked(_decode(raw), "the environment variable SOFTMAXKIT_BACKEND")
     return "auto"
+
+
+# os.environ's own mapping, which its item assignment and deletion update (monkeypatch.setenv too): one dict
+# lookup per call, where os.environ.get, through its encoding and a KeyError, takes 0.5 us when the caches are
+# warm and several when a kernel has just run (every torch call asks)
+_ENV_DATA: dict[Any, Any] | None = getattr(os.environ, "_data", None)
+_ENV_KEY: Any = os.environ.encodekey("SOFTMAXKIT_BACKEND") if hasattr(os.environ, "encodekey") else None
+_decode: Any = getattr(os.environ, "decodevalue", lambda value: value)
+if _ENV_KEY is None or not isinstance(_ENV_DATA, dict):
+    _ENV_DATA = None
 
 
 # ------------------------------------------------------------------------------------- what each engine takes

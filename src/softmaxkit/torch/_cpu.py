@@ -30,9 +30,12 @@ in the same call (:func:`small_cross_entropy`): one kernel call on this thread, 
 checks and engine choice, which at 128 x 10 cost several times the kernel's work. A label out of range sends the
 call to the general path, whose check names it.
 
-Small softmax (below :data:`softmaxkit._backend.THRESHOLD` elements, ``backend`` ``auto``): torch's own
-``torch.softmax``, whose values, gradient and special values are ours for every row but a fully masked one
-(torch: ``nan``); a result holding a ``nan`` is computed again by the torch code of :mod:`._mappings`.
+Softmax below :data:`softmaxkit._backend.TORCH_SOFTMAX` elements (``backend`` ``auto``, no forward-mode AD
+level open): torch's own ``torch.softmax``, whose values, gradient and special values are ours for every row but
+a fully masked one (torch: ``nan``); a result holding a ``nan`` is computed again by the torch code of
+:mod:`._mappings`. At these sizes torch's kernel, on two threads and with no Python ``autograd.Function`` around
+it, is faster forward and backward than ours behind one (the Function alone costs about 30 us, and more when the
+kernels before it have pushed the interpreter's data out of the caches).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from torch.autograd import forward_ad
 
 from .. import _backend
 from . import _core
@@ -73,11 +77,11 @@ def eligible(x: Tensor, dim: int) -> bool:
     empty, not traced."""
     return (
         x.dtype in _FLOATS
-        and x.device.type == "cpu"
+        and x.is_cpu
         and x.ndim > 0
         and dim == x.ndim - 1
         and x.shape[-1] > 0
-        and x.layout == torch.strided
+        and x.layout is torch.strided
         and not torch.compiler.is_compiling()
         and not torch._C._are_functorch_transforms_active()  # (no tensor's memory may be read inside one)
     )
@@ -103,7 +107,7 @@ def _map_backward(ctx: Any, grad: Tensor, log: bool) -> tuple[Tensor, None]:
     kernels = _kernels()
     y, g = out.detach().numpy(), grad.detach()
     if out.numel() < kernels.SMALL and g.dtype == out.dtype and g.is_contiguous():  # (no check or choice to make)
-        return torch.from_numpy(kernels.small_softmax_backward(y, g.numpy(), log)), None
+        return torch.from_numpy(kernels.small_softmax_backward(y, g.numpy(), log, _team())), None
     return torch.from_numpy(kernels.softmax_backward(y, g.numpy(), log, _team())), None
 
 
@@ -144,14 +148,17 @@ def mapping(x: Tensor, dim: int, log: bool) -> Tensor | None:
     if not eligible(x, dim):
         return None
     mode = _backend.resolve()
-    if not log and mode == "auto" and x.numel() < _backend.THRESHOLD:
+    # (not inside a forward-mode AD level: torch's softmax cannot be differentiated in reverse mode through its
+    # tangent there, ours can)
+    if not log and mode == "auto" and x.numel() < _backend.TORCH_SOFTMAX and forward_ad._current_level < 0:
         p = torch.softmax(x, dim)
-        # a fully masked row is nan here, zeros in ours: the torch code then (a nan anywhere makes the sum nan)
-        return None if bool(p.sum().isnan()) else p
+        # a fully masked row is nan here, zeros in ours: the torch code then. A row of torch's output holding a
+        # nan is nan throughout (its entries are divided by its nan sum), so its first column tells
+        return None if bool(p.select(-1, 0).sum().isnan()) else p
     kernels = _kernels()
     small = type(x) is torch.Tensor and x.is_contiguous() and x.numel() < kernels.SMALL
     if small and mode in ("auto", "numba") and kernels.available():  # the kernel here, no other check or choice
-        return _core.apply(_LogSoftmax if log else _Softmax, x, kernels.small_softmax(x.detach().numpy(), log))
+        return _core.apply(_LogSoftmax if log else _Softmax, x, kernels.small_softmax(x.detach().numpy(), log, _team()))
     if not _numba("log_softmax" if log else "softmax", x, mode):
         return None
     return _core.apply(_LogSoftmax if log else _Softmax, x)
@@ -307,7 +314,7 @@ def small_cross_entropy(x: Any, target: Any, reduction: str) -> Tensor | None:
     if x.numel() >= kernels.SMALL or not kernels.available():
         return None
     fuse = torch.is_grad_enabled() and x.requires_grad
-    res = kernels.small_cross_entropy(x.detach().numpy(), target.numpy(), reduction == "mean", fuse)
+    res = kernels.small_cross_entropy(x.detach().numpy(), target.numpy(), reduction == "mean", fuse, _team())
     if res is None:
         return None
     return _core.apply(_CrossEntropy, x, target, None, _DEFAULTS[reduction], fuse, res)

@@ -63,8 +63,8 @@ logsumexp its forward (its backward is the softmax kernel times the upstream gra
 the loss and, when the logits require it, the gradient in one pass; that gradient (``N x C``) is held from the
 forward to the backward in place of the two floats per row, and handed over to the first backward (a second one,
 or a double backward, recomputes it with the torch code; the two agree to rounding). Class indices are checked
-by one kernel pass. A small softmax (below ``softmaxkit._backend.THRESHOLD`` elements, ``auto``) is
-``torch.softmax`` itself, whose values are ours except on a fully masked row: a result holding a ``nan`` is
+by one kernel pass. A softmax below ``softmaxkit._backend.TORCH_SOFTMAX`` elements (``auto``, outside forward-mode
+AD) is ``torch.softmax`` itself, whose values are ours except on a fully masked row: a result holding a ``nan`` is
 computed again by the torch code. Class indices that were not checked (``check_target=False``, traced calls),
 probability targets that require a gradient, and calls inside ``torch.compile`` or a ``torch.func`` transform
 take the torch code, and so do a double backward and forward-mode AD (``jvp``).

@@ -164,9 +164,11 @@ def softmax(z: np.ndarray, temperature: float, log: bool, team: Any = None) -> n
     return out.reshape(z.shape)
 
 
-def small_softmax(z: np.ndarray, log: bool) -> np.ndarray:
+def small_softmax(z: np.ndarray, log: bool, team: Any = None) -> np.ndarray:
     """:func:`softmax` without a temperature of a C-contiguous ``z`` of fewer than :data:`SMALL` entries, on the
     calling thread, with no other check or choice (the torch front's small calls)."""
+    if team is not None and team.pieces(z.size) > 1:
+        return softmax(z, 1.0, log, team)
     x = z.reshape(-1, z.shape[-1])
     out = np.empty(x.shape, dtype=x.dtype)
     _softmax_serial(_runtime.load(), x, out, x.dtype.type(1.0), log)
@@ -226,7 +228,7 @@ def cross_entropy(
                               softcap, want_grad, pieces)  # fmt: skip
 
 
-def small_cross_entropy(z: np.ndarray, target: np.ndarray, mean: bool, want_grad: bool) -> Any:
+def small_cross_entropy(z: np.ndarray, target: np.ndarray, mean: bool, want_grad: bool, team: Any = None) -> Any:
     """:func:`cross_entropy` of 2-D C-contiguous logits and int64 class indices with ``ignore_index`` -100 and
     every other option at its default but the reduction (``mean``, else ``sum``), on the calling thread, the
     labels checked on the way: ``(loss, grad)``, or None when a label is out of range (for the caller's check
@@ -234,6 +236,19 @@ def small_cross_entropy(z: np.ndarray, target: np.ndarray, mean: bool, want_grad
     kernels = _runtime.load()
     k = z.shape[1]
     grad = np.empty((z.shape[0] if want_grad else 0, k), dtype=z.dtype)
+    pieces = 1 if team is None else team.pieces(z.size)
+    if pieces > 1 and k > NARROW and (not want_grad or k * z.itemsize <= STORE):  # the common call, on the team
+        y = _readable(target)
+        bad, kept, inv = _runtime.load_extra("_backward").label_scale(y, k, -100, mean)
+        if bad >= 0:
+            return None
+        sums = np.zeros((pieces, 4))
+        team.run("cross_entropy" if want_grad else "cross_entropy_loss", z, pieces, out=grad, mb=_scratch(z, pieces),
+                 y=y, w=np.ones(k, dtype=z.dtype), rows=sums[:0, 0], sums=sums, ignore=-100,
+                 inv=float(inv))  # fmt: skip
+        ce = float(np.sum(sums[:, :2]))  # (as _cross_entropy adds them: the same loss)
+        loss = (ce / kept if kept > 0 else 0.0) if mean else ce
+        return np.asarray(loss, dtype=z.dtype), (grad if want_grad else None)
     run = kernels.small_cross_entropy_narrow if k <= NARROW else kernels.plain.small_cross_entropy
     loss, bad = run(_readable(z), _readable(target), -100, grad, mean)
     if bad >= 0:
@@ -435,9 +450,11 @@ def softmax_backward(out: np.ndarray, grad: np.ndarray, log: bool, team: Any = N
     return dz.reshape(out.shape)
 
 
-def small_softmax_backward(out: np.ndarray, grad: np.ndarray, log: bool) -> np.ndarray:
+def small_softmax_backward(out: np.ndarray, grad: np.ndarray, log: bool, team: Any = None) -> np.ndarray:
     """:func:`softmax_backward` of C-contiguous ``out`` and ``grad`` of one shape and dtype, fewer than
     :data:`SMALL` entries, on the calling thread, with no other check or choice (the torch front's small calls)."""
+    if team is not None and team.pieces(out.size) > 1:
+        return softmax_backward(out, grad, log, team)
     kernels = _runtime.load_extra("_backward")
     k = out.shape[-1]
     dz = np.empty(out.shape, dtype=out.dtype)

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 from numba import prange
 
-from ._rows import label_scan
+from ._rows import label_scan, mean_scale
 from ._vmath import jit, vexp, wide
 
 __all__ = [
     "SOURCES_SHA",
     "first_bad_label",
+    "label_scale",
     "log_softmax_backward_rows",
     "log_softmax_backward_rows_parallel",
     "log_softmax_chunk",
@@ -116,3 +117,10 @@ def first_bad_label(y: Any, n_classes: int, ignore: int) -> int:
     """The position of the first class index outside ``[0, n_classes)`` that is not ``ignore``, or -1."""
     bad: int = label_scan(y, n_classes, ignore)[0]
     return bad
+
+
+@jit(cache=True)
+def label_scale(y: Any, n_classes: int, ignore: int, mean: bool) -> Any:
+    """:func:`._rows.mean_scale`: ``(bad, kept, inv)`` of class indices ``y`` (the torch front's small calls on
+    torch's threads check their labels with it before the team runs)."""
+    return mean_scale(y, n_classes, ignore, mean)

@@ -42,14 +42,20 @@ from numba.extending import intrinsic
 from numba.np.numpy_support import carray
 
 from . import _backward, _plain
-from ._runtime import WORK_PER_THREAD
 from ._vmath import jit
 
 __all__ = ["SOURCES_SHA", "TASKS", "Team", "block", "torch_team"]
 
-SOURCES_SHA = "54a7a28b38cb971e"
+SOURCES_SHA = "3ea255a58c0853cd"
 """The stamp of ``_rows.py``, ``_vmath.py``, ``_plain.py`` and ``_backward.py``, whose row functions the tasks
 compile in: numba keys a cached function on its own file only, and a test fails until this follows them."""
+
+GRAIN = 1 << 15
+"""Logits per thread of the team: torch's own grain (``at::internal::GRAIN_SIZE``), as the team is torch's threads
+and the calls are torch's. Measured in a training-step loop (``benchmarks/bench_torch_front.py``'s shapes and
+between them; 2 cores): CE forward + backward at 256 x 1000 0.20 -> 0.16 ms, log_softmax at 2048 x 100 0.60 ->
+0.45 ms, against :data:`._runtime.WORK_PER_THREAD`'s rule (one thread below 2^19 logits); half of it (2^14) made
+64 x 1000 slower (0.06 -> 0.09 ms: torch's threads, asleep, wake later than one thread finishes)."""
 
 # the slots of a block
 COUNT, PIECES, DTYPE, N, K, NB, X, OUT, MB, G, Y, W, ROWS, NROWS, SUMS, IGNORE, INV = range(17)
@@ -272,11 +278,11 @@ class Team:
         self._torch = torch
 
     def pieces(self, work: int) -> int:
-        """The threads a call with ``work`` logits uses: :func:`._runtime.pieces`'s rule with torch's thread
-        count (``torch.set_num_threads``) in place of numba's."""
-        if work < 2 * WORK_PER_THREAD:
+        """The threads a call with ``work`` logits uses: one per :data:`GRAIN` logits, at most torch's thread
+        count (``torch.set_num_threads``)."""
+        if work < 2 * GRAIN:
             return 1
-        return max(1, min(int(self._torch.get_num_threads()), work // WORK_PER_THREAD))
+        return max(1, min(int(self._torch.get_num_threads()), work // GRAIN))
 
     def run(self, name: str, x: np.ndarray, pieces: int, **values: np.ndarray | int | float) -> None:
         """Run the task ``name`` on ``x`` cut into ``pieces`` (and :func:`block`'s ``values``), one thread per
