@@ -243,9 +243,7 @@ def small_cross_entropy(z: np.ndarray, target: np.ndarray, mean: bool, want_grad
         if bad >= 0:
             return None
         sums = np.zeros((pieces, 4))
-        team.run("cross_entropy" if want_grad else "cross_entropy_loss", z, pieces, out=grad, mb=_scratch(z, pieces),
-                 y=y, w=np.ones(k, dtype=z.dtype), rows=sums[:0, 0], sums=sums, ignore=-100,
-                 inv=float(inv))  # fmt: skip
+        _ce_on_team(team, z, pieces, y, np.ones(k, dtype=z.dtype), -100, inv, want_grad, grad, sums[:0, 0], sums)
         ce = float(np.sum(sums[:, :2]))  # (as _cross_entropy adds them: the same loss)
         loss = (ce / kept if kept > 0 else 0.0) if mean else ce
         return np.asarray(loss, dtype=z.dtype), (grad if want_grad else None)
@@ -314,8 +312,7 @@ def _cross_entropy(
     sums = np.zeros((pieces, 4))
     plain = kind == 0 and softcap is None and z_loss == 0 and k > NARROW  # the common call (._plain)
     if team is not None:
-        team.run("cross_entropy" if want_grad else "cross_entropy_loss", x, pieces, out=grad, mb=_scratch(x, pieces),
-                 y=y, w=w, rows=rows, sums=sums, ignore=ignore_index, inv=float(inv_ce))  # fmt: skip
+        _ce_on_team(team, x, pieces, y, w, ignore_index, inv_ce, want_grad, grad, rows, sums)
     elif plain and want_grad and k * x.itemsize <= STORE:
         run = kernels.plain.cross_entropy_rows_parallel if pieces > 1 else kernels.plain.cross_entropy_rows
         run(x, y, ignore_index, w, inv_ce, grad, rows, _scratch(x, pieces), sums)
@@ -345,6 +342,26 @@ def _cross_entropy(
             zl = zl / n_rows if n_rows > 0 else 0.0
         loss = np.asarray(ce + zl, dtype=dt)
     return loss, (grad.reshape(shape) if want_grad else None)
+
+
+def _ce_on_team(
+    team: Any,
+    x: np.ndarray,
+    pieces: int,
+    y: np.ndarray,
+    w: np.ndarray,
+    ignore: int,
+    inv: float,
+    want_grad: bool,
+    grad: np.ndarray,
+    rows: np.ndarray,
+    sums: np.ndarray,
+) -> None:
+    """The common class-index CE of the rows ``x`` on ``team`` in ``pieces``: the gradient into ``grad`` when
+    ``want_grad``, the row losses into ``rows`` when it has ``x``'s rows, the sums of each piece into ``sums``
+    (zeros, ``(pieces, 4)``)."""
+    team.run("cross_entropy" if want_grad else "cross_entropy_loss", x, pieces, out=grad, mb=_scratch(x, pieces),
+             y=y, w=w, rows=rows, sums=sums, ignore=ignore, inv=float(inv))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ the family
