@@ -38,7 +38,7 @@ __all__ = [
     "softmax_chunk",
 ]
 
-SOURCES_SHA = "078186f1adc9bc17"
+SOURCES_SHA = "fff4b3f392b19cae"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 _REASSOC = {"reassoc", "contract"}  # the row sums may be reassociated so that LLVM vectorises them

@@ -109,7 +109,7 @@ __all__ = [
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "078186f1adc9bc17"
+SOURCES_SHA = "fff4b3f392b19cae"
 """First 16 hex digits of the SHA-256 of ``_rows.py`` and ``_vmath.py`` together (tests/test_kernels_cpu.py).
 
 numba's on-disk cache keys a kernel on the source of its own file only: a kernel cached before an edit of those
@@ -644,9 +644,9 @@ def cross_entropy_rows_parallel(
     n, pieces = x.shape[0], sums.shape[0]
     for ch in prange(pieces):
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
-        _cross_entropy_chunk(
-            x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, r0, r1, sums[ch]
-        )
+        acc = np.zeros(4)  # this piece's own sums, stored once (_rows: pieces on several threads)
+        _cross_entropy_chunk(x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, r0, r1, acc)
+        sums[ch, :] = acc
 
 
 @jit(nrt=True, cache=True)
@@ -695,9 +695,11 @@ def cross_entropy_nocap_rows_parallel(
     n, pieces = x.shape[0], sums.shape[0]
     for ch in prange(pieces):
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
+        acc = np.zeros(4)  # this piece's own sums, stored once (_rows: pieces on several threads)
         _cross_entropy_nocap_chunk(
-            x, y, ignore, q, w, kind, eps, lam, cap, False, inv_ce, inv_z, grad, rows, r0, r1, sums[ch]
+            x, y, ignore, q, w, kind, eps, lam, cap, False, inv_ce, inv_z, grad, rows, r0, r1, acc
         )
+        sums[ch, :] = acc
 
 
 @jit(nrt=True, cache=True)
@@ -761,6 +763,6 @@ def cross_entropy_narrow_rows_parallel(
     n, pieces = x.shape[0], sums.shape[0]
     for ch in prange(pieces):
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
-        _ce_narrow_uncapped(
-            x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, r0, r1, sums[ch]
-        )
+        acc = np.zeros(4)  # this piece's own sums, stored once (_rows: pieces on several threads)
+        _ce_narrow_uncapped(x, y, ignore, q, w, kind, eps, lam, cap, capped, inv_ce, inv_z, grad, rows, r0, r1, acc)
+        sums[ch, :] = acc

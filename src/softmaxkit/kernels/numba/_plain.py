@@ -52,7 +52,7 @@ __all__ = [
     "softmax_rows_parallel",
 ]
 
-SOURCES_SHA = "078186f1adc9bc17"
+SOURCES_SHA = "fff4b3f392b19cae"
 """The stamp of ``_rows.py`` and ``_vmath.py``, as :data:`._kernels.SOURCES_SHA` (this file's cache needs its own)."""
 
 
@@ -87,12 +87,13 @@ def softmax_rows(x: Any, out: Any, mb: Any) -> None:
     softmax_chunk(x, out, mb[0], 0, x.shape[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def softmax_rows_parallel(x: Any, out: Any, mb: Any) -> None:
     """:func:`softmax_rows` with the rows cut into pieces, one per row of ``mb`` and thread."""
     n, pieces = x.shape[0], mb.shape[0]
     for ch in prange(pieces):
-        softmax_chunk(x, out, mb[ch], ch * n // pieces, (ch + 1) * n // pieces)
+        own = np.empty_like(mb[ch])  # this piece's own scratch (_rows: pieces on several threads)
+        softmax_chunk(x, out, own, ch * n // pieces, (ch + 1) * n // pieces)
 
 
 @jit()
@@ -117,12 +118,13 @@ def log_softmax_rows(x: Any, out: Any, mb: Any) -> None:
     log_softmax_chunk(x, out, mb[0], 0, x.shape[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def log_softmax_rows_parallel(x: Any, out: Any, mb: Any) -> None:
     """:func:`log_softmax_rows` with the rows cut into pieces, one per row of ``mb`` and thread."""
     n, pieces = x.shape[0], mb.shape[0]
     for ch in prange(pieces):
-        log_softmax_chunk(x, out, mb[ch], ch * n // pieces, (ch + 1) * n // pieces)
+        own = np.empty_like(mb[ch])  # this piece's own scratch (_rows: pieces on several threads)
+        log_softmax_chunk(x, out, own, ch * n // pieces, (ch + 1) * n // pieces)
 
 
 @jit()
@@ -141,12 +143,13 @@ def logsumexp_rows(x: Any, out: Any, mb: Any) -> None:
     logsumexp_chunk(x, out, mb[0], 0, x.shape[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def logsumexp_rows_parallel(x: Any, out: Any, mb: Any) -> None:
     """:func:`logsumexp_rows` with the rows cut into pieces, one per row of ``mb`` and thread."""
     n, pieces = x.shape[0], mb.shape[0]
     for ch in prange(pieces):
-        logsumexp_chunk(x, out, mb[ch], ch * n // pieces, (ch + 1) * n // pieces)
+        own = np.empty_like(mb[ch])  # this piece's own scratch (_rows: pieces on several threads)
+        logsumexp_chunk(x, out, own, ch * n // pieces, (ch + 1) * n // pieces)
 
 
 # ------------------------------------------------------------------------------------------ cross-entropy
@@ -221,7 +224,7 @@ def cross_entropy_rows(
     ce_grad_chunk(x, y, ignore, w, inv_ce, grad, rows, mb[0], 0, x.shape[0], sums[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def cross_entropy_rows_parallel(
     x: Any, y: Any, ignore: int, w: Any, inv_ce: float, grad: Any, rows: Any, mb: Any, sums: Any
 ) -> None:
@@ -229,7 +232,9 @@ def cross_entropy_rows_parallel(
     n, pieces = x.shape[0], sums.shape[0]
     for ch in prange(pieces):
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
-        ce_grad_chunk(x, y, ignore, w, inv_ce, grad, rows, mb[ch], r0, r1, sums[ch])
+        own, acc = np.empty_like(mb[ch]), np.zeros(4)  # this piece's own scratch and sums (_rows: pieces on threads)
+        ce_grad_chunk(x, y, ignore, w, inv_ce, grad, rows, own, r0, r1, acc)
+        sums[ch, :] = acc
 
 
 @jit(cache=True)
@@ -238,13 +243,15 @@ def cross_entropy_loss_rows(x: Any, y: Any, ignore: int, w: Any, rows: Any, mb: 
     ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], rows, mb[0], 0, x.shape[0], sums[0])
 
 
-@jit(cache=True, parallel=True)
+@jit(nrt=True, cache=True, parallel=True)
 def cross_entropy_loss_rows_parallel(x: Any, y: Any, ignore: int, w: Any, rows: Any, mb: Any, sums: Any) -> None:
     """:func:`cross_entropy_loss_rows` per piece of rows, as :func:`cross_entropy_rows_parallel`."""
     n, pieces = x.shape[0], sums.shape[0]
     for ch in prange(pieces):
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
-        ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], rows, mb[ch], r0, r1, sums[ch])
+        own, acc = np.empty_like(mb[ch]), np.zeros(4)  # this piece's own scratch and sums (_rows: pieces on threads)
+        ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], rows, own, r0, r1, acc)
+        sums[ch, :] = acc
 
 
 @jit(cache=True, nrt=True)

@@ -46,7 +46,7 @@ from ._vmath import jit
 
 __all__ = ["SOURCES_SHA", "TASKS", "Team", "block", "torch_team"]
 
-SOURCES_SHA = "3ea255a58c0853cd"
+SOURCES_SHA = "ee3ad21326be632a"
 """The stamp of ``_rows.py``, ``_vmath.py``, ``_plain.py`` and ``_backward.py``, whose row functions the tasks
 compile in: numba keys a cached function on its own file only, and a test fails until this follows them."""
 
@@ -124,12 +124,13 @@ def _map_pieces(data: Any, like: Any, op: int) -> None:
     ch = _claim(data)
     while ch < pieces:
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
+        own = np.empty_like(mb[ch])  # this piece's own scratch (_rows: pieces on several threads)
         if op == 0:
-            _plain.softmax_chunk(x, _matrix(b, OUT, n, like), mb[ch], r0, r1)
+            _plain.softmax_chunk(x, _matrix(b, OUT, n, like), own, r0, r1)
         elif op == 1:
-            _plain.log_softmax_chunk(x, _matrix(b, OUT, n, like), mb[ch], r0, r1)
+            _plain.log_softmax_chunk(x, _matrix(b, OUT, n, like), own, r0, r1)
         else:
-            _plain.logsumexp_chunk(x, carray(_pointer(b[OUT], 0.0), (n,)), mb[ch], r0, r1)
+            _plain.logsumexp_chunk(x, carray(_pointer(b[OUT], 0.0), (n,)), own, r0, r1)
         ch = _claim(data)
 
 
@@ -164,11 +165,13 @@ def _ce_pieces(data: Any, like: Any, grad_too: int) -> None:
     ch = _claim(data)
     while ch < pieces:
         r0, r1 = ch * n // pieces, (ch + 1) * n // pieces
+        own, acc = np.empty_like(mb[ch]), np.zeros(4)  # this piece's own scratch and sums (_rows: pieces on threads)
         if grad_too:
             grad = _matrix(b, OUT, n, like)
-            _plain.ce_grad_chunk(x, y, ignore, w, inv_ce, grad, rows, mb[ch], r0, r1, sums[ch])
+            _plain.ce_grad_chunk(x, y, ignore, w, inv_ce, grad, rows, own, r0, r1, acc)
         else:
-            _plain.ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], rows, mb[ch], r0, r1, sums[ch])
+            _plain.ce_loss_chunk(x, y, ignore, w, 1.0, x[:0], rows, own, r0, r1, acc)
+        sums[ch, :] = acc
         ch = _claim(data)
 
 
