@@ -7,6 +7,7 @@ the public ``backend=`` / ``softmaxkit.backend`` / ``SOFTMAXKIT_BACKEND`` and :f
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator
 
@@ -65,6 +66,26 @@ def test_precedence_keyword_context_environment(monkeypatch: pytest.MonkeyPatch)
             assert _backend.resolve() == "auto"
         assert _backend.resolve() == "reference"
         monkeypatch.delenv("SOFTMAXKIT_BACKEND")
+        assert _backend.resolve() == "auto"
+
+
+@pytest.mark.parametrize("lookup", ["os.environ's dict", "os.environ.get"])
+def test_the_environment_is_read_on_every_call(monkeypatch: pytest.MonkeyPatch, lookup: str) -> None:
+    """resolve reads os.environ's own dict (one lookup), or os.environ.get where there is none; either sees a
+    change made after the import, through os.environ, and a value that is not ASCII is decoded and named."""
+    if lookup == "os.environ.get":
+        monkeypatch.setattr(_backend, "_ENV_DATA", None)
+    monkeypatch.delenv("SOFTMAXKIT_BACKEND", raising=False)
+    with no_context():
+        assert _backend.resolve() == "auto"
+        os.environ["SOFTMAXKIT_BACKEND"] = "numpy"
+        try:
+            assert _backend.resolve() == "numpy"
+            os.environ["SOFTMAXKIT_BACKEND"] = "numbä"
+            with pytest.raises(ValueError, match=r"environment variable SOFTMAXKIT_BACKEND must be .*numbä"):
+                _backend.resolve()
+        finally:
+            del os.environ["SOFTMAXKIT_BACKEND"]
         assert _backend.resolve() == "auto"
 
 

@@ -166,9 +166,13 @@ def resolve(keyword: Any = None) -> str:
     chosen = _CHOICE.get()
     if chosen is not None:
         return chosen
-    raw = _ENV_DATA.get(_ENV_KEY) if _ENV_DATA is not None else os.environ.get("SOFTMAXKIT_BACKEND")
-    if raw:
-        return _checked(_decode(raw), "the environment variable SOFTMAXKIT_BACKEND")
+    if _ENV_DATA is not None:
+        raw = _ENV_DATA.get(_ENV_KEY)
+        env = _decode(raw) if raw else None
+    else:
+        env = os.environ.get("SOFTMAXKIT_BACKEND")
+    if env:
+        return _checked(env, "the environment variable SOFTMAXKIT_BACKEND")
     return "auto"
 
 
