@@ -89,7 +89,8 @@ def softmax_rows(x: Any, out: Any, mb: Any) -> None:
 
 @jit(nrt=True, cache=True, parallel=True)
 def softmax_rows_parallel(x: Any, out: Any, mb: Any) -> None:
-    """:func:`softmax_rows` with the rows cut into pieces, one per row of ``mb`` and thread."""
+    """:func:`softmax_rows` with the rows cut into pieces, one per row of ``mb`` and thread (each piece
+    allocates its own scratch: ``mb`` gives the pieces and the scratch's shape)."""
     n, pieces = x.shape[0], mb.shape[0]
     for ch in prange(pieces):
         own = np.empty_like(mb[ch])  # this piece's own scratch (_rows: pieces on several threads)
@@ -120,7 +121,8 @@ def log_softmax_rows(x: Any, out: Any, mb: Any) -> None:
 
 @jit(nrt=True, cache=True, parallel=True)
 def log_softmax_rows_parallel(x: Any, out: Any, mb: Any) -> None:
-    """:func:`log_softmax_rows` with the rows cut into pieces, one per row of ``mb`` and thread."""
+    """:func:`log_softmax_rows` with the rows cut into pieces, one per row of ``mb`` and thread (each piece
+    allocates its own scratch: ``mb`` gives the pieces and the scratch's shape)."""
     n, pieces = x.shape[0], mb.shape[0]
     for ch in prange(pieces):
         own = np.empty_like(mb[ch])  # this piece's own scratch (_rows: pieces on several threads)
@@ -145,7 +147,8 @@ def logsumexp_rows(x: Any, out: Any, mb: Any) -> None:
 
 @jit(nrt=True, cache=True, parallel=True)
 def logsumexp_rows_parallel(x: Any, out: Any, mb: Any) -> None:
-    """:func:`logsumexp_rows` with the rows cut into pieces, one per row of ``mb`` and thread."""
+    """:func:`logsumexp_rows` with the rows cut into pieces, one per row of ``mb`` and thread (each piece
+    allocates its own scratch: ``mb`` gives the pieces and the scratch's shape)."""
     n, pieces = x.shape[0], mb.shape[0]
     for ch in prange(pieces):
         own = np.empty_like(mb[ch])  # this piece's own scratch (_rows: pieces on several threads)

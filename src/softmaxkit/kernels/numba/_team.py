@@ -14,8 +14,9 @@ them, and returns when all have. ``fn`` here is a numba ``cfunc`` per operation 
 first use and cached on disk as the kernels are; ``data`` is an ``int64`` block (:func:`block`) holding the
 addresses and shapes of the arrays, the scalars, and a counter from which each thread claims the next piece of
 rows (an atomic add), so that a thread that starts late takes fewer pieces. The pieces are the ones the numba
-parallel kernels cut (rows ``ch * n // pieces`` to ``(ch + 1) * n // pieces``, their own scratch and sums row),
-computed by the same row functions, so the results are bit for bit those of the numba kernels.
+parallel kernels cut (rows ``ch * n // pieces`` to ``(ch + 1) * n // pieces``, each with scratch and sums of its
+own, stored into its row of ``sums`` at the end), computed by the same row functions, so the results are bit for
+bit those of the numba kernels.
 
 When. :func:`torch_team` gives the team only where it is safe and useful: torch imported, its parallel backend
 OpenMP through a libgomp in torch's own folder that is loaded in this process, more than one torch thread, and
@@ -46,7 +47,7 @@ from ._vmath import jit
 
 __all__ = ["SOURCES_SHA", "TASKS", "Team", "block", "torch_team"]
 
-SOURCES_SHA = "ee3ad21326be632a"
+SOURCES_SHA = "b4250a26b59e87fe"
 """The stamp of ``_rows.py``, ``_vmath.py``, ``_plain.py`` and ``_backward.py``, whose row functions the tasks
 compile in: numba keys a cached function on its own file only, and a test fails until this follows them."""
 
