@@ -166,7 +166,8 @@ def softmax(z: np.ndarray, temperature: float, log: bool, team: Any = None) -> n
 
 def small_softmax(z: np.ndarray, log: bool, team: Any = None) -> np.ndarray:
     """:func:`softmax` without a temperature of a C-contiguous ``z`` of fewer than :data:`SMALL` entries, on the
-    calling thread, with no other check or choice (the torch front's small calls)."""
+    calling thread (on ``team``'s threads where it gives the call more than one), with no other check or choice
+    (the torch front's small calls)."""
     if team is not None and team.pieces(z.size) > 1:
         return softmax(z, 1.0, log, team)
     x = z.reshape(-1, z.shape[-1])
@@ -218,9 +219,8 @@ def cross_entropy(
     kernels = _runtime.load()
     x = _as_rows(z)
     pieces = 1 if team is None else team.pieces(x.size)
-    k = x.shape[1]
-    plain = target.dtype.kind in "iu" and label_smoothing == 0 and z_loss == 0 and softcap is None and k > NARROW
-    if pieces > 1 and plain and (not want_grad or k * x.itemsize <= STORE):  # the common call, on the team
+    plain = target.dtype.kind in "iu" and label_smoothing == 0 and z_loss == 0 and softcap is None
+    if pieces > 1 and plain and _team_takes_ce(x, want_grad):  # the common call, on the team
         return _cross_entropy(kernels, x, z.shape, target, weight, ignore_index, label_smoothing, reduction,
                                   z_loss, softcap, want_grad, pieces, team)  # fmt: skip
     with _runtime.threads(x.size) as pieces:
@@ -232,12 +232,13 @@ def small_cross_entropy(z: np.ndarray, target: np.ndarray, mean: bool, want_grad
     """:func:`cross_entropy` of 2-D C-contiguous logits and int64 class indices with ``ignore_index`` -100 and
     every other option at its default but the reduction (``mean``, else ``sum``), on the calling thread, the
     labels checked on the way: ``(loss, grad)``, or None when a label is out of range (for the caller's check
-    to name). For small calls: one kernel call (:func:`._plain.small_cross_entropy`)."""
+    to name). For small calls: one kernel call (:func:`._plain.small_cross_entropy`); where ``team`` gives the
+    call more than one thread, the labels are checked first and the team's task computes (:func:`_ce_on_team`)."""
     kernels = _runtime.load()
     k = z.shape[1]
     grad = np.empty((z.shape[0] if want_grad else 0, k), dtype=z.dtype)
     pieces = 1 if team is None else team.pieces(z.size)
-    if pieces > 1 and k > NARROW and (not want_grad or k * z.itemsize <= STORE):  # the common call, on the team
+    if pieces > 1 and _team_takes_ce(z, want_grad):  # the common call, on the team
         y = _readable(target)
         bad, kept, inv = _runtime.load_extra("_backward").label_scale(y, k, -100, mean)
         if bad >= 0:
@@ -342,6 +343,13 @@ def _cross_entropy(
             zl = zl / n_rows if n_rows > 0 else 0.0
         loss = np.asarray(ce + zl, dtype=dt)
     return loss, (grad.reshape(shape) if want_grad else None)
+
+
+def _team_takes_ce(x: np.ndarray, want_grad: bool) -> bool:
+    """Whether the team's class-index CE task runs the rows ``x``: longer than :data:`NARROW`, and with the
+    gradient wanted, at most :data:`STORE` bytes (its first pass keeps the exponentials in the gradient)."""
+    k = x.shape[1]
+    return bool(k > NARROW and (not want_grad or k * x.itemsize <= STORE))
 
 
 def _ce_on_team(
@@ -469,7 +477,8 @@ def softmax_backward(out: np.ndarray, grad: np.ndarray, log: bool, team: Any = N
 
 def small_softmax_backward(out: np.ndarray, grad: np.ndarray, log: bool, team: Any = None) -> np.ndarray:
     """:func:`softmax_backward` of C-contiguous ``out`` and ``grad`` of one shape and dtype, fewer than
-    :data:`SMALL` entries, on the calling thread, with no other check or choice (the torch front's small calls)."""
+    :data:`SMALL` entries, on the calling thread (on ``team``'s threads where it gives the call more than one),
+    with no other check or choice (the torch front's small calls)."""
     if team is not None and team.pieces(out.size) > 1:
         return softmax_backward(out, grad, log, team)
     kernels = _runtime.load_extra("_backward")
